@@ -1,0 +1,4 @@
+"""The node agent and its tools: job files, the job store, launch plans and the agent loop.
+
+Installable alone (no pulumi): it is what the GPU pool's VM image carries.
+"""

@@ -1,0 +1,1 @@
+"""The command a person types: validate, preview, review, diff, migrate and demo a stack."""
