@@ -1,0 +1,184 @@
+"""Reading a job file (Azure ML CLI v2 command job + the `trainstack:` extension) into a
+validated `JobSpec`, refusing at submit time whatever a pool could not run.
+
+    load_job("job.yml", {"inputs.epochs": "3"})  -> JobSpec
+    parse_job(text, source="job.yml", base_dir=".")  -> JobSpec
+    job_json_schema()                              -> the file's JSON Schema
+
+Paths in the file (`code`, local data inputs) are resolved against the job file's folder
+(also for `--set` overrides) and stored absolute, so the spec means the same on any machine
+that reads it back (`JobSpec.model_validate(spec.model_dump(by_alias=True))`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from jobrunner.errors import ConfigError, JobSpecError, Problem, did_you_mean
+from jobrunner.files import parse_mapping, validate_model
+from jobrunner.spec_compat import apply_overrides, normalize
+from jobrunner.spec_expr import NAMESPACES, references
+from jobrunner.spec_models import (
+    DataInput,
+    DataOutput,
+    Environment,
+    Extension,
+    JobSpec,
+    Limits,
+    MpiDistribution,
+    Preparation,
+    PyTorchDistribution,
+    Resources,
+    Retry,
+    TensorFlowDistribution,
+)
+
+__all__ = [
+    "DataInput",
+    "DataOutput",
+    "Environment",
+    "Extension",
+    "JobSpec",
+    "Limits",
+    "MpiDistribution",
+    "Preparation",
+    "PyTorchDistribution",
+    "Resources",
+    "Retry",
+    "TensorFlowDistribution",
+    "job_json_schema",
+    "load_job",
+    "parse_job",
+]
+
+SCHEMA_ID = "https://trainstack.dev/schemas/job.schema.json"
+_NO_OVERRIDES: Mapping[str, str] = {}
+
+
+def load_job(
+    path: str | Path, overrides: Mapping[str, str] = _NO_OVERRIDES, *, check_paths: bool = True
+) -> JobSpec:
+    """Read and validate the job file at `path`, with `--set` style `overrides` applied.
+
+    Raises JobSpecError (every problem found, each naming the file, the field and the fix)
+    when the file is missing, not YAML, malformed, or asks for what a pool cannot run.
+    `check_paths=False` skips checking that `code` and local inputs exist.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobSpecError([Problem(str(p), "", "job file not found", "check the path")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobSpecError([Problem(str(p), "", f"cannot read job file: {exc}")]) from None
+    return parse_job(text, source=str(p), base_dir=p.parent, overrides=overrides, check_paths=check_paths)
+
+
+def parse_job(
+    text: str,
+    source: str | None = None,
+    base_dir: str | Path = ".",
+    overrides: Mapping[str, str] = _NO_OVERRIDES,
+    *,
+    check_paths: bool = True,
+) -> JobSpec:
+    """Like `load_job` for text in hand; `source` names it in errors, `base_dir` anchors paths.
+
+    Raises JobSpecError, never anything else, whatever the text holds.
+    """
+    try:
+        data = parse_mapping(text, source=source, what="job file")
+    except ConfigError as exc:
+        raise JobSpecError(exc.problems) from None
+    data, problems = apply_overrides(data, overrides, source)
+    data, refused = normalize(data, source)
+    problems += refused
+    try:
+        spec = validate_model(JobSpec, data, file=source, error=JobSpecError)
+    except JobSpecError as exc:
+        raise JobSpecError([*problems, *exc.problems]) from None
+    problems += _reference_problems(spec, source)
+    spec, missing = _resolve_paths(spec, Path(base_dir), source, check_paths)
+    problems += missing
+    if problems:
+        raise JobSpecError(problems)
+    return spec
+
+
+def job_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a job file (what `schemas/job.schema.json` holds)."""
+    schema = JobSpec.model_json_schema(by_alias=True)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "trainstack job file (Azure ML CLI v2 command job + `trainstack` extension)",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
+
+
+def _reference_problems(spec: JobSpec, source: str | None) -> list[Problem]:
+    """Every `${{...}}` in the command and the preparation names something that exists."""
+    commands = {"command": spec.command}
+    if spec.trainstack.preparation:
+        commands["trainstack.preparation.command"] = spec.trainstack.preparation.command
+    declared = {"inputs": spec.inputs, "outputs": spec.outputs}
+    problems: list[Problem] = []
+    for field, command in commands.items():
+        for ref in references(command):
+            if ref.namespace not in NAMESPACES:
+                problems.append(
+                    Problem(source, field, f"`{ref}`: a pool substitutes only inputs and outputs", None)
+                )
+                continue
+            names = declared[ref.namespace]
+            if ref.name in names and (names[ref.name] is not None or ref.optional):
+                continue
+            if ref.optional:
+                continue
+            if ref.name in names:
+                problems.append(
+                    Problem(
+                        source,
+                        f"{ref.namespace}.{ref.name}",
+                        f"has no value but `{field}` uses it",
+                        f"give it a value, `--set {ref.namespace}.{ref.name}=...`, or wrap the use in $[[ ]]",
+                    )
+                )
+                continue
+            guess = did_you_mean(ref.name, names)
+            fix = (
+                f"did you mean `{ref.namespace}.{guess}`?"
+                if guess
+                else f"declare `{ref.namespace}.{ref.name}`"
+            )
+            problems.append(Problem(source, field, f"`{ref}` names no declared {ref.namespace[:-1]}", fix))
+    return problems
+
+
+def _resolve_paths(
+    spec: JobSpec, base: Path, source: str | None, check: bool
+) -> tuple[JobSpec, list[Problem]]:
+    """`code` and local inputs made absolute against `base`; missing ones reported when `check`."""
+    problems: list[Problem] = []
+
+    def resolve(field: str, rel: str, exists: Callable[[Path], bool], what: str) -> str:
+        path = (base / Path(rel).expanduser()).resolve()
+        if check and not exists(path):
+            problems.append(
+                Problem(source, field, f"{what} `{rel}` not found (looked at {path})", "check the path")
+            )
+        return str(path)
+
+    update: dict[str, Any] = {}
+    if spec.code is not None:
+        update["code"] = resolve("code", spec.code, Path.is_dir, "code folder")
+    inputs: dict[str, Any] = dict(spec.inputs)
+    for name, value in spec.data_inputs.items():
+        if value.location.kind == "local":
+            exists = Path.is_file if value.type == "uri_file" else Path.is_dir
+            local = resolve(f"inputs.{name}.path", value.location.path, exists, value.type)
+            inputs[name] = value.model_copy(update={"path": local})
+    update["inputs"] = inputs
+    return spec.model_copy(update=update), problems
