@@ -1,0 +1,157 @@
+"""Job logs: spooled to local disk first, shipped to append blobs in batches.
+
+Writers (the launcher's output threads) only append to a local spool file per stream: no
+network call on the job's output path, so a chatty job is not slowed down and a store
+outage loses nothing. A shipper thread wakes every `interval_s`, and for each stream sends
+whatever the spool holds beyond what it already shipped, in appends of at most 4 MiB (the
+service's limit per append block). A failed append is retried on the next round from the
+same offset; `close()` ships the rest and reports whether everything made it.
+
+Blob names: `runs/<experiment>/<id>/logs/<attempt>/<stream>.txt`; reading them back is
+`LogReader` (`jobrunner logs`, `--follow`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from jobrunner.errors import NotFoundError, StoreError
+from jobrunner.store import MAX_APPEND_BLOCK, RUNS, Store
+
+
+class _Stream:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[bytes] = open(path, "ab")  # noqa: SIM115 - open for the stream's life
+        self.lock = threading.Lock()
+        self.shipped = 0
+
+
+class LogShipper:
+    """Spools named streams to `spool_dir` and ships them under `prefix` in the `runs` container."""
+
+    def __init__(self, store: Store, prefix: str, spool_dir: Path, *, interval_s: float = 2.0) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._spool = spool_dir
+        self._interval = interval_s
+        self._streams: dict[str, _Stream] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ship_lock = threading.Lock()
+        spool_dir.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> LogShipper:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _stream(self, name: str) -> _Stream:
+        with self._lock:
+            stream = self._streams.get(name)
+            if stream is None:
+                stream = self._streams[name] = _Stream(self._spool / f"{name}.txt")
+            return stream
+
+    def write(self, name: str, text: str) -> None:
+        """Append `text` to stream `name` (a newline is added when missing). Never blocks on I/O to the store."""
+        stream = self._stream(name)
+        data = text.encode("utf-8", errors="replace")
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        with stream.lock:
+            stream.file.write(data)
+
+    def sink(self, name: str) -> Callable[[str], None]:
+        """A writer bound to one stream."""
+        return lambda text: self.write(name, text)
+
+    def start(self) -> None:
+        """Start shipping in the background."""
+        self._thread = threading.Thread(target=self._run, name="log-shipper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self.ship()
+
+    def ship(self) -> bool:
+        """Send everything spooled so far; False when the store refused some of it (kept for later)."""
+        with self._ship_lock:
+            with self._lock:
+                streams = list(self._streams.items())
+            ok = True
+            for name, stream in streams:
+                with stream.lock:
+                    stream.file.flush()
+                    size = stream.file.tell()
+                try:
+                    self._ship_stream(name, stream, size)
+                except StoreError:
+                    ok = False
+            return ok
+
+    def _ship_stream(self, name: str, stream: _Stream, size: int) -> None:
+        if size <= stream.shipped:
+            return
+        with open(stream.path, "rb") as f:
+            f.seek(stream.shipped)
+            while stream.shipped < size:
+                chunk = f.read(min(MAX_APPEND_BLOCK, size - stream.shipped))
+                if not chunk:
+                    break
+                self._store.append(RUNS, f"{self._prefix}{name}.txt", chunk)
+                stream.shipped += len(chunk)
+
+    def close(self) -> bool:
+        """Stop the thread, ship the rest, close the spool files. False if some could not be shipped."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        ok = self.ship()
+        with self._lock:
+            for stream in self._streams.values():
+                stream.file.close()
+        return ok
+
+
+class LogReader:
+    """Reads a run's log blobs, remembering how far it got (for `--follow`)."""
+
+    def __init__(self, store: Store, prefix: str) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._offsets: dict[str, int] = {}
+
+    def streams(self) -> list[str]:
+        """The stream names shipped so far, sorted."""
+        return sorted(
+            b.name.removeprefix(self._prefix).removesuffix(".txt")
+            for b in self._store.list(RUNS, self._prefix)
+        )
+
+    def read_new(self) -> list[tuple[str, str]]:
+        """(stream, text) for every stream that grew since the last call."""
+        out: list[tuple[str, str]] = []
+        for blob in sorted(self._store.list(RUNS, self._prefix), key=lambda b: b.name):
+            seen = self._offsets.get(blob.name, 0)
+            if blob.size <= seen:
+                continue
+            try:
+                data, _ = self._store.get(RUNS, blob.name, offset=seen)
+            except NotFoundError:
+                continue
+            self._offsets[blob.name] = seen + len(data)
+            name = blob.name.removeprefix(self._prefix).removesuffix(".txt")
+            out.append((name, data.decode("utf-8", errors="replace")))
+        return out

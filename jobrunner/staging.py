@@ -1,0 +1,251 @@
+"""Moving a job's files between a machine and the store: the code snapshot, inputs,
+outputs and datastore folders.
+
+- Submit: `pack_code` (the `code:` folder as a tar.gz, without `.git`, `__pycache__` and
+  what `.amlignore` / `.gitignore` exclude) and `upload_local_inputs` (local input files and
+  folders, to `runs/<exp>/<id>/inputs/<name>/`).
+- Node: `unpack_code`, `stage_inputs` (datastore paths from that datastore's container, local
+  inputs from the run, https by download), `OutputSync` (outputs and the code folder's
+  `./outputs`, `./logs` to `runs/<exp>/<id>/outputs/<name>/`, and to the datastore for
+  `azureml://datastores/...` output paths; only files that changed since the last sync).
+- `jobrunner data`: `upload_tree`, `download_tree`, with a progress callback.
+
+A datastore `<d>` is the blob container of the same name (`workspaceblobstore` by default).
+Failure modes: StoreError from the store, NotFoundError for a datastore path with nothing
+under it, LaunchError for a location a node cannot read.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import os
+import tarfile
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path, PurePosixPath
+
+from jobrunner.errors import LaunchError, NotFoundError
+from jobrunner.spec import JobSpec
+from jobrunner.spec_uri import parse_data_uri
+from jobrunner.status import RunRef
+from jobrunner.store import RUNS, Store
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+ALWAYS_EXCLUDED = (".git", "__pycache__", ".ipynb_checkpoints", ".venv", "node_modules")
+IGNORE_FILES = (".amlignore", ".gitignore")
+
+
+# ----------------------------------------------------------------- code snapshot
+def _ignore_patterns(root: Path) -> list[str]:
+    """Patterns from `.amlignore` (Azure ML's), else `.gitignore`, of the code folder's top."""
+    for name in IGNORE_FILES:
+        f = root / name
+        if f.is_file():
+            lines = (line.strip() for line in f.read_text(errors="replace").splitlines())
+            return [line for line in lines if line and not line.startswith(("#", "!"))]
+    return []
+
+
+def _excluded(rel: PurePosixPath, patterns: list[str]) -> bool:
+    if any(part in ALWAYS_EXCLUDED for part in rel.parts):
+        return True
+    for pattern in patterns:
+        anchored = pattern.startswith("/")
+        pat = pattern.strip("/")
+        if anchored and fnmatch.fnmatch(str(rel), pat):
+            return True
+        if not anchored and (fnmatch.fnmatch(rel.name, pat) or fnmatch.fnmatch(str(rel), pat)):
+            return True
+    return False
+
+
+def code_files(root: Path) -> list[Path]:
+    """The files of a code folder that go into its snapshot, relative to `root`."""
+    patterns = _ignore_patterns(root)
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath).relative_to(root)
+        dirnames[:] = sorted(
+            d for d in dirnames if not _excluded(PurePosixPath((base / d).as_posix()), patterns)
+        )
+        out.extend(
+            base / f
+            for f in sorted(filenames)
+            if not _excluded(PurePosixPath((base / f).as_posix()), patterns)
+        )
+    return out
+
+
+def pack_code(root: Path) -> bytes:
+    """The code folder as a gzipped tar of `code_files(root)`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for rel in code_files(root):
+            tar.add(root / rel, arcname=rel.as_posix(), recursive=False)
+    return buf.getvalue()
+
+
+def unpack_code(data: bytes, dest: Path) -> None:
+    """Extract a code snapshot into `dest` (links and paths outside `dest` are refused)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        tar.extractall(dest, filter="data")
+
+
+# ------------------------------------------------------------------ trees
+def _local_files(path: Path) -> list[tuple[Path, str]]:
+    """(file, relative posix name) for a file or every file under a folder."""
+    if path.is_file():
+        return [(path, path.name)]
+    return sorted(
+        (p, p.relative_to(path).as_posix()) for p in path.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+
+
+def _join(prefix: str, rel: str) -> str:
+    return f"{prefix.strip('/')}/{rel}" if prefix.strip("/") else rel
+
+
+def upload_tree(
+    store: Store, container: str, source: Path, prefix: str, *, progress: Progress | None = None
+) -> int:
+    """Upload a file, or every file under a folder, to `container/prefix/...`; returns the file count."""
+    files = _local_files(source)
+    total = sum(f.stat().st_size for f, _ in files)
+    done = 0
+    for path, rel in files:
+        size = path.stat().st_size
+        base = done
+        hook = (lambda current, base=base: progress(base + current, total)) if progress else None
+        store.upload_file(container, _join(prefix, rel), path, progress=hook)
+        done += size
+        if progress:
+            progress(done, total)
+    return len(files)
+
+
+def download_tree(
+    store: Store, container: str, prefix: str, dest: Path, *, progress: Progress | None = None
+) -> int:
+    """Download every blob under `container/prefix` into `dest` (keeping relative paths).
+
+    A prefix naming one blob downloads that file into `dest`. NotFoundError when nothing is there.
+    """
+    clean = prefix.strip("/")
+    blobs = [
+        b
+        for b in store.list(container, clean)
+        if b.name == clean or b.name.startswith(clean + "/") or not clean
+    ]
+    if not blobs:
+        raise NotFoundError(
+            f"nothing at {container}/{clean}",
+            fix="check the datastore name and path (`jobrunner data upload`)",
+        )
+    total = sum(b.size for b in blobs)
+    done = 0
+    for blob in blobs:
+        rel = PurePosixPath(blob.name).name if blob.name == clean else blob.name[len(clean) :].lstrip("/")
+        target = (dest / rel).resolve()
+        if not target.is_relative_to(dest.resolve()):
+            continue  # a blob name with `..` must not write outside dest
+        base = done
+        hook = (lambda current, base=base: progress(base + current, total)) if progress else None
+        store.download_file(container, blob.name, target, progress=hook)
+        done += blob.size
+        if progress:
+            progress(done, total)
+    return len(blobs)
+
+
+# ------------------------------------------------------------------ submit side
+def upload_local_inputs(store: Store, ref: RunRef, spec: JobSpec, progress: Progress | None = None) -> None:
+    """Upload each local input of `spec` (files and folders) to the run's `inputs/<name>/`."""
+    for name, data in spec.data_inputs.items():
+        if data.location.kind == "local":
+            upload_tree(store, RUNS, Path(data.location.path), ref.inputs_prefix(name), progress=progress)
+
+
+# ------------------------------------------------------------------ node side
+def stage_inputs(store: Store, ref: RunRef, spec: JobSpec, root: Path) -> dict[str, str]:
+    """Bring every data input of `spec` under `root/<name>`; returns input name -> local path.
+
+    `direct` inputs are not copied: the job gets the URI itself. Raises NotFoundError when a
+    datastore path holds nothing, LaunchError for a location a node cannot read.
+    """
+    out: dict[str, str] = {}
+    for name, data in spec.data_inputs.items():
+        loc = data.location
+        if data.mode == "direct":
+            out[name] = data.path
+            continue
+        dest = root / name
+        if loc.kind == "datastore":
+            download_tree(store, datastore_container(loc.store or ""), loc.path, dest)
+        elif loc.kind == "local":
+            download_tree(store, RUNS, ref.inputs_prefix(name), dest)
+        elif loc.kind == "https":
+            dest.mkdir(parents=True, exist_ok=True)
+            filename = PurePosixPath(loc.url or "").name or "download"
+            try:
+                urllib.request.urlretrieve(loc.url or "", dest / filename)  # noqa: S310 - https by design
+            except OSError as exc:
+                raise LaunchError(f"inputs.{name}: cannot download {loc.url}: {exc}") from None
+        else:
+            raise LaunchError(
+                f"inputs.{name}: {data.path} is on another storage account, which this pool cannot read",
+                fix="copy it to a datastore of the pool's store and use azureml://datastores/<d>/paths/<p>",
+            )
+        out[name] = str(_single_file(dest) if data.type == "uri_file" else dest)
+    return out
+
+
+def _single_file(folder: Path) -> Path:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return files[0] if len(files) == 1 else folder
+
+
+def datastore_container(name: str) -> str:
+    """The blob container that holds datastore `name` (container names are lowercase)."""
+    return name.lower()
+
+
+class OutputSync:
+    """Uploads a node's output folders; each `sync()` sends only files new or changed since the last."""
+
+    def __init__(self, store: Store, ref: RunRef, spec: JobSpec, folders: dict[str, Path]) -> None:
+        """`folders`: output name -> local folder (the job's outputs, plus `outputs`/`logs` of its code)."""
+        self._store = store
+        self._targets: list[tuple[Path, list[tuple[str, str]]]] = []
+        for name, folder in folders.items():
+            targets = [(RUNS, ref.outputs_prefix(name))]
+            declared = spec.outputs.get(name)
+            if declared is not None and declared.path:
+                loc = parse_data_uri(declared.path)  # validated at submit: a datastore path
+                targets.append((datastore_container(loc.store or ""), loc.path))
+            self._targets.append((folder, targets))
+        self._seen: dict[Path, tuple[int, int]] = {}
+
+    def sync(self) -> int:
+        """Upload what changed; returns how many files went up. StoreError when the store fails."""
+        sent = 0
+        for folder, targets in self._targets:
+            for path, rel in _changed(folder, self._seen):
+                for container, prefix in targets:
+                    self._store.upload_file(container, _join(prefix, rel), path)
+                stat = path.stat()
+                self._seen[path] = (stat.st_size, stat.st_mtime_ns)
+                sent += 1
+        return sent
+
+
+def _changed(folder: Path, seen: dict[Path, tuple[int, int]]) -> Iterable[tuple[Path, str]]:
+    if not folder.exists():
+        return []
+    out = []
+    for path, rel in _local_files(folder):
+        stat = path.stat()
+        if seen.get(path) != (stat.st_size, stat.st_mtime_ns):
+            out.append((path, rel))
+    return out
