@@ -15,7 +15,7 @@ Every function here returns `Problem`s instead of raising, so one pass reports t
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -24,6 +24,8 @@ from jobrunner.errors import Problem, did_you_mean
 from jobrunner.spec_expr import modernize
 
 DISTRIBUTION_TYPES = ("pytorch", "tensorflow", "mpi")
+# refuse(field, message, fix): records one Problem.
+Refuse = Callable[..., None]
 _LITERAL_INPUT_TYPES = ("string", "integer", "number", "boolean")
 # Overridden values under these keys are YAML scalars (`2`, `0.1`, `true`); elsewhere text.
 _TYPED_OVERRIDES = ("inputs", "resources", "distribution", "limits", "trainstack")
@@ -88,12 +90,14 @@ def normalize(data: dict[str, Any], source: str | None) -> tuple[dict[str, Any],
         refuse(
             "type", f"a pool runs command jobs only, not `{kind}` jobs", "submit each step as a command job"
         )
+        out.pop("type")
     if "component" in out:
         refuse(
             "component",
             "a pool cannot resolve Azure ML components",
             "write `command`, `code` and `environment`",
         )
+        out.pop("component")
     _normalize_code(out, refuse)
     _normalize_environment(out, refuse)
     _normalize_compute(out)
@@ -110,7 +114,7 @@ def normalize(data: dict[str, Any], source: str | None) -> tuple[dict[str, Any],
     return out, problems
 
 
-def _normalize_code(out: dict[str, Any], refuse: Any) -> None:
+def _normalize_code(out: dict[str, Any], refuse: Refuse) -> None:
     code = out.get("code")
     if isinstance(code, dict) and isinstance(code.get("local_path"), str):
         out["code"] = code = code["local_path"]
@@ -122,7 +126,7 @@ def _normalize_code(out: dict[str, Any], refuse: Any) -> None:
         )
 
 
-def _normalize_environment(out: dict[str, Any], refuse: Any) -> None:
+def _normalize_environment(out: dict[str, Any], refuse: Refuse) -> None:
     env = out.get("environment")
     if isinstance(env, str):
         if env.startswith("azureml:"):
@@ -165,7 +169,7 @@ def _normalize_compute(out: dict[str, Any]) -> None:
             out["resources"] = {**resources, "instance_count": compute["instance_count"]}
 
 
-def _normalize_distribution(out: dict[str, Any], refuse: Any) -> None:
+def _normalize_distribution(out: dict[str, Any], refuse: Refuse) -> None:
     dist = out.get("distribution")
     if not isinstance(dist, dict):
         return

@@ -27,6 +27,18 @@ def _input_kind(value: Any) -> str | None:
     return None
 
 
+_ASSET_TYPES = ("mltable", "custom_model", "mlflow_model", "triton_model")
+
+
+def _uri_type_only(value: Any) -> Any:
+    if value in _ASSET_TYPES:
+        raise ValueError(
+            f"type `{value}` is an Azure ML asset type (tables and models live in a workspace), "
+            "which a pool cannot stage; use `uri_folder` or `uri_file` with the data's path"
+        )
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -46,15 +58,7 @@ class DataInput(_Model):
     path_on_compute: str | None = Field(None, description="ignored: the pool chooses where inputs go")
     description: str | None = None
 
-    @field_validator("type", mode="before")
-    @classmethod
-    def _stageable_type(cls, value: Any) -> Any:
-        if value in ("mltable", "custom_model", "mlflow_model", "triton_model"):
-            raise ValueError(
-                f"type `{value}` is a registered-asset type that a pool cannot stage; "
-                "use `uri_folder` or `uri_file` with the data's path"
-            )
-        return value
+    _type = field_validator("type", mode="before")(classmethod(lambda cls, v: _uri_type_only(v)))
 
     @field_validator("path")
     @classmethod
@@ -79,14 +83,7 @@ class DataOutput(_Model):
     version: str | int | None = Field(None, description="ignored: a pool does not register data assets")
     description: str | None = None
 
-    @field_validator("type", mode="before")
-    @classmethod
-    def _writable_type(cls, value: Any) -> Any:
-        if value in ("mltable", "custom_model", "mlflow_model", "triton_model"):
-            raise ValueError(
-                f"type `{value}` registers a model or table asset, which a pool cannot do; use `uri_folder`"
-            )
-        return value
+    _type = field_validator("type", mode="before")(classmethod(lambda cls, v: _uri_type_only(v)))
 
     @field_validator("path")
     @classmethod

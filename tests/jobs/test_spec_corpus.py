@@ -14,7 +14,16 @@ CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "aml-cli-v2
 FILES = sorted(CORPUS.glob("*.yml")) + sorted(CORPUS.glob("*.yaml"))
 
 # Words that say why a pool cannot run something, one of which every refusal must carry.
-REASONS = ("registered", "a pool", "cannot", "not found", "unknown key", "did you mean", "must be", "should be")
+REASONS = (
+    "registered",
+    "a pool",
+    "cannot",
+    "not found",
+    "unknown key",
+    "did you mean",
+    "must be",
+    "should be",
+)
 
 
 @pytest.mark.skipif(not FILES, reason="no corpus next to the checkout")
