@@ -24,7 +24,7 @@ def test_committed_schema_matches_the_models() -> None:
     if os.environ.get("TRAINSTACK_UPDATE_SCHEMAS"):
         SCHEMA.write_text(rendered(), encoding="utf-8")
     assert SCHEMA.read_text(encoding="utf-8") == rendered(), (
-        "schemas/job.schema.json is stale: run `TRAINSTACK_UPDATE_SCHEMAS=1 pytest tests/jobs/test_job_schema.py`"
+        "schemas/job.schema.json is stale: rerun this test with TRAINSTACK_UPDATE_SCHEMAS=1"
     )
 
 

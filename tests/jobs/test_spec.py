@@ -195,7 +195,8 @@ def test_missing_local_input_is_refused(tmp_path: Path) -> None:
 
 def test_ignored_fields_are_noted() -> None:
     spec = parse(
-        "command: x\ncompute: azureml:gpu\nidentity: {type: managed}\nresources: {instance_type: Standard_NC6}\n"
+        "command: x\ncompute: azureml:gpu\nidentity: {type: managed}\n"
+        "resources: {instance_type: Standard_NC6}\n"
         "outputs: {m: {name: my-model, version: 2}}\nservices: {ssh: {type: ssh}}\n"
     )
     assert len(spec.notes) == 5

@@ -101,6 +101,8 @@ def test_any_yaml_gives_a_spec_or_a_job_spec_error(doc: dict[str, object], overr
 @given(st.text(max_size=60))
 def test_any_text_gives_a_spec_or_a_job_spec_error(text: str) -> None:
     try:
-        parse_job(text, source="fuzz.yml", check_paths=False)
-    except JobSpecError:
-        pass
+        spec = parse_job(text, source="fuzz.yml", check_paths=False)
+    except JobSpecError as exc:
+        assert exc.problems
+    else:
+        assert spec.command
