@@ -1,0 +1,158 @@
+"""How two stacks differ: resources only in one of them, and for the resources both declare,
+every input that differs, as a property path with both values.
+
+Resources are paired by type and logical name. Names often carry the stack's environment
+(`mlw-dev` / `mlw-prod`), so what is left unpaired is paired again with each side's
+environment name replaced by a placeholder. Values that differ only by that same
+environment name (a `computeName` of `gpu-dev` and `gpu-prod`) are still reported: they are
+real differences a reviewer may want to see.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from policies.model import Resource
+
+_MISSING = "(not set)"
+
+
+@dataclass(frozen=True)
+class PropertyChange:
+    """One input that differs: its path (`properties.properties.scaleSettings.maxNodeCount`)
+    and its value in each stack (`(not set)` where a stack leaves it out)."""
+
+    path: str
+    a: Any
+    b: Any
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "a": self.a, "b": self.b}
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    """A resource both stacks declare, with the inputs that differ."""
+
+    type: str
+    name_a: str
+    name_b: str
+    changes: tuple[PropertyChange, ...]
+
+    @property
+    def name(self) -> str:
+        return self.name_a if self.name_a == self.name_b else f"{self.name_a} → {self.name_b}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "name_a": self.name_a,
+            "name_b": self.name_b,
+            "changes": [c.as_json() for c in self.changes],
+        }
+
+
+@dataclass(frozen=True)
+class StackDiff:
+    """`only_a` / `only_b`: resources one stack declares and the other does not."""
+
+    a: str
+    b: str
+    only_a: tuple[Resource, ...]
+    only_b: tuple[Resource, ...]
+    changed: tuple[ResourceChange, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.only_a or self.only_b or self.changed)
+
+    def as_json(self) -> dict[str, Any]:
+        def brief(r: Resource) -> dict[str, str]:
+            return {"type": r.type, "name": r.name}
+
+        return {
+            "a": self.a,
+            "b": self.b,
+            "only_a": [brief(r) for r in self.only_a],
+            "only_b": [brief(r) for r in self.only_b],
+            "changed": [c.as_json() for c in self.changed],
+        }
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaf values of nested mappings and lists by path: `{"a": {"b": [1]}}` -> `{"a.b[0]": 1}`.
+    An empty mapping or list is a leaf of its own, so `{}` and "not set" stay different."""
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for key in sorted(value, key=str):
+            out.update(flatten(value[key], f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list | tuple) and value:
+        out = {}
+        for i, item in enumerate(value):
+            out.update(flatten(item, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def property_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[PropertyChange, ...]:
+    """Every leaf path whose value differs between two input mappings, sorted by path."""
+    fa, fb = flatten(a), flatten(b)
+    return tuple(
+        PropertyChange(path, fa.get(path, _MISSING), fb.get(path, _MISSING))
+        for path in sorted(fa.keys() | fb.keys())
+        if fa.get(path, _MISSING) != fb.get(path, _MISSING)
+    )
+
+
+def _neutral(name: str, environment: str) -> str:
+    """The name with the environment as a whole word (between separators) made generic."""
+    if not environment:
+        return name
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(environment)}(?![A-Za-z0-9])", "{env}", name)
+
+
+def diff_stacks(
+    a: Sequence[Resource],
+    b: Sequence[Resource],
+    *,
+    name_a: str = "a",
+    name_b: str = "b",
+    env_a: str = "",
+    env_b: str = "",
+) -> StackDiff:
+    """Compare two stacks' resources. `env_a`/`env_b` are their environment names, used to
+    pair resources whose names differ only by it. Never fails: a resource whose inputs are
+    not mappings compares as a single value."""
+    by_key_b = {(r.type, r.name): r for r in b}
+    pairs: list[tuple[Resource, Resource]] = []
+    left_a: list[Resource] = []
+    for r in a:
+        other = by_key_b.pop((r.type, r.name), None)
+        if other is not None:
+            pairs.append((r, other))
+        else:
+            left_a.append(r)
+    neutral_b = {(r.type, _neutral(r.name, env_b)): r for r in by_key_b.values()}
+    only_a: list[Resource] = []
+    for r in left_a:
+        other = neutral_b.pop((r.type, _neutral(r.name, env_a)), None)
+        if other is not None:
+            pairs.append((r, other))
+        else:
+            only_a.append(r)
+    changed = [
+        ResourceChange(ra.type, ra.name, rb.name, changes)
+        for ra, rb in pairs
+        if (changes := property_changes(ra.inputs, rb.inputs))
+    ]
+    return StackDiff(
+        a=name_a,
+        b=name_b,
+        only_a=tuple(sorted(only_a, key=lambda r: (r.type, r.name))),
+        only_b=tuple(sorted(neutral_b.values(), key=lambda r: (r.type, r.name))),
+        changed=tuple(sorted(changed, key=lambda c: (c.type, c.name_a))),
+    )
