@@ -124,3 +124,8 @@ class LaunchPlan:
     preparation: ProcessPlan | None = None
     image: str | None = None  # the job's image when it runs in a container, else None
     notes: tuple[str, ...] = ()  # said in the logs, e.g. "image python:3.11 not used: no container runtime"
+    # Files to write before anything starts (absolute path -> text), e.g. the MPI host file.
+    files: Mapping[str, str] = field(default_factory=dict)
+    # True on an MPI gang's other nodes: mpirun on the leader starts their ranks, so this node
+    # starts nothing itself and its attempt ends with the leader's.
+    waits_for_leader: bool = False
