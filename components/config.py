@@ -1,0 +1,335 @@
+"""The stack's configuration (the `trainstack:` keys of `stacks/Pulumi.<stack>.yaml`) as frozen
+pydantic models: the one description that `__main__.py`, `trainstack validate` and
+`schemas/stack.schema.json` share.
+
+Field names are snake_case in Python and camelCase in files. Each model checks what it can
+see on its own (a name Azure would refuse, `minNodes > maxNodes`, an unknown GPU size);
+`StackConfig` checks what spans models (a run naming a cluster that is not declared).
+
+Secrets: in a stack file a secret field holds Pulumi's `{secure: <ciphertext>}`; a plain
+string there is refused when validating a file (`SECRETS_FROM_FILE` context). Inside the
+program the Pulumi CLI (or the offline plan, with a placeholder) has already replaced it by
+text, which components pass on wrapped in `pulumi.Output.secret`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from components import skus
+
+# Validation context key: set when checking a stack file as written (secrets still encrypted).
+SECRETS_FROM_FILE = "secrets_from_file"
+# What a secret reads as when it was not decrypted (offline plan, file validation).
+SECRET_PLACEHOLDER = "[secret]"
+# Datastores every Azure ML workspace has without declaring them.
+BUILTIN_DATASTORES = frozenset(
+    {"workspaceblobstore", "workspacefilestore", "workspaceartifactstore", "workspaceworkingdirectory"}
+)
+
+
+class ConfigModel(BaseModel):
+    """Frozen, camelCase in files, unknown keys refused (so typos are caught)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+def _secret_value(value: Any, info: ValidationInfo) -> Any:
+    from_file = bool(info.context and info.context.get(SECRETS_FROM_FILE))
+    if isinstance(value, dict) and set(value) == {"secure"} and isinstance(value["secure"], str):
+        return SECRET_PLACEHOLDER
+    if isinstance(value, str) and from_file:
+        raise ValueError(
+            "plain-text secret: set it with `pulumi config set --secret --path <key> <value>` "
+            "so the file holds `secure: <ciphertext>`"
+        )
+    return value
+
+
+Secret = Annotated[
+    str,
+    BeforeValidator(_secret_value),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "A Pulumi secret (`pulumi config set --secret --path ...`)",
+            "properties": {"secure": {"type": "string", "description": "ciphertext written by Pulumi"}},
+            "required": ["secure"],
+            "additionalProperties": False,
+        }
+    ),
+]
+
+
+def _check_name(value: str, pattern: str, rule: str) -> str:
+    if not re.fullmatch(pattern, value):
+        raise ValueError(f"invalid name {value!r}: {rule}")
+    return value
+
+
+class WorkspaceConfig(ConfigModel):
+    """The Azure ML workspace and the resource group that holds it."""
+
+    name: str = Field(description="Azure ML workspace name, 3-33 characters")
+    resource_group: str = Field(
+        description="resource group name (created unless createResourceGroup is false)"
+    )
+    create_resource_group: bool = True
+    public_network_access: bool = Field(
+        True, description="false: workspace, storage and key vault are private"
+    )
+    container_registry: bool = Field(False, description="declare a container registry for the workspace")
+    allow_blob_public_access: bool = Field(
+        False, description="allow anonymous blob access on the storage account"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _workspace_name(cls, value: str) -> str:
+        return _check_name(
+            value,
+            r"[A-Za-z0-9][A-Za-z0-9_-]{2,32}",
+            "3-33 letters, digits, `-` or `_`, starting with a letter or digit",
+        )
+
+    @field_validator("resource_group")
+    @classmethod
+    def _group_name(cls, value: str) -> str:
+        return _check_name(
+            value, r"[\w().-]{0,89}[\w()-]", "1-90 letters, digits, `_ ( ) - .`, not ending in `.`"
+        )
+
+
+class SshConfig(ConfigModel):
+    admin_user: str = Field(description="the nodes' admin user")
+    public_key: Secret = Field(description="the admin user's SSH public key, as a Pulumi secret")
+
+    @field_validator("admin_user")
+    @classmethod
+    def _user_name(cls, value: str) -> str:
+        return _check_name(
+            value, r"[a-z_][a-z0-9_-]{0,31}", "a Linux user name: lowercase, up to 32 characters"
+        )
+
+
+class ClusterConfig(ConfigModel):
+    """An AmlCompute GPU cluster."""
+
+    name: str = Field(description="compute name, 2-16 characters")
+    vm_size: str = Field(description="a GPU size from the catalog, e.g. Standard_NC24ads_A100_v4")
+    priority: Literal["Dedicated", "LowPriority"] = "Dedicated"
+    min_nodes: int = Field(0, ge=0)
+    max_nodes: int = Field(ge=1)
+    idle_seconds_before_scale_down: int = Field(
+        1800, ge=60, description="idle time before a node is released"
+    )
+    subnet_id: str | None = Field(None, description="ARM id of the subnet the nodes join")
+    ssh: SshConfig | None = None
+    remote_login: bool = Field(False, description="open the SSH port on the nodes")
+    node_public_ip: bool = Field(True, description="false needs subnetId")
+
+    @field_validator("name")
+    @classmethod
+    def _compute_name(cls, value: str) -> str:
+        return _check_name(
+            value,
+            r"[A-Za-z][A-Za-z0-9-]{0,14}[A-Za-z0-9]",
+            "2-16 letters, digits or `-`, starting with a letter",
+        )
+
+    @field_validator("vm_size")
+    @classmethod
+    def _known_gpu_size(cls, value: str) -> str:
+        sku = skus.find_sku(value)
+        if sku is None:
+            from jobrunner.errors import did_you_mean
+
+            guess = did_you_mean(value, [s.name for s in skus.current_skus()])
+            hint = f"did you mean `{guess}`?" if guess else "see components/skus.py for the GPU sizes"
+            raise ValueError(f"unknown GPU size {value!r} ({hint})")
+        if sku.is_retired():
+            raise ValueError(f"{sku.name} was retired on {sku.retired} (use {sku.successor})")
+        return sku.name
+
+    @field_validator("subnet_id")
+    @classmethod
+    def _subnet_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(
+            r"(?i)/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/"
+            r"virtualNetworks/[^/]+/subnets/[^/]+",
+            value,
+        ):
+            raise ValueError(
+                "not a subnet id: expected /subscriptions/<id>/resourceGroups/<rg>/providers/"
+                "Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterConfig:
+        if self.min_nodes > self.max_nodes:
+            raise ValueError(f"minNodes ({self.min_nodes}) is larger than maxNodes ({self.max_nodes})")
+        if not self.node_public_ip and self.subnet_id is None:
+            raise ValueError("nodePublicIp: false needs subnetId (nodes without public IPs must join a VNet)")
+        if self.remote_login and self.ssh is None:
+            raise ValueError("remoteLogin: true needs ssh {adminUser, publicKey}")
+        return self
+
+    @property
+    def sku(self) -> skus.GpuSku:
+        found = skus.find_sku(self.vm_size)
+        assert found is not None  # checked by the validator
+        return found
+
+
+class DatastoreConfig(ConfigModel):
+    """A blob container, file share or ADLS Gen2 filesystem, registered as an Azure ML datastore."""
+
+    name: str = Field(description="datastore name: letters, digits and `_`")
+    kind: Literal["blob", "fileshare", "adlsgen2"]
+    container: str = Field(description="container, share or filesystem name (3-63 lowercase, digits, `-`)")
+    auth: Literal["identity", "accountKey", "sas"] = "identity"
+    account_key: Secret | None = Field(None, description="for auth: accountKey")
+    sas_token: Secret | None = Field(None, description="for auth: sas")
+
+    @field_validator("name")
+    @classmethod
+    def _datastore_name(cls, value: str) -> str:
+        if value in BUILTIN_DATASTORES:
+            raise ValueError(f"{value!r} is a datastore every workspace already has: pick another name")
+        return _check_name(value, r"[A-Za-z0-9_]{1,255}", "letters, digits and `_`")
+
+    @field_validator("container")
+    @classmethod
+    def _container_name(cls, value: str) -> str:
+        return _check_name(
+            value, r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", "3-63 lowercase letters, digits or single `-`"
+        )
+
+    @model_validator(mode="after")
+    def _credentials(self) -> DatastoreConfig:
+        if self.auth == "accountKey" and self.account_key is None:
+            raise ValueError("auth: accountKey needs accountKey (a Pulumi secret)")
+        if self.auth == "sas" and self.sas_token is None:
+            raise ValueError("auth: sas needs sasToken (a Pulumi secret)")
+        if self.auth == "sas" and self.kind == "adlsgen2":
+            raise ValueError("an adlsgen2 datastore takes identity or a service principal, not sas")
+        if self.auth != "accountKey" and self.account_key is not None:
+            raise ValueError("accountKey is set but auth is not accountKey")
+        if self.auth != "sas" and self.sas_token is not None:
+            raise ValueError("sasToken is set but auth is not sas")
+        return self
+
+
+class EnvironmentConfig(ConfigModel):
+    image: str = Field(description="container image the runs use, e.g. mcr.microsoft.com/azureml/...")
+
+
+class RunConfig(ConfigModel):
+    """A declared run: a job file submitted as an Azure ML command job on a cluster."""
+
+    name: str = Field(description="the run's name inside its experiment")
+    job: str = Field(description="path of the job file (Azure ML CLI v2 command job), from the project root")
+    cluster: str = Field(description="name of a cluster in `clusters`")
+
+    @field_validator("name")
+    @classmethod
+    def _run_name(cls, value: str) -> str:
+        return _check_name(value, r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}", "letters, digits, `-` or `_`")
+
+
+class ExperimentConfig(ConfigModel):
+    name: str = Field(description="Azure ML experiment name")
+    environment: EnvironmentConfig
+    runs: list[RunConfig] = []
+
+    @field_validator("name")
+    @classmethod
+    def _experiment_name(cls, value: str) -> str:
+        return _check_name(value, r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}", "letters, digits, `-`, `_` or `.`")
+
+
+class StackConfig(ConfigModel):
+    """Everything under `trainstack:` in one stack file."""
+
+    environment: Literal["dev", "test", "prod"]
+    tags: dict[str, str] = {}
+    workspace: WorkspaceConfig
+    clusters: list[ClusterConfig] = []
+    datastores: list[DatastoreConfig] = []
+    experiments: list[ExperimentConfig] = []
+    budget: float | None = Field(
+        None, gt=0, description="monthly budget in USD that the stack may not exceed at maximum scale"
+    )
+    policies: dict[str, Literal["mandatory", "advisory"]] = Field(
+        {}, description="severity per policy id for this stack, overriding the default (see docs/policies.md)"
+    )
+
+    @model_validator(mode="after")
+    def _references(self, info: ValidationInfo) -> StackConfig:
+        # A file check reports these itself, each at its own field path.
+        if not (info.context and info.context.get(SECRETS_FROM_FILE)):
+            for problem in self.reference_problems():
+                raise ValueError(f"{problem.path}: {problem.message} ({problem.fix})")
+        return self
+
+    def reference_problems(self) -> list[ReferenceProblem]:
+        """Names used twice, and runs naming a cluster that is not declared."""
+        from jobrunner.errors import did_you_mean
+
+        out: list[ReferenceProblem] = []
+        for what, names in (
+            ("clusters", [c.name.lower() for c in self.clusters]),
+            ("datastores", [d.name for d in self.datastores]),
+            ("experiments", [e.name for e in self.experiments]),
+        ):
+            for i, name in enumerate(names):
+                if name in names[:i]:
+                    out.append(
+                        ReferenceProblem(
+                            f"{what}[{i}].name", f"the name {name!r} is used twice", "rename one"
+                        )
+                    )
+        clusters = [c.name for c in self.clusters]
+        for i, experiment in enumerate(self.experiments):
+            for j, run in enumerate(experiment.runs):
+                if run.cluster not in clusters:
+                    guess = did_you_mean(run.cluster, clusters)
+                    fix = (
+                        f"did you mean `{guess}`?"
+                        if guess
+                        else f"declare it in clusters (declared: {clusters})"
+                    )
+                    out.append(
+                        ReferenceProblem(
+                            f"experiments[{i}].runs[{j}].cluster", f"no cluster named {run.cluster!r}", fix
+                        )
+                    )
+        return out
+
+    def datastore_names(self) -> set[str]:
+        """Datastores a job may name: the declared ones and the workspace's built-in ones."""
+        return {d.name for d in self.datastores} | BUILTIN_DATASTORES
+
+
+@dataclass(frozen=True)
+class ReferenceProblem:
+    """A problem found across models: `path` is relative to the `trainstack:` namespace."""
+
+    path: str
+    message: str
+    fix: str

@@ -1,0 +1,83 @@
+"""The whole stack from its validated config: one workspace, its clusters, datastores and
+experiments. `__main__.py` calls `build_stack`; nothing here reads `pulumi.Config()`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from components.cluster import GpuCluster
+from components.config import StackConfig
+from components.datastore import Datastore
+from components.experiment import DeclaredRun, Experiment
+from components.job_properties import JobTarget, NotDeclarableError, command_job_properties
+from components.workspace import MlWorkspace
+from jobrunner.errors import ConfigError, JobSpecError, Problem
+from jobrunner.spec import JobSpec, load_job
+
+
+def stack_tags(config: StackConfig, stack: str) -> dict[str, str]:
+    """Tags on every resource: the stack's own, plus where it came from."""
+    return {"environment": config.environment, "managed-by": "trainstack", "stack": stack, **config.tags}
+
+
+def build_stack(
+    config: StackConfig, *, location: str, stack: str, project_dir: Path
+) -> dict[str, pulumi.Output]:
+    """Declare every resource of the stack and return the outputs to export.
+
+    Raises ConfigError when a run's job file is missing or invalid, or asks for what a declared
+    Azure ML run cannot do (a local data path); raises ValueError for a derived Azure name
+    that would be invalid. Both happen before any resource of the failing part is declared.
+    """
+    runs = _load_runs(config, project_dir)
+    tags = stack_tags(config, stack)
+    workspace = MlWorkspace(
+        config.workspace.name, config.workspace, location=location, environment=config.environment, tags=tags
+    )
+    scope = (config.workspace.resource_group, config.workspace.name)
+    clusters = {c.name: GpuCluster(c.name, c, workspace=workspace.ref) for c in config.clusters}
+    for d in config.datastores:
+        Datastore(d.name, d, workspace=workspace.ref, scope=scope)
+    jobs: dict[str, pulumi.Output] = {}
+    for e in config.experiments:
+        declared = [
+            DeclaredRun(
+                name=run.name,
+                spec=runs[(e.name, run.name)],
+                compute_id=clusters[run.cluster].compute.id,
+                gpus_per_node=next(c.sku.gpus for c in config.clusters if c.name == run.cluster),
+            )
+            for run in e.runs
+        ]
+        experiment = Experiment(e.name, e, workspace=workspace.ref, runs=declared)
+        jobs.update({f"{e.name}/{name}": job.name for name, job in experiment.jobs.items()})
+    return {
+        "workspaceName": workspace.workspace.name,
+        "resourceGroupName": pulumi.Output.from_input(workspace.ref.resource_group_name),
+        "clusters": pulumi.Output.all(*[c.compute.name for c in clusters.values()]),
+        "jobs": pulumi.Output.from_input(jobs),
+    }
+
+
+def _load_runs(config: StackConfig, project_dir: Path) -> dict[tuple[str, str], JobSpec]:
+    problems: list[Problem] = []
+    out: dict[tuple[str, str], JobSpec] = {}
+    for e in config.experiments:
+        for run in e.runs:
+            path = Path(run.job) if Path(run.job).is_absolute() else project_dir / run.job
+            try:
+                spec = load_job(path)
+                # Checked now, so that a run Azure ML cannot take fails before anything is declared.
+                command_job_properties(spec, JobTarget("", "", e.name, 1), display_name=run.name)
+            except JobSpecError as exc:
+                problems.extend(exc.problems)
+                continue
+            except NotDeclarableError as exc:
+                problems.append(Problem(str(path), "", str(exc)))
+                continue
+            out[(e.name, run.name)] = spec
+    if problems:
+        raise ConfigError(problems)
+    return out
