@@ -168,3 +168,21 @@ def estimate(resources: Sequence[Resource], catalog: Mapping[str, SkuFacts]) -> 
     lines.extend(line for r in resources if (line := _fixed_line(r)) is not None)
     usage = sorted({f"{r.name} ({_USAGE_BASED[r.type]})" for r in resources if r.type in _USAGE_BASED})
     return CostEstimate(lines=tuple(lines), usage_based=tuple(usage))
+
+
+def catalog_prices() -> dict[str, SkuFacts]:
+    """The GPU catalog (`components.skus`) as the price and retirement facts cost and policies use."""
+    from components import skus
+
+    return {
+        s.name: SkuFacts(
+            name=s.name,
+            price_per_hour_usd=s.price_per_hour_usd,
+            price_region=s.price_region,
+            price_date=s.price_date.isoformat(),
+            spot_price_per_hour_usd=s.spot_price_per_hour_usd,
+            retired=s.retired,
+            successor=s.successor,
+        )
+        for s in skus.all_skus()
+    }

@@ -3,13 +3,18 @@ every input that differs, as a property path with both values.
 
 Resources are paired by type and logical name. Names often carry the stack's environment
 (`mlw-dev` / `mlw-prod`), so what is left unpaired is paired again with each side's
-environment name replaced by a placeholder. Values that differ only by that same
+environment name replaced by a placeholder. What is still left is paired, per type, by the
+most similar names (`a100-spot-compute` / `a100-lowpri-compute`), so that two stacks whose
+clusters are named differently still show how their clusters differ; such a pair is shown
+as a rename (`a → b`). Values that differ only by that same
 environment name (a `computeName` of `gpu-dev` and `gpu-prod`) are still reported: they are
 real differences a reviewer may want to see.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -115,6 +120,43 @@ def _neutral(name: str, environment: str) -> str:
     return re.sub(rf"(?<![A-Za-z0-9]){re.escape(environment)}(?![A-Za-z0-9])", "{env}", name)
 
 
+SIMILAR_NAMES = 0.55
+
+
+def _name_similarity(a: str, b: str) -> float:
+    """How alike two names are once their shared ending (`-compute`, `-datastore`: the part
+    that says the type) is left out, so that it does not make unrelated names look alike."""
+    common = len(os.path.commonprefix([a[::-1], b[::-1]]))
+    return difflib.SequenceMatcher(None, a[: len(a) - common], b[: len(b) - common]).ratio()
+
+
+def _pair_similar(
+    a: list[Resource], b: list[Resource], env_a: str, env_b: str
+) -> tuple[list[tuple[Resource, Resource]], list[Resource], list[Resource]]:
+    """Pair leftovers of the same type, most similar names first, above `SIMILAR_NAMES`.
+    Returns the pairs and what stays unpaired on each side."""
+    candidates = sorted(
+        (
+            (-_name_similarity(_neutral(ra.name, env_a), _neutral(rb.name, env_b)), i, j)
+            for i, ra in enumerate(a)
+            for j, rb in enumerate(b)
+            if ra.type == rb.type
+        ),
+    )
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    pairs: list[tuple[Resource, Resource]] = []
+    for negative_ratio, i, j in candidates:
+        if -negative_ratio < SIMILAR_NAMES or i in used_a or j in used_b:
+            continue
+        used_a.add(i)
+        used_b.add(j)
+        pairs.append((a[i], b[j]))
+    rest_a = [r for i, r in enumerate(a) if i not in used_a]
+    rest_b = [r for j, r in enumerate(b) if j not in used_b]
+    return pairs, rest_a, rest_b
+
+
 def diff_stacks(
     a: Sequence[Resource],
     b: Sequence[Resource],
@@ -137,13 +179,15 @@ def diff_stacks(
         else:
             left_a.append(r)
     neutral_b = {(r.type, _neutral(r.name, env_b)): r for r in by_key_b.values()}
-    only_a: list[Resource] = []
+    still_a: list[Resource] = []
     for r in left_a:
         other = neutral_b.pop((r.type, _neutral(r.name, env_a)), None)
         if other is not None:
             pairs.append((r, other))
         else:
-            only_a.append(r)
+            still_a.append(r)
+    similar, only_a, only_b = _pair_similar(still_a, list(neutral_b.values()), env_a, env_b)
+    pairs.extend(similar)
     changed = [
         ResourceChange(ra.type, ra.name, rb.name, changes)
         for ra, rb in pairs
@@ -153,6 +197,6 @@ def diff_stacks(
         a=name_a,
         b=name_b,
         only_a=tuple(sorted(only_a, key=lambda r: (r.type, r.name))),
-        only_b=tuple(sorted(neutral_b.values(), key=lambda r: (r.type, r.name))),
+        only_b=tuple(sorted(only_b, key=lambda r: (r.type, r.name))),
         changed=tuple(sorted(changed, key=lambda c: (c.type, c.name_a))),
     )

@@ -62,3 +62,15 @@ def test_names_differing_by_environment_are_paired() -> None:
 
 def test_same_stack_has_no_difference() -> None:
     assert diff_stacks(rec.compliant_stack(), rec.compliant_stack()).empty
+
+
+def test_differently_named_clusters_are_paired_by_similar_names() -> None:
+    a = [cluster("a100-spot-compute"), rec.datastore()]
+    b = [cluster("a100-lowpri-compute", vm_size="Standard_ND96isr_H100_v5"), cluster("h100-dedicated-compute")]
+    d = diff_stacks(a, b)
+    [change] = d.changed
+    assert change.name == "a100-spot-compute → a100-lowpri-compute"
+    assert (A + "vmSize", "Standard_NC24ads_A100_v4", "Standard_ND96isr_H100_v5") in [
+        (c.path, c.a, c.b) for c in change.changes
+    ]
+    assert [r.name for r in d.only_a] == ["data"] and [r.name for r in d.only_b] == ["h100-dedicated-compute"]
