@@ -1,0 +1,91 @@
+"""The environment variables a job's processes see: the names Azure ML sets, the names Batch AI
+set, so that scripts written for either run unchanged, and the values every process of one
+node shares (`node_env`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from jobrunner.api import Gang, NodeFacts, NodePaths
+
+# Azure ML (and torch.distributed's env:// init)
+MASTER_ADDR = "MASTER_ADDR"
+MASTER_PORT = "MASTER_PORT"
+WORLD_SIZE = "WORLD_SIZE"
+NODE_RANK = "NODE_RANK"
+RANK = "RANK"
+LOCAL_RANK = "LOCAL_RANK"
+LOCAL_WORLD_SIZE = "LOCAL_WORLD_SIZE"
+TF_CONFIG = "TF_CONFIG"
+AZ_BATCH_MASTER_NODE = "AZ_BATCH_MASTER_NODE"  # "addr:port"
+AZUREML_RUN_ID = "AZUREML_RUN_ID"
+AZUREML_EXPERIMENT_NAME = "AZUREML_EXPERIMENT_NAME"
+
+# Batch AI
+AZ_BATCHAI_MPI_MASTER_NODE = "AZ_BATCHAI_MPI_MASTER_NODE"  # "addr"
+AZ_BATCHAI_MPI_HOST_FILE = "AZ_BATCHAI_MPI_HOST_FILE"
+AZ_BATCHAI_TASK_INDEX = "AZ_BATCHAI_TASK_INDEX"
+AZ_BATCHAI_PS_HOSTS = "AZ_BATCHAI_PS_HOSTS"
+AZ_BATCHAI_WORKER_HOSTS = "AZ_BATCHAI_WORKER_HOSTS"
+AZ_BATCHAI_NUM_GPUS = "AZ_BATCHAI_NUM_GPUS"
+AZ_BATCHAI_JOB_MOUNT_ROOT = "AZ_BATCHAI_JOB_MOUNT_ROOT"
+AZ_BATCHAI_MOUNT_ROOT = "AZ_BATCHAI_MOUNT_ROOT"
+AZ_BATCHAI_JOB_TEMP = "AZ_BATCHAI_JOB_TEMP"
+AZ_BATCHAI_STDOUTERR_DIR = "AZ_BATCHAI_STDOUTERR_DIR"
+AZ_BATCHAI_PYTORCH_BACKEND = "AZ_BATCHAI_PYTORCH_BACKEND"  # "nccl" on GPU nodes, "gloo" on CPU
+AZ_BATCHAI_PYTORCH_INIT_METHOD = "AZ_BATCHAI_PYTORCH_INIT_METHOD"
+AZ_BATCHAI_INPUT_PREFIX = "AZ_BATCHAI_INPUT_"  # + the input's name, upper case
+AZ_BATCHAI_OUTPUT_PREFIX = "AZ_BATCHAI_OUTPUT_"  # + the output's name, upper case
+
+# trainstack
+TRAINSTACK_ATTEMPT = "TRAINSTACK_ATTEMPT"
+# Python buffers stdout when it is not a terminal; a run's logs should arrive as written.
+PYTHONUNBUFFERED = "PYTHONUNBUFFERED"
+# OpenMPI refuses to start as root without these; pool nodes and containers often are root.
+OMPI_ALLOW_RUN_AS_ROOT = "OMPI_ALLOW_RUN_AS_ROOT"
+OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"
+
+
+def io_variable(prefix: str, name: str) -> str:
+    """`AZ_BATCHAI_INPUT_` + `train-data` -> `AZ_BATCHAI_INPUT_TRAIN_DATA`."""
+    return prefix + re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+
+
+def node_env(
+    job_env: Mapping[str, str],
+    node: NodeFacts,
+    gang: Gang,
+    paths: NodePaths,
+    *,
+    world_size: int,
+    experiment: str | None,
+) -> dict[str, str]:
+    """The variables every process on this node gets. The job's `environment_variables` go
+    first and the pool's on top, so a stray `RANK` in a job file cannot mislead a script."""
+    leader = gang.leader.address
+    env = dict(job_env)
+    env.update(
+        {
+            MASTER_ADDR: leader,
+            MASTER_PORT: str(gang.master_port),
+            WORLD_SIZE: str(world_size),
+            NODE_RANK: str(gang.node_rank),
+            AZ_BATCH_MASTER_NODE: f"{leader}:{gang.master_port}",
+            AZ_BATCHAI_MPI_MASTER_NODE: leader,
+            AZ_BATCHAI_NUM_GPUS: str(node.gpus),
+            AZ_BATCHAI_JOB_MOUNT_ROOT: paths.root,
+            AZ_BATCHAI_MOUNT_ROOT: paths.root,
+            AZ_BATCHAI_JOB_TEMP: paths.temp or paths.root,
+            AZ_BATCHAI_STDOUTERR_DIR: paths.logs or paths.root,
+            AZUREML_RUN_ID: gang.job_id,
+            TRAINSTACK_ATTEMPT: str(gang.attempt),
+            PYTHONUNBUFFERED: "1",
+        }
+    )
+    if experiment:
+        env[AZUREML_EXPERIMENT_NAME] = experiment
+    env.update({io_variable(AZ_BATCHAI_INPUT_PREFIX, k): v for k, v in paths.inputs.items()})
+    env.update({io_variable(AZ_BATCHAI_OUTPUT_PREFIX, k): v for k, v in paths.outputs.items()})
+    return env
