@@ -7,7 +7,10 @@ import importlib
 import typer
 
 # Add a module name here when its command exists.
-COMMANDS: list[str] = []
+COMMANDS: list[str] = [
+    "review",
+    "diff",
+]
 
 
 def register_all(app: typer.Typer) -> None:
