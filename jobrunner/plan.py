@@ -45,6 +45,22 @@ HOST_FILE = "mpi-hostfile"
 
 
 @dataclass(frozen=True)
+class _Context:
+    """What every per-distribution planner reads."""
+
+    spec: JobSpec
+    command: str
+    node: NodeFacts
+    gang: Gang
+    paths: NodePaths
+    base: Mapping[str, str]  # the variables every process of the node gets
+
+    def processes_per_node(self, asked: int | None) -> int:
+        """`process_count_per_instance`, or one per GPU (one on a CPU node)."""
+        return asked if asked is not None else max(self.node.gpus, 1)
+
+
+@dataclass(frozen=True)
 class _Planned:
     processes: tuple[ProcessPlan, ...]
     world_size: int
@@ -64,7 +80,7 @@ def plan_launch(spec: JobSpec, node: NodeFacts, gang: Gang, paths: NodePaths) ->
     base = V.node_env(
         spec.environment_variables, node, gang, paths, world_size=1, experiment=spec.experiment_name
     )
-    planned = _PLANNERS[spec.distribution_type](spec, command, node, gang, paths, base)
+    planned = _PLANNERS[spec.distribution_type](_Context(spec, command, node, gang, paths, base))
     prep = None
     if spec.trainstack.preparation:
         prep_env = {**base, V.WORLD_SIZE: str(planned.world_size)}
@@ -129,13 +145,8 @@ def _check_gang(spec: JobSpec, gang: Gang) -> None:
         raise LaunchError(f"node rank {gang.node_rank} is outside a gang of {gang.size}")
 
 
-def _per_node(count: int | None, node: NodeFacts) -> int:
-    return count if count is not None else max(node.gpus, 1)
-
-
-def _plan_none(
-    spec: JobSpec, command: str, node: NodeFacts, gang: Gang, paths: NodePaths, base: Mapping[str, str]
-) -> _Planned:
+def _plan_none(job: _Context) -> _Planned:
+    command, gang, paths, base = job.command, job.gang, job.paths, job.base
     r = gang.node_rank
     env = {
         **base,
@@ -147,11 +158,10 @@ def _plan_none(
     return _Planned((ProcessPlan((*SHELL, command), env, paths.code, f"node-{r}", rank=r),), gang.size, {})
 
 
-def _plan_pytorch(
-    spec: JobSpec, command: str, node: NodeFacts, gang: Gang, paths: NodePaths, base: Mapping[str, str]
-) -> _Planned:
+def _plan_pytorch(job: _Context) -> _Planned:
+    spec, command, node, gang, paths, base = job.spec, job.command, job.node, job.gang, job.paths, job.base
     assert isinstance(spec.distribution, PyTorchDistribution)
-    per_node = _per_node(spec.distribution.process_count_per_instance, node)
+    per_node = job.processes_per_node(spec.distribution.process_count_per_instance)
     world = gang.size * per_node
     leader = gang.leader.address
     is_leader = gang.node_rank == 0
@@ -184,9 +194,8 @@ def _plan_pytorch(
     return _Planned((ProcessPlan(argv, env, paths.code, f"node-{gang.node_rank}"),), world, {})
 
 
-def _plan_tensorflow(
-    spec: JobSpec, command: str, node: NodeFacts, gang: Gang, paths: NodePaths, base: Mapping[str, str]
-) -> _Planned:
+def _plan_tensorflow(job: _Context) -> _Planned:
+    spec, command, gang, paths, base = job.spec, job.command, job.gang, job.paths, job.base
     assert isinstance(spec.distribution, TensorFlowDistribution)
     workers = spec.distribution.worker_count or gang.size
     tasks = [("worker", i) for i in range(workers)] + [
@@ -232,11 +241,10 @@ def _plan_tensorflow(
     return _Planned(tuple(processes), len(tasks), {})
 
 
-def _plan_mpi(
-    spec: JobSpec, command: str, node: NodeFacts, gang: Gang, paths: NodePaths, base: Mapping[str, str]
-) -> _Planned:
+def _plan_mpi(job: _Context) -> _Planned:
+    spec, command, gang, paths, base = job.spec, job.command, job.gang, job.paths, job.base
     assert isinstance(spec.distribution, MpiDistribution)
-    per_node = _per_node(spec.distribution.process_count_per_instance, node)
+    per_node = job.processes_per_node(spec.distribution.process_count_per_instance)
     world = gang.size * per_node
     if gang.node_rank != 0:
         return _Planned((), world, {}, waits_for_leader=True)

@@ -110,7 +110,8 @@ def test_tensorflow_defaults_one_worker_per_node_and_ports_after_the_master_port
 
 def test_mpi_runs_mpirun_on_the_leader_with_a_host_file() -> None:
     job = spec(
-        "command: ./hello\nresources: {instance_count: 2}\ndistribution: {type: mpi, process_count_per_instance: 3}\n"
+        "command: ./hello\nresources: {instance_count: 2}\n"
+        "distribution: {type: mpi, process_count_per_instance: 3}\n"
     )
     leader = plan_launch(job, node(0), gang(2, 0), paths(0))
     (proc,) = leader.processes
@@ -156,9 +157,6 @@ def test_container_mode_wraps_every_process() -> None:
     assert f"{p.root}:{p.root}:rw" in argv and "/data/d:/data/d:ro" in argv
     assert f"{p.code}:{p.code}:rw" not in argv  # inside the root, already mounted
     assert argv[argv.index("-w") + 1] == p.code
-    assert (
-        argv[-6:] == ["memlock=-1", "pytorch/pytorch:2.4", "bash", "-c", "python t.py /data/d"][-6:] or True
-    )
     assert argv[argv.index("pytorch/pytorch:2.4") - 2 :] == [
         "--ulimit",
         "memlock=-1",
@@ -167,7 +165,7 @@ def test_container_mode_wraps_every_process() -> None:
         "-c",
         "python t.py /data/d",
     ]
-    assert ["-e", "MASTER_ADDR"] == argv[argv.index("MASTER_ADDR") - 1 : argv.index("MASTER_ADDR") + 1]
+    assert argv[argv.index("MASTER_ADDR") - 1] == "-e"
     assert plan.image == "pytorch/pytorch:2.4" and plan.notes == ()
     assert plan.preparation is not None and plan.preparation.argv[0] == "docker"
     assert plan.preparation.argv[-1] == "pip install -e ."
