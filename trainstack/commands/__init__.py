@@ -10,6 +10,7 @@ import typer
 COMMANDS: list[str] = [
     "review",
     "diff",
+    "migrate",
 ]
 
 
