@@ -93,6 +93,9 @@ class RecordedResource:
     urn: str
     parent_urn: str | None
     custom: bool
+    secret_inputs: tuple[str, ...] = ()  # top-level inputs Pulumi marked secret
+    replace_on_changes: tuple[str, ...] = ()
+    delete_before_replace: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": dict(self.inputs)}
@@ -160,7 +163,7 @@ def record_program(
             sys.path.remove(added)
         pulumi.runtime.set_all_config({}, [])
         settings.reset_options()
-    return StackPlan(stack_name, tuple(monitor.recorded(stack_name)))
+    return StackPlan(stack_name, tuple(monitor.recorded()))
 
 
 class _AzureMocks(pulumi.runtime.Mocks):
@@ -197,29 +200,32 @@ class _RecordingMonitor(mocks.MockMonitor):
 
     def __init__(self, azure_mocks: _AzureMocks) -> None:
         super().__init__(azure_mocks)
-        self.registrations: list[tuple[str, str, str, str | None, bool]] = []
+        self.registrations: list[tuple[str, Any]] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
         response = super().RegisterResource(request)
-        self.registrations.append(
-            (response.urn, request.type, request.name, request.parent or None, request.custom)
-        )
+        self.registrations.append((response.urn, request))
         return response
 
-    def recorded(self, stack_name: str) -> list[RecordedResource]:
-        names = {urn: name for urn, _, name, _, _ in self.registrations}
+    def recorded(self) -> list[RecordedResource]:
+        names = {urn: request.name for urn, request in self.registrations}
         out = []
-        for urn, typ, name, parent_urn, custom in self.registrations:
-            inputs = {} if typ == STACK_TYPE else self.mocks.inputs.get((typ, name), {})
+        for urn, request in self.registrations:
+            inputs = (
+                {} if request.type == STACK_TYPE else self.mocks.inputs.get((request.type, request.name), {})
+            )
             out.append(
                 RecordedResource(
-                    type=typ,
-                    name=name,
-                    parent=names.get(parent_urn) if parent_urn else None,
+                    type=request.type,
+                    name=request.name,
+                    parent=names.get(request.parent) if request.parent else None,
                     inputs=_plain(inputs),
                     urn=urn,
-                    parent_urn=parent_urn,
-                    custom=custom,
+                    parent_urn=request.parent or None,
+                    custom=request.custom,
+                    secret_inputs=tuple(sorted(k for k, v in inputs.items() if rpc.is_rpc_secret(v))),
+                    replace_on_changes=tuple(request.replaceOnChanges),
+                    delete_before_replace=request.deleteBeforeReplace,
                 )
             )
         return out

@@ -159,3 +159,17 @@ def _strip_secrets(value: Any) -> tuple[Any, bool]:
         items = [_strip_secrets(v) for v in value]
         return [v for v, _ in items], any(s for _, s in items)
     return value, False
+
+
+STACK_SCHEMA_ID = "https://trainstack.dev/schemas/stack.schema.json"
+
+
+def stack_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a stack file (what `schemas/stack.schema.json` holds)."""
+    schema = StackFile.model_json_schema(by_alias=True)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": STACK_SCHEMA_ID,
+        **schema,
+        "title": "trainstack stack file (stacks/Pulumi.<stack>.yaml)",
+    }

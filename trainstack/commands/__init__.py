@@ -8,6 +8,9 @@ import typer
 
 # Add a module name here when its command exists.
 COMMANDS: list[str] = [
+    "validate",
+    "preview",
+    "schemas",
     "review",
     "diff",
     "migrate",
