@@ -118,6 +118,8 @@ class RunStatus(_Frozen):
     reason: str | None = None
     failure_kind: FailureKind | None = None
     cancel_requested: bool = False
+    user_failures: int = 0  # attempts that failed in the user's command: the retry budget spent
+    free_requeues: int = 0  # attempts lost to nodes, preemption or infrastructure
     submitted_at: str
     updated_at: str
     started_at: str | None = None

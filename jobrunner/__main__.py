@@ -1,0 +1,5 @@
+"""`python -m jobrunner ...` is the `jobrunner` command."""
+
+from jobrunner.cli import main
+
+main()

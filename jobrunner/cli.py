@@ -1,0 +1,490 @@
+"""`jobrunner`: submit and watch jobs, run agents and local pools, move data.
+
+A thin layer over `jobrunner.Client`: every command prints for people by default (tables,
+colour only on a terminal) and JSON with `--json`; every error is one line naming the file,
+field or fix, with a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from jobrunner.api import JobState
+from jobrunner.client import Client, default_pool
+from jobrunner.errors import ConfigError, TrainstackError
+from jobrunner.status import RunStatus
+from jobrunner.store import DEFAULT_DATASTORE
+
+app = typer.Typer(
+    name="jobrunner",
+    help="Run Azure ML command-job files on a pool of agents (GPU pool, local pool).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+local_pool_app = typer.Typer(help="A pool of agents on this machine.", no_args_is_help=True)
+data_app = typer.Typer(help="Move files to and from datastores.", no_args_is_help=True)
+pool_app = typer.Typer(help="Look at a pool.", no_args_is_help=True)
+app.add_typer(local_pool_app, name="local-pool")
+app.add_typer(data_app, name="data")
+app.add_typer(pool_app, name="pool")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+PoolOpt = Annotated[
+    str | None, typer.Option("--pool", help="Pool name (default: `local` or $JOBRUNNER_POOL).")
+]
+STATE_STYLE = {"succeeded": "green", "failed": "red", "canceled": "yellow", "running": "cyan"}
+EXIT_FOR = {JobState.SUCCEEDED: 0, JobState.FAILED: 1, JobState.CANCELED: 2}
+
+
+def guarded(fn: F) -> F:
+    """Errors a user can hit become one line on stderr and exit code 1 (130 on Ctrl-C)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TrainstackError as exc:
+            err.print(f"error: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _client(pool: str | None = None) -> Client:
+    return Client(pool=pool or default_pool())
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def status_json(status: RunStatus) -> dict[str, Any]:
+    return status.model_dump(mode="json")
+
+
+def _state(state: JobState) -> str:
+    return f"[{STATE_STYLE.get(state.value, 'white')}]{state.value}[/]"
+
+
+def _parse_sets(values: list[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE", fix="e.g. --set inputs.epochs=3")
+        pairs[key.strip()] = value
+    return pairs
+
+
+def _progress() -> Progress:
+    return Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        console=err, transient=False, disable=not err.is_terminal,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------- jobs
+@app.command()
+@guarded
+def submit(
+    file: Annotated[Path, typer.Argument(help="An Azure ML CLI v2 command-job YAML file.")],
+    pool: PoolOpt = None,
+    set_: Annotated[list[str], typer.Option("--set", help="Override a field: inputs.x=v (repeatable).")] = [],  # noqa: B006
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow state and logs; exit with the job's outcome.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and show the plan; nothing runs.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Submit a job file to a pool and print its id.
+
+    Example:
+
+        jobrunner submit examples/hello/job.yml --set inputs.greeting=hi --wait
+    """
+    overrides = _parse_sets(set_)
+    if dry_run:
+        _dry_run(file, overrides, as_json)
+        return
+    client = _client(pool)
+    from jobrunner.spec import load_job
+
+    spec = load_job(file, overrides)
+    note = client.check_capacity(spec, client.pool, source=str(file))
+    if note and not as_json:
+        err.print(f"note: {note}", markup=False)
+    for line in spec.notes:
+        if not as_json:
+            err.print(f"note: {line}", markup=False)
+    status = client.submit_spec(spec)
+    if as_json and not wait:
+        _print_json({"id": status.id, "experiment": status.experiment, "pool": status.pool})
+        return
+    if not as_json:
+        out.print(status.id)
+    if wait:
+        final = _follow(client, status.id, logs=not as_json)
+        if as_json:
+            _print_json({"id": final.id, **status_json(final)})
+        raise typer.Exit(EXIT_FOR.get(final.state, 1))
+
+
+def _dry_run(file: Path, overrides: dict[str, str], as_json: bool) -> None:
+    from jobrunner.dryrun import dry_run, render_plans
+    from jobrunner.spec import load_job
+
+    spec = load_job(file, overrides)
+    plans = dry_run(spec, spec.instance_count)
+    if as_json:
+        _print_json(render_plans(plans, as_json=True))
+    else:
+        out.print(render_plans(plans, as_json=False), markup=False)
+
+
+def _follow(client: Client, run_id: str, *, logs: bool) -> RunStatus:
+    def on_status(s: RunStatus) -> None:
+        where = ", ".join(n.name for n in s.nodes)
+        err.print(f"[dim]{s.id}[/] {_state(s.state)} attempt {s.attempt}" + (f" on {where}" if where else ""))
+
+    def sink(stream: str, text: str) -> None:
+        for line in text.splitlines():
+            out.print(f"[dim]{stream}|[/] {line}" if out.is_terminal else f"{stream}| {line}", markup=out.is_terminal,
+                      soft_wrap=True)  # fmt: skip
+
+    final = client.follow(run_id, sink if logs else None, on_status=on_status)
+    if final.reason:
+        err.print(f"{_state(final.state)}: {final.reason}")
+    return final
+
+
+@app.command()
+@guarded
+def status(
+    run_id: Annotated[str, typer.Argument(help="The run id `submit` printed.")], as_json: JsonFlag = False
+) -> None:
+    """Show a run's state, nodes, exit code and reason.
+
+    Example:
+
+        jobrunner status run-20261121-204800-ab12cd --json
+    """
+    s = _client().status(run_id)
+    if as_json:
+        _print_json(status_json(s))
+        return
+    out.print(f"{s.id}  {_state(s.state)}  attempt {s.attempt}/{s.max_attempts}  experiment {s.experiment}")
+    if s.exit_code is not None or s.reason:
+        out.print(f"exit code {s.exit_code}  {s.reason or ''}", markup=False)
+    table = Table("rank", "node", "exit code", "failure", "reason")
+    for n in s.nodes:
+        table.add_row(str(n.rank), n.name, "" if n.exit_code is None else str(n.exit_code),
+                      n.failure_kind.value if n.failure_kind else "", n.reason or "")  # fmt: skip
+    if s.nodes:
+        out.print(table)
+    for t in s.transitions:
+        out.print(f"  {t.at}  {t.state.value:<10} attempt {t.attempt}  {t.note or ''}", markup=False)
+
+
+@app.command("list")
+@guarded
+def list_(
+    experiment: Annotated[str | None, typer.Option("--experiment", help="Only this experiment.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List runs, newest first.
+
+    Example:
+
+        jobrunner list --experiment mnist
+    """
+    runs = _client().list(experiment)
+    if as_json:
+        _print_json([status_json(r) for r in runs])
+        return
+    table = Table("id", "experiment", "state", "attempt", "nodes", "submitted")
+    for r in runs:
+        table.add_row(
+            r.id, r.experiment, _state(r.state), str(r.attempt), str(r.instance_count), r.submitted_at
+        )
+    out.print(table)
+
+
+@app.command()
+@guarded
+def logs(
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
+    attempt: Annotated[int | None, typer.Option("--attempt", help="Attempt (default: the latest).")] = None,
+) -> None:
+    """Print a run's logs (every node and rank; `stream| line`).
+
+    Example:
+
+        jobrunner logs run-20261121-204800-ab12cd --follow
+    """
+    client = _client()
+    if follow:
+        _follow(client, run_id, logs=True)
+        return
+    for stream, text in sorted(client.logs(run_id, attempt=attempt).items()):
+        for line in text.splitlines():
+            sys.stdout.write(f"{stream}| {line}\n")
+
+
+@app.command()
+@guarded
+def cancel(run_id: Annotated[str, typer.Argument(help="The run id.")], as_json: JsonFlag = False) -> None:
+    """Cancel a run: a queued one at once, a running one within seconds.
+
+    Example:
+
+        jobrunner cancel run-20261121-204800-ab12cd
+    """
+    s = _client().cancel(run_id)
+    if as_json:
+        _print_json(status_json(s))
+    else:
+        what = (
+            "canceled"
+            if s.state is JobState.CANCELED
+            else "cancel requested"
+            if not s.state.terminal
+            else s.state.value
+        )
+        out.print(f"{s.id}: {what}")
+
+
+@app.command()
+@guarded
+def outputs(
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    download: Annotated[Path, typer.Option("--download", help="Folder to download the outputs into.")],
+) -> None:
+    """Download a run's outputs (each output, and ./outputs and ./logs of its code) into a folder.
+
+    Example:
+
+        jobrunner outputs run-20261121-204800-ab12cd --download ./out
+    """
+    with _progress() as bar:
+        task = bar.add_task("outputs", total=None)
+        count = _client().download_outputs(
+            run_id, download, progress=lambda d, t: bar.update(task, completed=d, total=t)
+        )
+    out.print(f"{count} file(s) in {download}")
+
+
+# ------------------------------------------------------------------------- agent
+@app.command()
+@guarded
+def agent(
+    pool: Annotated[str, typer.Option("--pool", help="The pool whose queue to serve.")],
+    name: Annotated[str | None, typer.Option("--name", help="Agent name (default: the host name).")] = None,
+    address: Annotated[
+        str, typer.Option("--address", help="Address other gang members reach.")
+    ] = "127.0.0.1",
+    work_dir: Annotated[Path | None, typer.Option("--work-dir", help="Where runs are staged.")] = None,
+    heartbeat_s: Annotated[float, typer.Option("--heartbeat-s")] = 30.0,
+    idle_poll_max_s: Annotated[float, typer.Option("--idle-poll-max-s")] = 5.0,
+    board_poll_s: Annotated[float, typer.Option("--board-poll-s")] = 20.0,
+    stale_after_s: Annotated[float, typer.Option("--stale-after-s")] = 90.0,
+    visibility_timeout_s: Annotated[int, typer.Option("--visibility-timeout-s")] = 60,
+) -> None:
+    """Serve a pool: take jobs from its queue and run them, until SIGTERM or Ctrl-C.
+
+    Example:
+
+        jobrunner agent --pool a100-spot --name vm-0 --address 10.0.0.4
+    """
+    import socket
+
+    from jobrunner.agent import Agent, AgentConfig
+    from jobrunner.attempt import Timing
+    from jobrunner.store import Store, home_dir
+
+    agent_name = name or socket.gethostname()
+    config = AgentConfig(
+        pool=pool, name=agent_name, address=address, work_dir=work_dir or home_dir() / "agent" / agent_name,
+        visibility_timeout_s=visibility_timeout_s, heartbeat_s=heartbeat_s, idle_poll_max_s=idle_poll_max_s,
+        board_poll_s=board_poll_s, timing=Timing(stale_after_s=stale_after_s),
+    )  # fmt: skip
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    err.print(f"agent {agent_name} serving pool {pool} (pid {os.getpid()})", markup=False)
+    Agent(Store.from_env(), config).serve(stop)
+
+
+# -------------------------------------------------------------------- local pool
+@local_pool_app.command("start")
+@guarded
+def local_pool_start(
+    nodes: Annotated[int, typer.Option("--nodes", help="How many agents.")] = 2,
+    pool: Annotated[str, typer.Option("--pool", help="Pool name.")] = "local",
+    as_json: JsonFlag = False,
+) -> None:
+    """Start agents on this machine (detached; logs under .trainstack/pool/).
+
+    Example:
+
+        jobrunner local-pool start --nodes 2
+    """
+    from jobrunner.localpool import start_local_pool
+
+    state = start_local_pool(nodes, pool)
+    if as_json:
+        _print_json(_local_pool_json(state))
+    else:
+        out.print(f"local pool {state.name}: " + ", ".join(f"{a.name} (pid {a.pid})" for a in state.agents))
+
+
+def _local_pool_json(state: Any) -> dict[str, Any]:
+    return {
+        "name": state.name,
+        "store": state.store,
+        "agents": [{"name": a.name, "pid": a.pid} for a in state.running()],
+    }
+
+
+@local_pool_app.command("status")
+@guarded
+def local_pool_status(
+    pool: Annotated[str, typer.Option("--pool", help="Pool name.")] = "local", as_json: JsonFlag = False
+) -> None:
+    """Show the local pool's store and running agents.
+
+    Example:
+
+        jobrunner local-pool status --json
+    """
+    from jobrunner.localpool import read_local_pool
+
+    state = read_local_pool(pool)
+    if state is None:
+        if as_json:
+            _print_json({"name": pool, "store": None, "agents": []})
+            return
+        raise ConfigError(f"no local pool {pool!r} is running", fix="`jobrunner local-pool start --nodes 2`")
+    if as_json:
+        _print_json(_local_pool_json(state))
+        return
+    out.print(
+        f"local pool {state.name}, store {state.store.split(';BlobEndpoint=')[-1].split(';')[0]}",
+        markup=False,
+    )
+    for a in state.agents:
+        out.print(f"  {a.name}  pid {a.pid}  {'running' if a in state.running() else 'gone'}")
+
+
+@local_pool_app.command("stop")
+@guarded
+def local_pool_stop(
+    pool: Annotated[
+        str | None, typer.Option("--pool", help="Only this pool (default: every local pool).")
+    ] = None,
+) -> None:
+    """Stop the local pool's agents, and the local Azurite.
+
+    Example:
+
+        jobrunner local-pool stop
+    """
+    from jobrunner.localpool import stop_local_pool
+
+    stopped = stop_local_pool(pool)
+    out.print(f"stopped {', '.join(stopped)}" if stopped else "no local pool was running")
+
+
+# -------------------------------------------------------------------------- pool
+@pool_app.command("status")
+@guarded
+def pool_status(pool: PoolOpt = None, as_json: JsonFlag = False) -> None:
+    """Show a pool's agents (heartbeat age, idle/busy, current job) and its queue length.
+
+    Example:
+
+        jobrunner pool status --pool a100-spot
+    """
+    view = _client(pool).pool_status(pool)
+    if as_json:
+        _print_json(
+            {
+                "name": view.name, "max_nodes": view.max_nodes, "queue_length": view.queue_length,
+                "agents": [{**a.model_dump(mode="json"), "heartbeat_age_s": round(a.age_s(), 1)} for a in view.agents],
+            }
+        )  # fmt: skip
+        return
+    out.print(
+        f"pool {view.name}: {view.queue_length} message(s) queued, at most {view.max_nodes or '?'} node(s)"
+    )
+    table = Table("agent", "state", "job", "heartbeat", "address", "pid")
+    for a in view.agents:
+        table.add_row(a.name, a.state, a.current_job or "", f"{a.age_s():.0f} s ago", a.address, str(a.pid))
+    out.print(table)
+
+
+# -------------------------------------------------------------------------- data
+@data_app.command("upload")
+@guarded
+def data_upload(
+    source: Annotated[Path, typer.Argument(help="A local file or folder.")],
+    datastore: Annotated[str, typer.Option("--datastore", help="Datastore name.")] = DEFAULT_DATASTORE,
+    path: Annotated[str, typer.Option("--path", help="Path inside the datastore.")] = "",
+) -> None:
+    """Upload a file or folder to a datastore (then use azureml://datastores/<d>/paths/<p>).
+
+    Example:
+
+        jobrunner data upload ./iris --datastore workspaceblobstore --path datasets/iris
+    """
+    with _progress() as bar:
+        task = bar.add_task(f"upload {source}", total=None)
+        count = _client().upload_data(source, datastore=datastore, path=path,
+                                      progress=lambda d, t: bar.update(task, completed=d, total=t))  # fmt: skip
+    out.print(f"{count} file(s) -> azureml://datastores/{datastore}/paths/{path.strip('/')}", markup=False)
+
+
+@data_app.command("download")
+@guarded
+def data_download(
+    dest: Annotated[Path, typer.Argument(help="Local folder to download into.")],
+    datastore: Annotated[str, typer.Option("--datastore", help="Datastore name.")] = DEFAULT_DATASTORE,
+    path: Annotated[str, typer.Option("--path", help="Path inside the datastore.")] = "",
+) -> None:
+    """Download a datastore path (file or folder) into a local folder.
+
+    Example:
+
+        jobrunner data download ./iris --datastore workspaceblobstore --path datasets/iris
+    """
+    with _progress() as bar:
+        task = bar.add_task(f"download {path}", total=None)
+        count = _client().download_data(dest, datastore=datastore, path=path,
+                                        progress=lambda d, t: bar.update(task, completed=d, total=t))  # fmt: skip
+    out.print(f"{count} file(s) in {dest}")
+
+
+def main() -> None:
+    app()

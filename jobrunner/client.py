@@ -1,0 +1,224 @@
+"""The Python API of the job runner, for notebooks and for the `jobrunner` commands.
+
+    from jobrunner import Client
+    client = Client()                      # JOBRUNNER_STORE, else the local Azurite
+    run = client.submit("job.yml", overrides={"inputs.epochs": "3"})
+    client.wait(run.id, show_output=True)  # streams logs, returns the final status
+    client.download_outputs(run.id, "out/")
+
+Errors are typed (`jobrunner.errors`): JobSpecError for a job file that cannot run on the
+pool (too many nodes included), NotFoundError for an unknown run id, StoreError when the store
+cannot be reached.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobrunner.api import JobState
+from jobrunner.errors import JobSpecError, Problem
+from jobrunner.logship import LogReader
+from jobrunner.messages import job_message
+from jobrunner.registry import AgentRecord, list_agents, read_pool_config
+from jobrunner.spec import JobSpec, load_job
+from jobrunner.staging import (
+    Progress,
+    datastore_container,
+    download_tree,
+    pack_code,
+    upload_local_inputs,
+    upload_tree,
+)
+from jobrunner.status import (
+    RunStatus,
+    create_status,
+    find_run,
+    list_runs,
+    new_run_id,
+    read_status,
+    safe_segment,
+    update_status,
+    utc_now,
+)
+from jobrunner.store import DEFAULT_DATASTORE, RUNS, Store, queue_name
+
+DEFAULT_POOL = "local"
+POOL_ENV = "JOBRUNNER_POOL"
+LogSink = Callable[[str, str], None]  # (stream, text)
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """What `jobrunner pool status` shows."""
+
+    name: str
+    max_nodes: int | None
+    queue_length: int
+    agents: tuple[AgentRecord, ...]
+
+
+def default_pool() -> str:
+    return os.environ.get(POOL_ENV) or DEFAULT_POOL
+
+
+class Client:
+    """Submit, watch and fetch runs in a job store (see the module docstring)."""
+
+    def __init__(self, store: Store | None = None, *, pool: str | None = None) -> None:
+        self.store = store or Store.from_env()
+        self.pool = pool or default_pool()
+
+    # ---------------------------------------------------------------- submit
+    def check_capacity(self, spec: JobSpec, pool: str, *, source: str | None) -> str | None:
+        """Refuse a job larger than the pool can ever be; returns a note when that is unknown."""
+        config = read_pool_config(self.store, pool)
+        if config is None:
+            return f"pool {pool!r} has no recorded size: cannot check that {spec.instance_count} node(s) fit"
+        if spec.instance_count > config.max_nodes:
+            raise JobSpecError(
+                [
+                    Problem(
+                        source, "resources.instance_count",
+                        f"asks for {spec.instance_count} nodes but pool {pool!r} has at most {config.max_nodes}",
+                        f"set `resources.instance_count` to {config.max_nodes} or less, or use a larger pool",
+                    )
+                ]
+            )  # fmt: skip
+        return None
+
+    def submit(
+        self,
+        path: str | Path,
+        *,
+        pool: str | None = None,
+        overrides: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> RunStatus:
+        """Validate the job file, upload its code and local inputs, queue it; returns its status."""
+        pool = pool or self.pool
+        spec = load_job(path, overrides or {})
+        self.check_capacity(spec, pool, source=str(path))
+        return self.submit_spec(spec, pool=pool, progress=progress)
+
+    def submit_spec(
+        self, spec: JobSpec, *, pool: str | None = None, progress: Progress | None = None
+    ) -> RunStatus:
+        """Queue an already validated spec (see `submit`)."""
+        pool = pool or self.pool
+        run_id = new_run_id()
+        # Azure ML's default experiment is the name of the folder the job is submitted from.
+        experiment = safe_segment(spec.experiment_name or Path.cwd().name)
+        now = utc_now()
+        status = RunStatus(
+            id=run_id, experiment=experiment, pool=pool, display_name=spec.display_name,
+            max_attempts=spec.trainstack.retry.max_attempts, instance_count=spec.instance_count,
+            submitted_at=now, updated_at=now,
+        ).moved_to(JobState.QUEUED, note=f"submitted to pool {pool}")  # fmt: skip
+        ref = status.ref
+        if spec.code:
+            self.store.put(RUNS, ref.code_blob, pack_code(Path(spec.code)))
+        upload_local_inputs(self.store, ref, spec, progress)
+        self.store.put(RUNS, ref.spec_blob, spec.model_dump_json(by_alias=True, indent=2).encode())
+        create_status(self.store, status)
+        self.store.send(queue_name(pool), job_message(ref, status.attempt))
+        return status
+
+    # ---------------------------------------------------------------- watch
+    def status(self, run_id: str) -> RunStatus:
+        """The run's current status. NotFoundError for an unknown id."""
+        return read_status(self.store, find_run(self.store, run_id))[0]
+
+    def list(self, experiment: str | None = None) -> list[RunStatus]:
+        """Runs, newest first."""
+        return list_runs(self.store, experiment)
+
+    def logs(self, run_id: str, *, attempt: int | None = None) -> dict[str, str]:
+        """stream name -> text, for one attempt (default: the latest)."""
+        status = self.status(run_id)
+        reader = LogReader(self.store, status.ref.logs_prefix(attempt or status.attempt))
+        out: dict[str, str] = {}
+        for name, text in reader.read_new():
+            out[name] = out.get(name, "") + text
+        return out
+
+    def follow(self, run_id: str, sink: LogSink | None, *, poll_s: float = 1.0,
+               on_status: Callable[[RunStatus], None] | None = None) -> RunStatus:  # fmt: skip
+        """Stream new log text of every attempt to `sink` until the run ends; returns its final status."""
+        ref = find_run(self.store, run_id)
+        readers: dict[int, LogReader] = {}
+        last_state: tuple[JobState, int] | None = None
+        while True:
+            status, _ = read_status(self.store, ref)
+            if on_status and (status.state, status.attempt) != last_state:
+                on_status(status)
+                last_state = (status.state, status.attempt)
+            for attempt in range(1, status.attempt + 1):
+                reader = readers.setdefault(attempt, LogReader(self.store, ref.logs_prefix(attempt)))
+                for name, text in reader.read_new():
+                    if sink:
+                        sink(name, text)
+            if status.state.terminal:
+                # the last lines may land just after the final state: one more read
+                for reader in readers.values():
+                    for name, text in reader.read_new():
+                        if sink:
+                            sink(name, text)
+                return status
+            time.sleep(poll_s)
+
+    def wait(self, run_id: str, *, show_output: bool = True, poll_s: float = 1.0) -> RunStatus:
+        """Block until the run ends (printing its logs when `show_output`); returns its final status."""
+
+        def echo(_: str, text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        return self.follow(run_id, echo if show_output else None, poll_s=poll_s)
+
+    def cancel(self, run_id: str) -> RunStatus:
+        """Ask the run to stop: a queued run is canceled at once, a running one by its agents."""
+
+        def change(s: RunStatus) -> RunStatus | None:
+            if s.state.terminal:
+                return None
+            if s.state is JobState.QUEUED:
+                return s.moved_to(JobState.CANCELED, note="canceled while queued", cancel_requested=True,
+                                  reason="canceled on request")  # fmt: skip
+            return s.model_copy(update={"cancel_requested": True, "updated_at": utc_now()})
+
+        return update_status(self.store, find_run(self.store, run_id), change)
+
+    # ---------------------------------------------------------------- data
+    def download_outputs(self, run_id: str, dest: str | Path, *, progress: Progress | None = None) -> int:
+        """Every output of the run into `dest/<output name>/...`; returns the file count."""
+        ref = find_run(self.store, run_id)
+        return download_tree(self.store, RUNS, ref.blob("outputs"), Path(dest), progress=progress)
+
+    def upload_data(self, source: str | Path, *, datastore: str = DEFAULT_DATASTORE, path: str = "",
+                    progress: Progress | None = None) -> int:  # fmt: skip
+        """Upload a file or folder to a datastore (like Azure ML's `ds.upload`); returns the file count."""
+        src = Path(source)
+        if not src.exists():
+            raise JobSpecError([Problem(str(src), "", "not found", "check the path")])
+        return upload_tree(self.store, datastore_container(datastore), src, path, progress=progress)
+
+    def download_data(self, dest: str | Path, *, datastore: str = DEFAULT_DATASTORE, path: str = "",
+                      progress: Progress | None = None) -> int:  # fmt: skip
+        """Download a datastore path (a file or a folder) into `dest`; returns the file count."""
+        return download_tree(self.store, datastore_container(datastore), path, Path(dest), progress=progress)
+
+    # ---------------------------------------------------------------- pools
+    def pool_status(self, pool: str | None = None) -> PoolView:
+        name = pool or self.pool
+        config = read_pool_config(self.store, name)
+        return PoolView(
+            name=name,
+            max_nodes=config.max_nodes if config else None,
+            queue_length=self.store.queue_length(queue_name(name)),
+            agents=tuple(list_agents(self.store, name)),
+        )

@@ -1,0 +1,153 @@
+"""A pool of agents on this machine: detached `jobrunner agent` processes over one store.
+
+    start_local_pool(nodes=2)   -> LocalPool   (agents `local-0`, `local-1`, ...)
+    read_local_pool("local")    -> LocalPool | None
+    stop_local_pool()           -> names of the pools stopped (and the local Azurite)
+
+The store is `JOBRUNNER_STORE` when set, else the local Azurite (started on demand). The
+agents inherit this process's environment, with the store made explicit so they use the
+same one; each logs to `<JOBRUNNER_HOME>/pool/<name>.log` and works under
+`<JOBRUNNER_HOME>/pool/<name>/`. The pool's node count is recorded in the store (submit
+refuses larger jobs) and its agents' pids in `<JOBRUNNER_HOME>/pool/<pool>.json`.
+Local agents use short poll intervals: a local store costs nothing per request.
+
+Failure modes: ConfigError when a pool of that name already runs with another size;
+StoreError when the store cannot be reached or started; LaunchError when an agent exits at
+once (its log is named).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from jobrunner.azurite import ensure_local_azurite, pid_alive, stop_local_azurite
+from jobrunner.errors import ConfigError, LaunchError
+from jobrunner.registry import PoolConfig, write_pool_config
+from jobrunner.store import STORE_ENV, Store, home_dir
+
+LOCAL_AGENT_ARGS = (
+    "--heartbeat-s", "3", "--idle-poll-max-s", "1", "--board-poll-s", "2", "--stale-after-s", "15",
+    "--visibility-timeout-s", "30",
+)  # fmt: skip
+
+
+class LocalAgent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    pid: int
+
+
+class LocalPool(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    store: str
+    agents: tuple[LocalAgent, ...]
+
+    def running(self) -> tuple[LocalAgent, ...]:
+        return tuple(a for a in self.agents if pid_alive(a.pid))
+
+
+def _pool_dir() -> Path:
+    return home_dir() / "pool"
+
+
+def _state_file(pool: str) -> Path:
+    return _pool_dir() / f"{pool}.json"
+
+
+def _store_target() -> tuple[str, bool]:
+    """(store target, whether it is this checkout's own local Azurite)."""
+    target = os.environ.get(STORE_ENV)
+    if target:
+        return target, False
+    return ensure_local_azurite(home_dir()).connection_string, True
+
+
+def read_local_pool(pool: str) -> LocalPool | None:
+    """The local pool of that name, as recorded when it started (None if never started or stopped)."""
+    try:
+        return LocalPool.model_validate_json(_state_file(pool).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def start_local_pool(nodes: int, pool: str = "local") -> LocalPool:
+    """Start `nodes` agents named `<pool>-0`... (or return the pool already running with that size)."""
+    if nodes < 1:
+        raise ConfigError("--nodes must be at least 1", fix="e.g. `jobrunner local-pool start --nodes 2`")
+    existing = read_local_pool(pool)
+    if existing is not None and existing.running():
+        if len(existing.running()) == nodes:
+            return existing
+        raise ConfigError(
+            f"local pool {pool!r} already runs with {len(existing.running())} agent(s)",
+            fix="`jobrunner local-pool stop` first",
+        )
+    target, _ = _store_target()
+    store = Store.connect(target)
+    write_pool_config(store, PoolConfig(name=pool, max_nodes=nodes, kind="local"))
+    env = {**os.environ, STORE_ENV: target, "PYTHONUNBUFFERED": "1"}
+    folder = _pool_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    agents: list[LocalAgent] = []
+    for i in range(nodes):
+        name = f"{pool}-{i}"
+        argv = [
+            sys.executable, "-m", "jobrunner", "agent", "--pool", pool, "--name", name,
+            "--work-dir", str(folder / name), *LOCAL_AGENT_ARGS,
+        ]  # fmt: skip
+        with open(folder / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True,
+            )  # fmt: skip
+        agents.append(LocalAgent(name=name, pid=proc.pid))
+    state = LocalPool(name=pool, store=target, agents=tuple(agents))
+    _state_file(pool).write_text(state.model_dump_json(indent=2))
+    time.sleep(0.5)
+    dead = [a for a in agents if not pid_alive(a.pid)]
+    if dead:
+        stop_local_pool(pool, stop_store=False)
+        raise LaunchError(
+            f"agent {dead[0].name} exited at start", fix=f"see {folder / (dead[0].name + '.log')}"
+        )
+    return state
+
+
+def _stop_agent(agent: LocalAgent, grace_s: float) -> None:
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(agent.pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and pid_alive(agent.pid):
+            time.sleep(0.1)
+        if not pid_alive(agent.pid):
+            return
+
+
+def stop_local_pool(pool: str | None = None, *, stop_store: bool = True, grace_s: float = 15.0) -> list[str]:
+    """Stop the agents of `pool` (every local pool when None), and the local Azurite when
+    `stop_store` and the pools used it. Returns the pools stopped."""
+    folder = _pool_dir()
+    names = [pool] if pool else sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+    stopped = []
+    for name in names:
+        state = read_local_pool(name)
+        if state is None:
+            continue
+        for agent in state.agents:
+            _stop_agent(agent, grace_s)
+        _state_file(name).unlink(missing_ok=True)
+        stopped.append(name)
+    others_left = folder.exists() and any(folder.glob("*.json"))
+    if stop_store and not others_left and not os.environ.get(STORE_ENV):
+        stop_local_azurite(home_dir())
+    return stopped
