@@ -66,7 +66,10 @@ def test_same_stack_has_no_difference() -> None:
 
 def test_differently_named_clusters_are_paired_by_similar_names() -> None:
     a = [cluster("a100-spot-compute"), rec.datastore()]
-    b = [cluster("a100-lowpri-compute", vm_size="Standard_ND96isr_H100_v5"), cluster("h100-dedicated-compute")]
+    b = [
+        cluster("a100-lowpri-compute", vm_size="Standard_ND96isr_H100_v5"),
+        cluster("h100-dedicated-compute"),
+    ]
     d = diff_stacks(a, b)
     [change] = d.changed
     assert change.name == "a100-spot-compute → a100-lowpri-compute"

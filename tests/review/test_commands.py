@@ -1,0 +1,154 @@
+"""`trainstack review` and `trainstack diff` on real stack files, run offline through the
+Pulumi program under mocks: golden snapshots for the stacks in `stacks/`, an insecure stack
+that breaks many policies at once, and a stack on a retired GPU size.
+
+Snapshots are regenerated with `TRAINSTACK_UPDATE_GOLDEN=1 pytest tests/review`; review the
+change like code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from trainstack.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+HERE_STACKS = Path(__file__).parent / "stacks"
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("TRAINSTACK_UPDATE_GOLDEN") == "1":
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"no snapshot {path}: run with TRAINSTACK_UPDATE_GOLDEN=1"
+    assert text == path.read_text(encoding="utf-8"), (
+        f"{name} changed: rerun with TRAINSTACK_UPDATE_GOLDEN=1 and review"
+    )
+
+
+@pytest.fixture(scope="module")
+def test_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's program with the stack files of these tests."""
+    project = tmp_path_factory.mktemp("project")
+    for name in ("__main__.py", "Pulumi.yaml"):
+        (project / name).symlink_to(ROOT / name)
+    shutil.copytree(HERE_STACKS, project / "stacks")
+    return project
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_review_markdown_matches_snapshot(stack: str) -> None:
+    code, out, _ = run("review", "--stack", stack, "--project-dir", str(ROOT))
+    check_golden(f"review-{stack}.md", out)
+    assert "monthly at max" in out and "USD/month" in out
+    mandatory = "#### Mandatory" in out
+    assert code == (1 if mandatory else 0)
+
+
+def test_review_prod_against_dev_matches_snapshot() -> None:
+    _, out, _ = run("review", "--stack", "prod", "--base", "dev", "--project-dir", str(ROOT))
+    check_golden("review-prod-base-dev.md", out)
+    assert "### Compared with `dev`" in out
+
+
+def test_review_json_shape() -> None:
+    code, out, _ = run("review", "--stack", "dev", "--format", "json", "--project-dir", str(ROOT))
+    data = json.loads(out)
+    assert {"stack", "resources", "cost", "findings"} <= data.keys() and data["stack"] == "dev"
+    assert {"monthly_min", "monthly_max", "currency"} <= data["cost"].keys()
+    assert data["cost"]["monthly_max"] > 0 and data["cost"]["currency"] == "USD"
+    for finding in data["findings"]:
+        assert {"policy", "severity", "resource", "message"} <= finding.keys()
+    assert code == (0 if data["passed"] else 1)
+    assert all(
+        line["price_region"] and line["price_date"] for line in data["cost"]["lines"] if line["vm_size"]
+    )
+
+
+def test_insecure_stack_fails_and_names_each_problem(test_project: Path) -> None:
+    code, out, err = run(
+        "review", "--stack", "insecure", "--format", "json", "--project-dir", str(test_project)
+    )
+    assert code == 1
+    found = {
+        (f["policy"], f["resource"]) for f in json.loads(out)["findings"] if f["severity"] == "mandatory"
+    }
+    assert found == {
+        ("compute-ssh-private-in-prod", "open-ssh-compute"),
+        ("compute-no-public-ip", "open-ssh-compute"),
+        ("storage-no-public-blob-access", "mlw-insecure-storage"),
+        ("workspace-no-public-network", "mlw-insecure-workspace"),
+        ("datastore-identity-access", "keyed-datastore"),
+        ("evictable-scales-from-zero", "open-ssh-compute"),  # raised to mandatory by trainstack:policies
+        ("monthly-budget", "(stack)"),
+    }
+    assert "mandatory policies broken" in err and "compute-ssh-private-in-prod" in err
+
+
+def test_insecure_stack_markdown_groups_findings(test_project: Path) -> None:
+    code, out, _ = run("review", "--stack", "insecure", "--project-dir", str(test_project))
+    assert code == 1
+    assert "**fails**" in out and "#### Mandatory (7)" in out
+    assert "public SSH on production nodes" in out and "anonymous public read access" in out
+
+
+def test_retired_gpu_size_is_refused_with_its_successor(test_project: Path) -> None:
+    code, out, err = run("review", "--stack", "retired", "--project-dir", str(test_project))
+    assert code == 2 and out == ""
+    assert "Standard_NC6s_v3" in err and "Standard_NC24ads_A100_v4" in err and "Pulumi.retired.yaml" in err
+
+
+def test_unknown_policy_override_is_a_config_error(test_project: Path) -> None:
+    path = test_project / "stacks" / "Pulumi.typo.yaml"
+    text = (test_project / "stacks" / "Pulumi.insecure.yaml").read_text()
+    path.write_text(text.replace("evictable-scales-from-zero: mandatory", "storage-tls-12: advisory"))
+    code, _, err = run("review", "--stack", "typo", "--project-dir", str(test_project))
+    assert code == 2
+    assert "trainstack:policies.storage-tls-12" in err and "did you mean `storage-tls12`?" in err
+
+
+def test_unknown_stack() -> None:
+    code, _, err = run("review", "--stack", "nope", "--project-dir", str(ROOT))
+    assert code == 2 and "no stack named 'nope'" in err
+
+
+def test_diff_dev_prod_lists_cluster_and_workspace_changes() -> None:
+    code, out, _ = run("diff", "dev", "prod", "--json", "--project-dir", str(ROOT))
+    assert code == 0
+    data = json.loads(out)
+    check_golden("diff-dev-prod.json", out)
+    by_type: dict[str, list[dict]] = {}
+    for change in data["changed"]:
+        by_type.setdefault(change["type"], []).append(change)
+    [workspace] = by_type["azure-native:machinelearningservices:Workspace"]
+    assert {"path": "publicNetworkAccess", "a": "Enabled", "b": "Disabled"} in workspace["changes"]
+    clusters = by_type["azure-native:machinelearningservices:Compute"]
+    paths = {c["path"] for cluster in clusters for c in cluster["changes"]}
+    assert "properties.properties.vmSize" in paths
+
+
+def test_diff_human_output_shows_paths_and_both_values() -> None:
+    code, out, _ = run("diff", "dev", "prod", "--project-dir", str(ROOT))
+    assert code == 0
+    assert "changed: mlw-trainstack-dev-workspace → mlw-trainstack-prod-workspace" in out
+    assert "publicNetworkAccess" in out and "Disabled" in out and "only in prod" in out
+
+
+def test_diff_of_a_stack_with_itself() -> None:
+    code, out, _ = run("diff", "dev", "dev", "--project-dir", str(ROOT))
+    assert code == 0 and "declare the same resources" in out
