@@ -4,6 +4,7 @@ disks have no counterpart: the share is a managed service."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from trainstack.batchai.fates import Ledger
@@ -70,3 +71,9 @@ def convert_fileserver(props: FileServerProperties, name: str, ledger: Ledger) -
             "reach the share without public access",
         )
     return entry
+
+
+def _share_name(name: str) -> str:
+    """A share name (3-63 of a-z, 0-9, single `-`) from the file server's name."""
+    text = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", name.lower())).strip("-")
+    return (text or "fileserver").ljust(3, "0")[:63].strip("-")

@@ -44,16 +44,24 @@ class MountTable:
     def __init__(self) -> None:
         self.mounts: list[Mount] = []
         self.datastores: list[dict[str, Any]] = []
+        self.sources: dict[str, str] = {}  # datastore name -> the Batch AI storage account
 
     def _add_datastore(self, entry: dict[str, Any]) -> str:
+        """Add a datastore (one per account and container) and return its name. Datastores
+        live in the stack's workspace storage account, so the source `account` is kept
+        only in `sources` (name -> account), for the copy step the report describes."""
+        account = entry.pop("account")
+        if entry["auth"] == "accountKey":
+            entry["accountKey"] = {"secure": "<STORAGE_ACCOUNT_KEY>"}
         for existing in self.datastores:
-            same = ("kind", "account", "container")
-            if all(existing.get(k) == entry.get(k) for k in same):
+            same = existing["kind"] == entry["kind"] and existing["container"] == entry["container"]
+            if same and self.sources.get(existing["name"]) == account:
                 return str(existing["name"])
         name, n = entry["name"], 2
         while any(d["name"] == name for d in self.datastores):
             name, n = f"{entry['name']}_{n}", n + 1
         self.datastores.append({**entry, "name": name})
+        self.sources[name] = account
         return name
 
     def add_volumes(
@@ -76,10 +84,16 @@ class MountTable:
                 }
             )
             self.mounts.append(Mount(root, share.relative_mount_path, name, field=path))
-            ledger.mapped(f"{path}.azureFileUrl", f"stack.yaml: datastore `{name}` (account, container)")
+            ledger.approximated(
+                f"{path}.azureFileUrl",
+                f"stack.yaml: datastore `{name}` (share `{container}`)",
+                _copy_note(account, container),
+            )
             ledger.mapped(f"{path}.relativeMountPath", f"job.yml: paths under it use datastore `{name}`")
             if share.account_name:
-                ledger.mapped(f"{path}.accountName", f"stack.yaml: datastore `{name}` account")
+                ledger.approximated(
+                    f"{path}.accountName", f"stack.yaml: datastore `{name}`", _copy_note(account, container)
+                )
             for mode in ("fileMode", "directoryMode"):
                 if getattr(share, "file_mode" if mode == "fileMode" else "directory_mode"):
                     ledger.unsupported(
@@ -100,7 +114,11 @@ class MountTable:
                 }
             )
             self.mounts.append(Mount(root, blob.relative_mount_path, name, field=path))
-            ledger.mapped(f"{path}.accountName", f"stack.yaml: datastore `{name}` account")
+            ledger.approximated(
+                f"{path}.accountName",
+                f"stack.yaml: datastore `{name}`",
+                _copy_note(blob.account_name, blob.container_name),
+            )
             ledger.mapped(f"{path}.containerName", f"stack.yaml: datastore `{name}` container")
             ledger.mapped(f"{path}.relativeMountPath", f"job.yml: paths under it use datastore `{name}`")
             if blob.mount_options:
@@ -117,8 +135,8 @@ class MountTable:
                 {
                     "name": datastore_name(server),
                     "kind": "fileshare",
-                    "account": "<FILE_SERVER_STORAGE_ACCOUNT>",
-                    "container": datastore_name(server),
+                    "account": "<FILE_SERVER_HOST>",
+                    "container": datastore_name(server).replace("_", "-"),
                     "auth": "identity",
                 }
             )
@@ -137,9 +155,9 @@ class MountTable:
                     f"{path}.mountOptions", "NFS mount options do not carry over to a datastore"
                 )
             ledger.placeholder(
-                "<FILE_SERVER_STORAGE_ACCOUNT>",
-                f"stack.yaml: datastore `{name}` account",
-                "the storage account that holds the share replacing the file server",
+                "<FILE_SERVER_HOST>",
+                f"MIGRATION.md: the copy into datastore `{name}`",
+                "the file server's address, to copy its data into the share",
             )
         for i, fs in enumerate(volumes.unmanaged_file_systems):
             path = f"{base}.unmanagedFileSystems[{i}]"
@@ -184,6 +202,14 @@ def unknown_mount(text: str) -> tuple[str, str, str] | None:
     not given (a cluster mount when no cluster file was converted); None for other paths."""
     m = re.match(r"^\$\{?(AZ_BATCHAI_(?:JOB_)?MOUNT_ROOT)\}?/([^/]+)/?(.*)$", text)
     return (m.group(1), m.group(2), m.group(3)) if m else None
+
+
+def _copy_note(account: str, container: str) -> str:
+    return (
+        f"datastores live in the stack's workspace storage account: copy the data from `{account}`/"
+        f"`{container}` (azcopy copy --recursive), or keep using that account through an adlsgen2/blob "
+        "datastore registered by hand"
+    )
 
 
 def _auth(creds: AzureStorageCredentialsInfo | None, path: str, ledger: Ledger) -> str:
