@@ -1,0 +1,310 @@
+"""Executing a `LaunchPlan` on this node: write its files, run the preparation, start the
+processes, stream their output line by line, stop them all on the first failure, a timeout
+or a cancel, and name the earliest failure as the root cause.
+
+Each process gets its own process group (session), so stopping one stops the whole tree it
+started (torchrun's workers, mpirun's ranks, a shell's children): SIGTERM to the group, then
+SIGKILL after `grace_s`. A `docker run` process's container is removed as well, since
+killing the client alone leaves the container running.
+
+Processes that run on the node itself find the agent's own Python environment first on
+`PATH`, so `python` and `torchrun` in a command are the ones the agent was installed with.
+
+The root cause is written, when asked, as JSON to an error file in the spirit of
+torchelastic's: `{"root_cause": {...}, "failures": [...]}`; a process that wrote its own
+torchelastic error file (`TORCHELASTIC_ERROR_FILE`, e.g. torchrun or a script using
+`@record`) has that file's content under `child_error`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from jobrunner.api import LaunchPlan, ProcessPlan
+from jobrunner.errors import LaunchError
+
+TORCHELASTIC_ERROR_FILE = "TORCHELASTIC_ERROR_FILE"
+GRACE_S = 30.0  # torchelastic's: what a process gets between SIGTERM and SIGKILL
+_TAIL_LINES = 20
+
+
+class LogSink(Protocol):
+    """Receives every line a process writes, without its newline. Calls are serialized (one
+    at a time) but come from reader threads: return quickly, buffer anything slow."""
+
+    def __call__(self, log_name: str, stream: str, line: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """How one process ended. `exit_code` < 0 means killed by that signal (`-15`: SIGTERM)."""
+
+    log_name: str
+    rank: int | None
+    exit_code: int
+    started_at: float  # time.time()
+    ended_at: float
+    stopped: bool = False  # stopped by us (after another's failure, a timeout or a cancel)
+    stderr_tail: tuple[str, ...] = ()
+    child_error: Mapping[str, object] | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.exit_code != 0 and not self.stopped
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """The preparation's and every process's result; `root_cause` is the earliest failure."""
+
+    processes: tuple[ProcessResult, ...]
+    preparation: ProcessResult | None = None
+    timed_out: bool = False
+    canceled: bool = False
+    root_cause: ProcessResult | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        ran = [*self.processes, *([self.preparation] if self.preparation else [])]
+        return not self.timed_out and not self.canceled and all(r.exit_code == 0 for r in ran)
+
+    @property
+    def exit_codes(self) -> dict[str, int]:
+        return {r.log_name: r.exit_code for r in self.processes}
+
+
+@dataclass
+class _Running:
+    plan: ProcessPlan
+    popen: subprocess.Popen[bytes]
+    started_at: float
+    error_file: Path | None
+    readers: list[threading.Thread] = field(default_factory=list)
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_TAIL_LINES))
+    ended_at: float | None = None
+    stopped: bool = False
+
+
+def run_plan(
+    plan: LaunchPlan,
+    sink: LogSink,
+    *,
+    timeout: float | None = None,
+    cancel: threading.Event | None = None,
+    grace_s: float = GRACE_S,
+    error_file: str | Path | None = None,
+) -> LaunchResult:
+    """Run `plan` to the end and say how it went.
+
+    `timeout` (seconds, for preparation and processes together) and `cancel` (set it from
+    another thread) stop every process; so does the first process that exits non-zero.
+    Raises LaunchError when a file cannot be written or a process cannot be started (a
+    missing program or working directory); anything already started is stopped first.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    cancel = cancel or threading.Event()
+    lock = threading.Lock()
+    _write_files(plan.files)
+    errors_dir = Path(error_file).parent if error_file else None
+    prep: ProcessResult | None = None
+    if plan.preparation is not None:
+        (prep,), timed_out = _run_group([plan.preparation], sink, lock, deadline, cancel, grace_s, errors_dir)
+        if prep.exit_code != 0 or timed_out or cancel.is_set():
+            return _finish(LaunchResult((), prep, timed_out, cancel.is_set(), _root(prep)), error_file)
+    results, timed_out = _run_group(list(plan.processes), sink, lock, deadline, cancel, grace_s, errors_dir)
+    root = _root(prep, *results)
+    return _finish(LaunchResult(tuple(results), prep, timed_out, cancel.is_set(), root), error_file)
+
+
+def _root(*results: ProcessResult | None) -> ProcessResult | None:
+    failed = [r for r in results if r is not None and r.failed]
+    return min(failed, key=lambda r: r.ended_at) if failed else None
+
+
+def _finish(result: LaunchResult, error_file: str | Path | None) -> LaunchResult:
+    if error_file is not None and (result.root_cause or result.timed_out or result.canceled):
+        failures = [asdict(r) for r in (result.preparation, *result.processes) if r is not None and r.failed]
+        body = {
+            "root_cause": asdict(result.root_cause) if result.root_cause else None,
+            "failures": failures,
+            "timed_out": result.timed_out,
+            "canceled": result.canceled,
+        }
+        path = Path(error_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
+    return result
+
+
+def _write_files(files: Mapping[str, str]) -> None:
+    for name, text in files.items():
+        try:
+            Path(name).parent.mkdir(parents=True, exist_ok=True)
+            Path(name).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise LaunchError(f"cannot write {name}: {exc}") from None
+
+
+def _run_group(
+    plans: list[ProcessPlan],
+    sink: LogSink,
+    lock: threading.Lock,
+    deadline: float | None,
+    cancel: threading.Event,
+    grace_s: float,
+    errors_dir: Path | None,
+) -> tuple[list[ProcessResult], bool]:
+    """Start `plans` together and supervise them: poll, and on the first failure, the
+    deadline or a cancel, stop the rest. Returns results in plan order and whether it timed out."""
+    running: list[_Running] = []
+    try:
+        for i, p in enumerate(plans):
+            running.append(_start(p, sink, lock, errors_dir, i))
+    except LaunchError:
+        _stop(running, grace_s)
+        raise
+    timed_out = False
+    try:
+        while any(r.ended_at is None for r in running):
+            failed = False
+            for r in running:
+                if r.ended_at is None and r.popen.poll() is not None:
+                    r.ended_at = time.time()
+                    failed = failed or r.popen.returncode != 0
+            if failed or cancel.is_set():
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                timed_out = True
+                break
+            cancel.wait(0.05)
+    finally:
+        _stop(running, grace_s)
+    for r in running:
+        for t in r.readers:
+            # A grandchild that left the process group may hold the pipe open; do not wait forever.
+            t.join(timeout=grace_s + 5)
+    return [_result(r) for r in running], timed_out
+
+
+def _start(
+    plan: ProcessPlan, sink: LogSink, lock: threading.Lock, errors_dir: Path | None, i: int
+) -> _Running:
+    env = {**os.environ, **plan.env}
+    error_file = None
+    if plan.argv[0] != "docker":
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if errors_dir is not None:
+        error_file = errors_dir / f"{plan.log_name}.child-error.json"
+        error_file.unlink(missing_ok=True)
+        env[TORCHELASTIC_ERROR_FILE] = str(error_file)
+    try:
+        popen = subprocess.Popen(
+            plan.argv,
+            cwd=plan.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: stopping it stops its whole tree
+        )
+    except OSError as exc:
+        raise LaunchError(
+            f"cannot start {plan.log_name} ({plan.argv[0]}): {exc.strerror or exc}",
+            fix="check that the program is installed on the node and the working directory exists",
+        ) from None
+    running = _Running(plan, popen, time.time(), error_file)
+    assert popen.stdout is not None and popen.stderr is not None
+    for name, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
+        tail = running.tail if name == "stderr" else None
+        t = threading.Thread(
+            target=_pump,
+            args=(pipe, plan.log_name, name, sink, lock, tail),
+            daemon=True,
+            name=f"log-{i}-{name}",
+        )
+        t.start()
+        running.readers.append(t)
+    return running
+
+
+def _pump(
+    pipe: IO[bytes],
+    log_name: str,
+    stream: str,
+    sink: LogSink,
+    lock: threading.Lock,
+    tail: collections.deque[str] | None,
+) -> None:
+    """Read `pipe` to its end, one line at a time, into `sink` (and the stderr tail)."""
+    with pipe:
+        for raw in pipe:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if tail is not None:
+                tail.append(line)
+            with lock:
+                sink(log_name, stream, line)
+
+
+def _stop(running: list[_Running], grace_s: float) -> None:
+    """SIGTERM every live process group, SIGKILL what is left after `grace_s`."""
+    live = [r for r in running if r.popen.poll() is None]
+    for r in live:
+        r.stopped = True
+        _signal_group(r.popen, signal.SIGTERM)
+    end = time.monotonic() + grace_s
+    for r in live:
+        try:
+            r.popen.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(r.popen, signal.SIGKILL)
+            _remove_container(r.plan)
+            r.popen.wait()
+    for r in running:
+        # The leader exited, but its group may still hold children (a shell's background jobs).
+        _signal_group(r.popen, signal.SIGKILL)
+        if r.ended_at is None:
+            r.ended_at = time.time()
+
+
+def _signal_group(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.killpg(popen.pid, sig)
+
+
+def _remove_container(plan: ProcessPlan) -> None:
+    argv = list(plan.argv)
+    if argv[:2] == ["docker", "run"] and "--name" in argv:
+        name = argv[argv.index("--name") + 1]
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=30, check=False)
+
+
+def _result(r: _Running) -> ProcessResult:
+    code = r.popen.returncode
+    child = None
+    if r.error_file is not None and r.error_file.exists():
+        try:
+            child = json.loads(r.error_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            child = None
+    return ProcessResult(
+        log_name=r.plan.log_name,
+        rank=r.plan.rank,
+        exit_code=code if code is not None else -int(signal.SIGKILL),
+        started_at=r.started_at,
+        ended_at=r.ended_at or time.time(),
+        stopped=r.stopped,
+        stderr_tail=tuple(r.tail),
+        child_error=child,
+    )
