@@ -74,14 +74,14 @@ def conclude(status: RunStatus, retry: Retry) -> RunStatus | None:
     if kind is FailureKind.USER:
         spent = status.user_failures + 1
         if spent < retry.max_attempts and root.exit_code not in retry.no_retry_exit_codes:
-            return _requeue(status, reason, user_failures=spent, **ended)
+            return _requeue(status, user_failures=spent, **ended)
         return status.moved_to(JobState.FAILED, note=reason, user_failures=spent, **ended)
     if kind in _FREE and status.free_requeues < MAX_FREE_REQUEUES:
-        return _requeue(status, reason, free_requeues=status.free_requeues + 1, **ended)
+        return _requeue(status, free_requeues=status.free_requeues + 1, **ended)
     return status.moved_to(JobState.FAILED, note=reason, **ended)
 
 
-def _requeue(status: RunStatus, reason: str, **changes: object) -> RunStatus:
+def _requeue(status: RunStatus, *, reason: str, **changes: object) -> RunStatus:
     attempt = status.attempt + 1
     return status.moved_to(
         JobState.QUEUED,
