@@ -1,0 +1,103 @@
+"""Contract: every recorded input of the resources both stacks declare is one that Azure's own
+API models know, required properties are present, and enum values are valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from azure.ai.ml._restclient.arm_ml_service import models as ml
+from azure.mgmt.applicationinsights.v2020_02_02 import models as insights
+from azure.mgmt.keyvault import models as keyvault
+from azure.mgmt.storage import models as storage
+
+from tests.stacks.arm_contract import check
+from trainstack.plan import StackPlan, record_stack
+from trainstack.stack import stack_names
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# type token -> (API model of the request body, inputs that are URL path parameters)
+CONTRACTS: dict[str, tuple[type, set[str]]] = {
+    "azure-native:machinelearningservices:Workspace": (ml.Workspace, {"resourceGroupName", "workspaceName"}),
+    "azure-native:machinelearningservices:Compute": (
+        ml.ComputeResource,
+        {"resourceGroupName", "workspaceName", "computeName"},
+    ),
+    "azure-native:machinelearningservices:Datastore": (
+        ml.Datastore,
+        {"resourceGroupName", "workspaceName", "name"},
+    ),
+    "azure-native:machinelearningservices:Job": (ml.JobBase, {"resourceGroupName", "workspaceName", "id"}),
+    "azure-native:machinelearningservices:EnvironmentVersion": (
+        ml.EnvironmentVersion,
+        {"resourceGroupName", "workspaceName", "name", "version"},
+    ),
+    "azure-native:machinelearningservices:CodeVersion": (
+        ml.CodeVersion,
+        {"resourceGroupName", "workspaceName", "name", "version"},
+    ),
+    "azure-native:storage:StorageAccount": (
+        storage.StorageAccountCreateParameters,
+        {"resourceGroupName", "accountName"},
+    ),
+    "azure-native:storage:BlobContainer": (
+        storage.BlobContainer,
+        {"resourceGroupName", "accountName", "containerName"},
+    ),
+    "azure-native:storage:FileShare": (storage.FileShare, {"resourceGroupName", "accountName", "shareName"}),
+    "azure-native:keyvault:Vault": (
+        keyvault.VaultCreateOrUpdateParameters,
+        {"resourceGroupName", "vaultName"},
+    ),
+    "azure-native:applicationinsights:Component": (
+        insights.ApplicationInsightsComponent,
+        {"resourceGroupName", "resourceName"},
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=stack_names(ROOT))
+def plan(request: pytest.FixtureRequest) -> StackPlan:
+    return record_stack(request.param, ROOT)
+
+
+@pytest.mark.parametrize("type_token", sorted(CONTRACTS))
+def test_inputs_match_the_azure_api(plan: StackPlan, type_token: str) -> None:
+    model, path_params = CONTRACTS[type_token]
+    resources = plan.of_type(type_token)
+    if not resources and type_token.endswith(("CodeVersion", "FileShare")):
+        pytest.skip(f"{plan.stack} declares no {type_token}")
+    assert resources, f"{plan.stack} declares no {type_token}"
+    for resource in resources:
+        body = {k: v for k, v in resource.inputs.items() if k not in path_params}
+        assert check(body, model) == [], resource.name
+
+
+def test_the_checker_catches_what_the_api_refuses() -> None:
+    good = {
+        "location": "westeurope",
+        "properties": {
+            "computeType": "AmlCompute",
+            "properties": {"vmSize": "Standard_NC24ads_A100_v4", "scaleSettings": {"maxNodeCount": 2}},
+        },
+    }
+    assert check(good, ml.ComputeResource) == []
+    bad = {
+        "location": "westeurope",
+        "properties": {
+            "computeType": "AmlCompute",
+            "properties": {
+                "vmSize": "Standard_NC24ads_A100_v4",
+                "vmPriority": "Spot",
+                "maxNodes": 2,
+                "scaleSettings": {"minNodeCount": 0},
+                "currentNodeCount": 1,
+            },
+        },
+    }
+    problems = check(bad, ml.ComputeResource)
+    assert any("maxNodes: not a property of AmlComputeProperties" in p for p in problems)
+    assert any("maxNodeCount: required" in p for p in problems)
+    assert any("'Spot' is not one of" in p for p in problems)
+    assert any("currentNodeCount: read-only" in p for p in problems)
