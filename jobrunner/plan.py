@@ -11,7 +11,8 @@ what `jobrunner.launch` executes. Per `distribution`:
   `bash -c <command>` with torchrun's `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `MASTER_ADDR/PORT`.
 - tensorflow: one process per task, `worker_count` workers (default: one per node) then
   `parameter_server_count` parameter servers, dealt round-robin over the nodes, each with its
-  own `TF_CONFIG` and a port from `gang.ports` (else `master_port + 1 + k` for its k-th task).
+  own `TF_CONFIG` and a port from `gang.ports` (else `master_port + 1 + k`) for the k-th task
+  on its address.
 - mpi: the leader runs `mpirun` over a host file listing every node with
   `process_count_per_instance` slots (nodes sharing an address, as on a local pool, are one
   host line with their slots added); the other nodes start nothing (`waits_for_leader`), as
@@ -203,11 +204,13 @@ def _plan_tensorflow(job: _Context) -> _Planned:
     ]
     placed: dict[tuple[str, int], str] = {}
     mine: list[tuple[str, int]] = []
-    per_node = [0] * gang.size
+    # Count tasks per address, not per node: nodes that share one (a local pool) need
+    # distinct ports.
+    per_address: dict[str, int] = {}
     for n, task in enumerate(tasks):
         member = gang.members[n % gang.size]
-        k = per_node[n % gang.size]
-        per_node[n % gang.size] += 1
+        k = per_address.get(member.address, 0)
+        per_address[member.address] = k + 1
         port = gang.ports[k] if k < len(gang.ports) else gang.master_port + 1 + k
         placed[task] = f"{member.address}:{port}"
         if n % gang.size == gang.node_rank:
