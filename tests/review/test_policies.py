@@ -9,6 +9,7 @@ import pytest
 
 from policies import ALL_POLICIES, POLICY_IDS, Resource, Severity, evaluate, policy
 from policies.compute import iso_seconds
+from policies.tokens import TAGGABLE
 from tests.review import records as rec
 from tests.review.records import autoscale, cluster, deep, pool
 
@@ -260,3 +261,32 @@ def test_policy_ids_unique_and_lookup() -> None:
 )
 def test_iso_seconds(text: str, seconds: float | None) -> None:
     assert iso_seconds(text) == seconds
+
+
+def test_docs_list_every_policy() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "policies.md").read_text()
+    assert [p for p in POLICY_IDS if f"| `{p}` |" not in text] == []
+
+
+@pytest.mark.parametrize(
+    "token",
+    sorted(
+        TAGGABLE
+        | {
+            "azure-native:machinelearningservices:Datastore",
+            "azure-native:machinelearningservices:Job",
+            "azure-native:storage:BlobContainer",
+            "azure-native:authorization:RoleAssignment",
+        }
+    ),
+)
+def test_taggable_types_match_the_sdk(token: str) -> None:
+    import importlib
+    import inspect
+
+    _, module, cls = token.split(":")
+    resource = getattr(importlib.import_module(f"pulumi_azure_native.{module}"), cls)
+    takes_tags = "tags" in inspect.signature(resource._internal_init).parameters
+    assert takes_tags == (token in TAGGABLE)
