@@ -2,3 +2,7 @@
 
 Installable alone (no pulumi): it is what the GPU pool's VM image carries.
 """
+
+from jobrunner.client import Client
+
+__all__ = ["Client"]
