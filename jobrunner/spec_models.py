@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from jobrunner.spec_uri import DataLocation, parse_data_uri
 
@@ -134,6 +134,12 @@ Input = Annotated[
     ),
 ]
 
+# `name:` with nothing after it is Azure ML's way to ask for a default output folder.
+Output = Annotated[
+    DataOutput,
+    BeforeValidator(lambda v: {} if v is None else v, json_schema_input_type=DataOutput | None),
+]
+
 Distribution = Annotated[
     PyTorchDistribution | TensorFlowDistribution | MpiDistribution, Field(discriminator="type")
 ]
@@ -194,7 +200,7 @@ class JobSpec(_Model):
     environment: Environment | None = Field(None, description="an image; none: run on the node itself")
     environment_variables: dict[str, str] = {}
     inputs: dict[str, Input] = {}
-    outputs: dict[str, DataOutput] = {}
+    outputs: dict[str, Output] = {}
     resources: Resources = Resources()
     distribution: Distribution | None = None
     limits: Limits = Limits()
