@@ -14,6 +14,7 @@ COMMANDS: list[str] = [
     "review",
     "diff",
     "migrate",
+    "demo",
 ]
 
 
