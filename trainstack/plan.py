@@ -103,7 +103,8 @@ class RecordedResource:
 
 @dataclass(frozen=True)
 class StackPlan:
-    """Everything one stack declares, in declaration order (the stack resource first)."""
+    """Everything one stack declares: the stack resource first, each parent before its
+    children, siblings sorted by type and name."""
 
     stack: str
     resources: tuple[RecordedResource, ...]
@@ -163,7 +164,24 @@ def record_program(
             sys.path.remove(added)
         pulumi.runtime.set_all_config({}, [])
         settings.reset_options()
-    return StackPlan(stack_name, tuple(monitor.recorded()))
+    return StackPlan(stack_name, tuple(_tree_order(monitor.recorded())))
+
+
+def _tree_order(resources: list[RecordedResource]) -> list[RecordedResource]:
+    """Parents before children, siblings by type and name: registrations arrive in whatever
+    order the runtime's tasks finish, and a plan must read the same on every run."""
+    children: dict[str | None, list[RecordedResource]] = {}
+    for r in resources:
+        children.setdefault(r.parent_urn, []).append(r)
+    out: list[RecordedResource] = []
+
+    def visit(urn: str | None) -> None:
+        for r in sorted(children.get(urn, []), key=lambda r: (r.type, r.name)):
+            out.append(r)
+            visit(r.urn)
+
+    visit(None)
+    return out
 
 
 class _AzureMocks(pulumi.runtime.Mocks):
