@@ -48,8 +48,10 @@ def datastore_properties(config: DatastoreConfig, account_name: pulumi.Input[str
         "protocol": "https",
         "description": f"{config.kind} `{config.container}` ({config.auth} access)",
     }
-    if config.auth == "identity":
-        common["service_data_access_auth_identity"] = "WorkspaceSystemAssignedIdentity"
+    # Said explicitly: with a key or token, the service uses the secret, not an identity.
+    common["service_data_access_auth_identity"] = (
+        "WorkspaceSystemAssignedIdentity" if config.auth == "identity" else "None"
+    )
     if config.kind == "blob":
         return ml.AzureBlobDatastoreArgs(
             datastore_type="AzureBlob", container_name=config.container, **common
