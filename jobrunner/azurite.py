@@ -124,10 +124,11 @@ def _kill_group(pid: int, timeout: float) -> None:
             time.sleep(0.1)
 
 
-def start_azurite(data_dir: Path, *, detached: bool = False) -> Azurite:
+def start_azurite(data_dir: Path, *, detached: bool = False, ports: tuple[int, int] | None = None) -> Azurite:
     """Start Azurite (blob + queue) on free loopback ports with its data in `data_dir`.
 
-    `detached` puts it in its own session so that it outlives the command that started it.
+    `detached` keeps it out of the caller's process tree bookkeeping so it outlives the
+    command that started it; `ports` (blob, queue) asks for those ports instead of free ones.
     Raises StoreError when it cannot be started or does not answer in time.
     """
     exe = azurite_executable()
@@ -135,7 +136,9 @@ def start_azurite(data_dir: Path, *, detached: bool = False) -> Azurite:
     log = data_dir / "azurite.log"
     for _ in range(3):  # a free port can be taken between choosing and binding it
         # the table service cannot be turned off: it gets a free port too
-        blob_port, queue_port, table_port = free_port(), free_port(), free_port()
+        blob_port, queue_port, table_port = (
+            (*ports, free_port()) if ports else (free_port(), free_port(), free_port())
+        )
         if len({blob_port, queue_port, table_port}) < 3:
             continue
         argv = [

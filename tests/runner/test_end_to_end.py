@@ -188,3 +188,14 @@ def test_local_pool_and_pool_status(pool_env: Cli) -> None:
 def test_unknown_run_is_one_line_with_the_fix(pool_env: Cli) -> None:
     done = pool_env.run("status", "run-nope")
     assert done.returncode == 1 and "jobrunner list" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_pytorch_ddp_example_runs_on_two_nodes(pool_env: Cli, tmp_path: Path) -> None:
+    done = pool_env.run("submit", str(REPO / "examples" / "ddp" / "job.yml"), "--wait", timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    run_id = done.stdout.splitlines()[0].strip()
+    assert "world_size=2" in logs_of(pool_env, run_id)
+    status = pool_env.json("status", run_id)
+    assert sorted((n["rank"], n["exit_code"]) for n in status["nodes"]) == [(0, 0), (1, 0)]
+    pool_env.run("outputs", run_id, "--download", str(tmp_path), check=True)
+    assert json.loads((tmp_path / "model" / "metrics.json").read_text())["world_size"] == 2
