@@ -26,6 +26,7 @@ says `stopped`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -117,10 +118,9 @@ class Agent:
     def _beat(self) -> None:
         with self._record_lock:
             record = self._record
-        try:
+        # a failed beat is retried by the next one; peers allow several missed beats
+        with contextlib.suppress(TrainstackError):
             beat(self.store, record)
-        except TrainstackError:
-            pass  # the next beat tries again; peers allow several missed beats
 
     def _heartbeats(self, stop: threading.Event) -> None:
         while not stop.wait(self.config.heartbeat_s):

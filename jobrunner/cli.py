@@ -96,6 +96,13 @@ def _parse_sets(values: list[str]) -> dict[str, str]:
     return pairs
 
 
+def _with_progress(label: str, work: Callable[[Callable[[int, int], None]], int]) -> int:
+    """Run `work(progress)` under a progress bar on stderr (shown only on a terminal)."""
+    with _progress() as bar:
+        task = bar.add_task(label, total=None)
+        return work(lambda done, total: bar.update(task, completed=done, total=total))
+
+
 def _progress() -> Progress:
     return Progress(
         "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -170,8 +177,8 @@ def _follow(client: Client, run_id: str, *, logs: bool) -> RunStatus:
 
     def sink(stream: str, text: str) -> None:
         for line in text.splitlines():
-            out.print(f"[dim]{stream}|[/] {line}" if out.is_terminal else f"{stream}| {line}", markup=out.is_terminal,
-                      soft_wrap=True)  # fmt: skip
+            text_line = f"[dim]{stream}|[/] {line}" if out.is_terminal else f"{stream}| {line}"
+            out.print(text_line, markup=out.is_terminal, soft_wrap=True)
 
     final = client.follow(run_id, sink if logs else None, on_status=on_status)
     if final.reason:
@@ -288,11 +295,8 @@ def outputs(
 
         jobrunner outputs run-20261121-204800-ab12cd --download ./out
     """
-    with _progress() as bar:
-        task = bar.add_task("outputs", total=None)
-        count = _client().download_outputs(
-            run_id, download, progress=lambda d, t: bar.update(task, completed=d, total=t)
-        )
+    client = _client()
+    count = _with_progress("outputs", lambda p: client.download_outputs(run_id, download, progress=p))
     out.print(f"{count} file(s) in {download}")
 
 
@@ -432,7 +436,9 @@ def pool_status(pool: PoolOpt = None, as_json: JsonFlag = False) -> None:
         _print_json(
             {
                 "name": view.name, "max_nodes": view.max_nodes, "queue_length": view.queue_length,
-                "agents": [{**a.model_dump(mode="json"), "heartbeat_age_s": round(a.age_s(), 1)} for a in view.agents],
+                "agents": [
+                    {**a.model_dump(mode="json"), "heartbeat_age_s": round(a.age_s(), 1)} for a in view.agents
+                ],
             }
         )  # fmt: skip
         return
@@ -459,10 +465,10 @@ def data_upload(
 
         jobrunner data upload ./iris --datastore workspaceblobstore --path datasets/iris
     """
-    with _progress() as bar:
-        task = bar.add_task(f"upload {source}", total=None)
-        count = _client().upload_data(source, datastore=datastore, path=path,
-                                      progress=lambda d, t: bar.update(task, completed=d, total=t))  # fmt: skip
+    client = _client()
+    count = _with_progress(
+        f"upload {source}", lambda p: client.upload_data(source, datastore=datastore, path=path, progress=p)
+    )
     out.print(f"{count} file(s) -> azureml://datastores/{datastore}/paths/{path.strip('/')}", markup=False)
 
 
@@ -479,10 +485,10 @@ def data_download(
 
         jobrunner data download ./iris --datastore workspaceblobstore --path datasets/iris
     """
-    with _progress() as bar:
-        task = bar.add_task(f"download {path}", total=None)
-        count = _client().download_data(dest, datastore=datastore, path=path,
-                                        progress=lambda d, t: bar.update(task, completed=d, total=t))  # fmt: skip
+    client = _client()
+    count = _with_progress(
+        f"download {path}", lambda p: client.download_data(dest, datastore=datastore, path=path, progress=p)
+    )
     out.print(f"{count} file(s) in {dest}")
 
 

@@ -84,7 +84,7 @@ class Client:
                 [
                     Problem(
                         source, "resources.instance_count",
-                        f"asks for {spec.instance_count} nodes but pool {pool!r} has at most {config.max_nodes}",
+                        f"asks for {spec.instance_count} nodes; pool {pool!r} has at most {config.max_nodes}",
                         f"set `resources.instance_count` to {config.max_nodes} or less, or use a larger pool",
                     )
                 ]

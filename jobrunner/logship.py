@@ -61,7 +61,7 @@ class LogShipper:
             return stream
 
     def write(self, name: str, text: str) -> None:
-        """Append `text` to stream `name` (a newline is added when missing). Never blocks on I/O to the store."""
+        """Append `text` to stream `name` (adding a newline when missing); no store I/O here."""
         stream = self._stream(name)
         data = text.encode("utf-8", errors="replace")
         if not data.endswith(b"\n"):

@@ -60,8 +60,11 @@ def conclude(status: RunStatus, retry: Retry) -> RunStatus | None:
         return None
     root = root_cause(status)
     if status.cancel_requested or (root and root.failure_kind is FailureKind.CANCELED):
-        return status.moved_to(JobState.CANCELED, note="canceled", failure_kind=FailureKind.CANCELED,
-                               reason="canceled on request", exit_code=root.exit_code if root else None)  # fmt: skip
+        code = root.exit_code if root else None
+        return status.moved_to(
+            JobState.CANCELED, note="canceled", failure_kind=FailureKind.CANCELED,
+            reason="canceled on request", exit_code=code,
+        )  # fmt: skip
     if root is None:
         codes = [n.exit_code for n in status.nodes]
         if all(c == 0 for c in codes):
