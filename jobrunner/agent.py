@@ -206,7 +206,7 @@ class Agent:
         gang = Gang(
             ref.id, status.attempt, (me,), 0, free_port(), tuple(free_port() for _ in range(EXTRA_PORTS))
         )
-        self._run(ref, spec, gang)
+        self._run(ref, spec, gang, stop)
         return True
 
     def _spec(self, ref: RunRef) -> JobSpec | None:
@@ -216,7 +216,7 @@ class Agent:
             return None
         return JobSpec.model_validate_json(data)
 
-    def _run(self, ref: RunRef, spec: JobSpec, gang: Gang) -> None:
+    def _run(self, ref: RunRef, spec: JobSpec, gang: Gang, stop: threading.Event) -> None:
         self._set("busy", ref.id)
         try:
             ctx = AttemptContext(
@@ -228,6 +228,7 @@ class Agent:
                 gang,
                 self.config.work_dir,
                 self.config.timing,
+                stop,
             )
             run_attempt(ctx)
             concluded = update_status(self.store, ref, lambda s: conclude(s, spec.trainstack.retry))
@@ -282,7 +283,7 @@ class Agent:
             if entry is None:
                 return True
             if entry.started:
-                self._run_entry(entry)
+                self._run_entry(entry, stop)
                 return True
             if time.monotonic() - last_check > self.config.timing.status_poll_s:
                 last_check = time.monotonic()
@@ -302,12 +303,12 @@ class Agent:
             return True
         return status.state.terminal or status.attempt != entry.attempt
 
-    def _run_entry(self, entry: Entry) -> None:
+    def _run_entry(self, entry: Entry, stop: threading.Event) -> None:
         ref = RunRef(experiment=entry.experiment, id=entry.job_id)
         try:
             spec = self._spec(ref)
             if spec is not None and not self._entry_is_over(entry):
-                self._run(ref, spec, entry.gang(self.facts.name, extra_ports=EXTRA_PORTS))
+                self._run(ref, spec, entry.gang(self.facts.name, extra_ports=EXTRA_PORTS), stop)
         finally:
             update_board(self.store, self.config.pool, lambda b: b.leave(self.facts.name, *entry.key))
 

@@ -10,6 +10,7 @@ and stops the processes when:
 - someone asked to cancel (`cancel_requested` in status.json)  -> CANCELED
 - another gang member reported a failure                       -> stopped, no failure of its own
 - another gang member stopped heartbeating                      -> LOST_NODE
+- this node's agent is stopping (SIGTERM)                       -> INFRASTRUCTURE (requeued)
 
 Failures before the user's command runs (staging, the store, launching) are INFRASTRUCTURE;
 the preparation command failing is USER, as is the job's command exiting non-zero. Outputs
@@ -22,7 +23,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobrunner.api import FailureKind, Gang, JobState, LaunchPlan, NodeFacts, NodePaths
@@ -62,6 +63,7 @@ class AttemptContext:
     gang: Gang
     work_dir: Path
     timing: Timing
+    agent_stop: threading.Event = field(default_factory=threading.Event)  # the agent is shutting down
 
 
 def node_paths(ctx: AttemptContext) -> NodePaths:
@@ -192,6 +194,11 @@ class _Supervisor:
     def _loop(self) -> None:
         next_sync = time.monotonic() + self.ctx.timing.sync_s
         while not self._done.wait(self.ctx.timing.status_poll_s):
+            if self.reason is None and self.ctx.agent_stop.is_set():
+                # the job must not outlive its agent; a stopped agent is not the user's fault
+                self.reason = (FailureKind.INFRASTRUCTURE, f"agent {self.ctx.node.name} was stopped")
+                self.note(self.reason[1])
+                self.cancel.set()
             if self.reason is None:
                 reason, lost, leader = _look_around(self.ctx, self._peers)
                 self.leader = leader or self.leader

@@ -91,5 +91,6 @@ def _requeue(status: RunStatus, *, reason: str, **changes: object) -> RunStatus:
         note=f"{reason}; trying again (attempt {attempt})",
         attempt=attempt,
         nodes=(),
+        reason=reason,
         **changes,
     )

@@ -199,3 +199,35 @@ def test_pytorch_ddp_example_runs_on_two_nodes(pool_env: Cli, tmp_path: Path) ->
     assert sorted((n["rank"], n["exit_code"]) for n in status["nodes"]) == [(0, 0), (1, 0)]
     pool_env.run("outputs", run_id, "--download", str(tmp_path), check=True)
     assert json.loads((tmp_path / "model" / "metrics.json").read_text())["world_size"] == 2
+
+
+def test_stopping_the_pool_stops_its_jobs_and_requeues_them(azurite: str, tmp_path: Path) -> None:
+    """A job must not outlive its agent; the run goes back to the queue without spending its budget."""
+    import os
+
+    from tests.runner.conftest import Cli as PoolCli
+
+    env = {
+        **os.environ,
+        "JOBRUNNER_STORE": azurite,
+        "JOBRUNNER_HOME": str(tmp_path / "home"),
+        "PYTHONPATH": str(REPO),
+    }
+    cli = PoolCli(env, tmp_path)
+    cli.run("local-pool", "start", "--nodes", "1", "--pool", "short", check=True)
+    marker = tmp_path / "child.pid"
+    job = write_job(tmp_path, "sleepy.yml", f"command: echo $$ > {marker}; exec sleep 300\n")
+    run_id = cli.submit(job, "--pool", "short")
+    try:
+        cli.wait_state(run_id, {"running"})
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        cli.run("local-pool", "stop", "--pool", "short", timeout=60, check=True)
+    child = int(marker.read_text())
+    proc = Path(f"/proc/{child}/stat")
+    assert not proc.exists() or proc.read_text().split()[2] == "Z"  # gone (or a zombie awaiting its reaper)
+    status = cli.json("status", run_id)
+    assert status["state"] == "queued" and status["attempt"] == 2 and status["user_failures"] == 0
+    assert "stopped" in status["reason"]
