@@ -161,8 +161,8 @@ class ClusterConfig(ConfigModel):
             guess = did_you_mean(value, [s.name for s in skus.current_skus()])
             hint = f"did you mean `{guess}`?" if guess else "see components/skus.py for the GPU sizes"
             raise ValueError(f"unknown GPU size {value!r} ({hint})")
-        if sku.is_retired():
-            raise ValueError(f"{sku.name} was retired on {sku.retired} (use {sku.successor})")
+        # A retired size is still a known size: `trainstack validate` refuses it (Azure can no
+        # longer create it) and the review's policy names its successor, next to every other finding.
         return sku.name
 
     @field_validator("subnet_id")

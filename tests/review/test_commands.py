@@ -96,6 +96,7 @@ def test_insecure_stack_fails_and_names_each_problem(test_project: Path) -> None
         ("datastore-identity-access", "keyed-datastore"),
         ("evictable-scales-from-zero", "open-ssh-compute"),  # raised to mandatory by trainstack:policies
         ("monthly-budget", "(stack)"),
+        ("gpu-sku-not-retired", "open-ssh-compute"),
     }
     assert "mandatory policies broken" in err and "compute-ssh-private-in-prod" in err
 
@@ -103,14 +104,17 @@ def test_insecure_stack_fails_and_names_each_problem(test_project: Path) -> None
 def test_insecure_stack_markdown_groups_findings(test_project: Path) -> None:
     code, out, _ = run("review", "--stack", "insecure", "--project-dir", str(test_project))
     assert code == 1
-    assert "**fails**" in out and "#### Mandatory (7)" in out
+    assert "**fails**" in out and "#### Mandatory (8)" in out
     assert "public SSH on production nodes" in out and "anonymous public read access" in out
+    assert "Standard_NC6s_v3 was retired" in out
 
 
-def test_retired_gpu_size_is_refused_with_its_successor(test_project: Path) -> None:
-    code, out, err = run("review", "--stack", "retired", "--project-dir", str(test_project))
-    assert code == 2 and out == ""
-    assert "Standard_NC6s_v3" in err and "Standard_NC24ads_A100_v4" in err and "Pulumi.retired.yaml" in err
+def test_retired_gpu_size_is_a_finding_with_its_successor(test_project: Path) -> None:
+    code, out, _ = run("review", "--stack", "retired", "--format", "json", "--project-dir", str(test_project))
+    assert code == 1
+    [finding] = [f for f in json.loads(out)["findings"] if f["policy"] == "gpu-sku-not-retired"]
+    assert finding["resource"] == "v100-compute" and finding["severity"] == "mandatory"
+    assert "Standard_NC6s_v3" in finding["message"] and "Standard_NC24ads_A100_v4" in finding["message"]
 
 
 def test_unknown_policy_override_is_a_config_error(test_project: Path) -> None:

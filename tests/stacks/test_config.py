@@ -38,7 +38,6 @@ def test_defaults_are_safe() -> None:
         ({"name": "1gpu"}, "starting with a letter"),
         ({"name": "gpu-cluster-west-europe"}, "2-16"),
         ({"vmSize": "Standard_D4s_v5"}, "unknown GPU size"),
-        ({"vmSize": "Standard_NC6"}, "Standard_NC4as_T4_v3"),
         ({"nodePublicIp": False}, "needs subnetId"),
         ({"remoteLogin": True}, "needs ssh"),
         ({"subnetId": "snet-aml"}, "not a subnet id"),

@@ -53,6 +53,20 @@ def test_a_mistyped_key_names_the_field_and_the_fix(project: Path) -> None:
     assert result.exit_code == 1 and "maxNodes" in result.output
 
 
+def test_a_retired_gpu_size_is_refused_with_its_successor(project: Path) -> None:
+    edit(project, "dev", "vmSize: Standard_NC24ads_A100_v4", "vmSize: Standard_NC6s_v3")
+    code, problems = validate(project)
+    assert code == 1
+    assert problems == [
+        {
+            "file": str(project / "stacks" / "Pulumi.dev.yaml"),
+            "field": "config.trainstack:clusters[0].vmSize",
+            "message": "Standard_NC6s_v3 was retired on 2025-09-30",
+            "fix": "use Standard_NC24ads_A100_v4",
+        }
+    ]
+
+
 @pytest.mark.parametrize(
     ("old", "new", "field", "words"),
     [

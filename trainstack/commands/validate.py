@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from jobrunner.errors import ConfigError, Problem
-from trainstack.stack import load_stack, stack_names
+from components.skus import find_sku
+from trainstack.stack import LoadedStack, load_stack, stack_names
 
 
 def check_stack(name: str, project_dir: Path) -> list[Problem]:
@@ -22,12 +23,32 @@ def check_stack(name: str, project_dir: Path) -> list[Problem]:
 
     try:
         stack = load_stack(name, project_dir)
+        retired = retired_sizes(stack)
+        if retired:
+            return retired
         record_stack(name, project_dir, stack=stack)
     except ConfigError as exc:
         return list(exc.problems)
     except ValueError as exc:
         return [Problem(str(project_dir / "stacks" / f"Pulumi.{name}.yaml"), "", str(exc))]
     return []
+
+
+def retired_sizes(stack: LoadedStack) -> list[Problem]:
+    """Clusters on a GPU size Azure has retired: it can no longer be created."""
+    problems = []
+    for i, cluster in enumerate(stack.config.clusters):
+        sku = find_sku(cluster.vm_size)
+        if sku is not None and sku.is_retired():
+            problems.append(
+                Problem(
+                    str(stack.path),
+                    f"config.trainstack:clusters[{i}].vmSize",
+                    f"{sku.name} was retired on {sku.retired}",
+                    f"use {sku.successor}",
+                )
+            )
+    return problems
 
 
 def print_problems(console: Console, problems: list[Problem]) -> None:
