@@ -180,7 +180,9 @@ def problems_from_validation(
             expected = e.get("ctx", {}).get("expected")
             message = f"{message}, got {e.get('input')!r}"
             if expected and isinstance(e.get("input"), str):
-                guess = did_you_mean(e["input"], [x.strip(" '") for x in str(expected).replace(" or ", ",").split(",")])
+                guess = did_you_mean(
+                    e["input"], [x.strip(" '") for x in str(expected).replace(" or ", ",").split(",")]
+                )
                 fix = f"did you mean {guess!r}?" if guess else None
         elif e["type"] == "value_error":
             message = message.removeprefix("Value error, ")

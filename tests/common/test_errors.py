@@ -45,13 +45,17 @@ def test_prefix_and_nested_unknown_key() -> None:
     with pytest.raises(ConfigError) as info:
         validate_model(Stack, data, file="f.yaml", prefix=("trainstack:clusters",))
     problems = info.value.problems
-    assert any(p.field == "trainstack:clusters.clusters[0].ssh.adminUsr" and p.fix == "did you mean `adminUser`?"
-               for p in problems), problems
+    assert any(
+        p.field == "trainstack:clusters.clusters[0].ssh.adminUsr" and p.fix == "did you mean `adminUser`?"
+        for p in problems
+    ), problems
 
 
 def test_literal_typo_suggests_value() -> None:
     with pytest.raises(ConfigError) as info:
-        validate_model(Stack, {"clusters": [{"name": "a", "maxNodes": 1, "priority": "Lowpriority"}]}, file=None)
+        validate_model(
+            Stack, {"clusters": [{"name": "a", "maxNodes": 1, "priority": "Lowpriority"}]}, file=None
+        )
     assert "did you mean 'LowPriority'?" in str(info.value)
 
 

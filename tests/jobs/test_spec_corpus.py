@@ -9,8 +9,8 @@ import pytest
 
 from jobrunner.errors import JobSpecError
 from jobrunner.spec import JobSpec, load_job
+from tests.corpus import AML_CLI_V2 as CORPUS
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "aml-cli-v2"
 FILES = sorted(CORPUS.glob("*.yml")) + sorted(CORPUS.glob("*.yaml"))
 
 # Words that say why a pool cannot run something, one of which every refusal must carry.

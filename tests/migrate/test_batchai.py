@@ -18,14 +18,12 @@ from typer.testing import CliRunner
 from components.config import ClusterConfig, DatastoreConfig
 from jobrunner.errors import ConfigError
 from jobrunner.spec import load_job
+from tests.corpus import BATCHAI as CORPUS
 from trainstack.batchai.convert import migrate
 from trainstack.batchai.render import uncovered
 from trainstack.batchai.schema import load, schema_problems
 from trainstack.cli import app
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "batchai"
-if not CORPUS.exists():
-    CORPUS = Path("/work/shared/corpus/batchai")
 JOBS = sorted((CORPUS / "jobs").glob("*.json"))
 CLUSTERS = sorted((CORPUS / "clusters").glob("*.json"))
 ARM = "https://schema.management.azure.com/schemas/2015-01-01/deploymentTemplate.json"

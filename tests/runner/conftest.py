@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-CORPUS = Path("/work/shared/corpus/aml-cli-v2")
 REPO = Path(__file__).resolve().parents[2]
 
 

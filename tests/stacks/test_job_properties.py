@@ -9,8 +9,8 @@ import pytest
 from components.job_properties import JobTarget, NotDeclarableError, command_job_properties, job_name
 from jobrunner.errors import JobSpecError
 from jobrunner.spec import JobSpec, load_job, parse_job
+from tests.corpus import AML_CLI_V2 as CORPUS
 
-CORPUS = Path("/work/shared/corpus/aml-cli-v2")
 TARGET = JobTarget(
     compute_id="/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w/computes/gpu",
     environment_id="/subscriptions/s/.../environments/e/versions/1",

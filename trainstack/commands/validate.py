@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from jobrunner.errors import ConfigError, Problem
 from components.skus import find_sku
+from jobrunner.errors import ConfigError, Problem
 from trainstack.stack import LoadedStack, load_stack, stack_names
 
 
