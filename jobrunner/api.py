@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     """A run's state; see the module docstring for the transitions."""
 
     QUEUED = "queued"
@@ -41,7 +41,7 @@ class JobState(str, enum.Enum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
 
 
-class FailureKind(str, enum.Enum):
+class FailureKind(enum.StrEnum):
     """Why an attempt ended badly. Only USER spends the job's retry budget."""
 
     USER = "user"  # the command exited non-zero

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.runner.conftest import CORPUS, REPO, write_job
+from tests.corpus import AML_CLI_V2 as CORPUS
+from tests.runner.conftest import REPO, write_job
 
 pytestmark = pytest.mark.slow
 
