@@ -34,6 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 local_pool_app = typer.Typer(help="A pool of agents on this machine.", no_args_is_help=True)
 data_app = typer.Typer(help="Move files to and from datastores.", no_args_is_help=True)
@@ -459,7 +460,7 @@ def data_upload(
     datastore: Annotated[str, typer.Option("--datastore", help="Datastore name.")] = DEFAULT_DATASTORE,
     path: Annotated[str, typer.Option("--path", help="Path inside the datastore.")] = "",
 ) -> None:
-    """Upload a file or folder to a datastore (then use azureml://datastores/<d>/paths/<p>).
+    """Upload a file or folder to a datastore (then use `azureml://datastores/<d>/paths/<p>`).
 
     Example:
 
