@@ -305,7 +305,9 @@ def outputs(
 @app.command()
 @guarded
 def agent(
-    pool: Annotated[str, typer.Option("--pool", help="The pool whose queue to serve.")],
+    pool: Annotated[
+        str | None, typer.Option("--pool", help="The pool whose queue to serve (required without --config).")
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Agent name (default: the host name).")] = None,
     address: Annotated[
         str, typer.Option("--address", help="Address other gang members reach.")
@@ -316,13 +318,36 @@ def agent(
     board_poll_s: Annotated[float, typer.Option("--board-poll-s")] = 20.0,
     stale_after_s: Annotated[float, typer.Option("--stale-after-s")] = 90.0,
     visibility_timeout_s: Annotated[int, typer.Option("--visibility-timeout-s")] = 60,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="Agent config file (YAML, JSON or cloud-init); other options ignored."),
+    ] = None,
+    check_config: Annotated[
+        Path | None, typer.Option("--check-config", help="Check an agent config file, print it and exit.")
+    ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Serve a pool: take jobs from its queue and run them, until SIGTERM or Ctrl-C.
+
+    With --config (what a GPU pool node runs), the settings come from the agent config file,
+    node setup runs once per boot first, and the pool's size is published for submit.
 
     Example:
 
         jobrunner agent --pool a100-spot --name vm-0 --address 10.0.0.4
+
+        jobrunner agent --config /etc/jobrunner/agent.yaml
+
+        jobrunner agent --check-config custom-data.yaml
     """
+    if check_config is not None:
+        _check_agent_config(check_config, as_json)
+        return
+    if config_file is not None:
+        _serve_from_config(config_file)
+        return
+    if pool is None:
+        raise ConfigError("no pool to serve", fix="pass --pool NAME or --config FILE")
     import socket
 
     from jobrunner.agent import Agent, AgentConfig
@@ -340,6 +365,50 @@ def agent(
         signal.signal(sig, lambda *_: stop.set())
     err.print(f"agent {agent_name} serving pool {pool} (pid {os.getpid()})", markup=False)
     Agent(Store.from_env(), config).serve(stop)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _check_agent_config(path: Path, as_json: bool) -> None:
+    from jobrunner.config import load_agent_config, summary
+
+    config = load_agent_config(path)
+    if as_json:
+        _print_json(
+            {"file": str(path), "valid": True, "config": config.model_dump(mode="json", by_alias=True)}
+        )
+        return
+    table = Table("setting", "value", title=f"agent config {path}: valid")
+    for key, value in summary(config).items():
+        table.add_row(key, value)
+    out.print(table)
+
+
+def _serve_from_config(path: Path) -> None:
+    from jobrunner.agent import Agent
+    from jobrunner.config import load_agent_config
+    from jobrunner.pool_agent import (
+        connect_store,
+        node_facts,
+        node_setup_once,
+        publish_pool_size,
+        runtime_config,
+    )
+
+    config = load_agent_config(path)
+    stop = _stop_on_signals()
+    if node_setup_once(config):
+        err.print("node setup done", markup=False)
+    store = connect_store(config)
+    publish_pool_size(store, config)
+    loop = runtime_config(config)
+    err.print(f"agent {loop.name} serving pool {loop.pool} (pid {os.getpid()})", markup=False)
+    Agent(store, loop, facts=node_facts(config)).serve(stop)
 
 
 # -------------------------------------------------------------------- local pool

@@ -16,10 +16,15 @@ SchemaFactory = Callable[[], dict[str, Any]]
 
 def schema_factories() -> dict[str, SchemaFactory]:
     """Committed schema path (from the project root) -> the function that generates it."""
+    from jobrunner.config import agent_json_schema
     from jobrunner.spec import job_json_schema
     from trainstack.stack import stack_json_schema
 
-    return {"schemas/stack.schema.json": stack_json_schema, "schemas/job.schema.json": job_json_schema}
+    return {
+        "schemas/stack.schema.json": stack_json_schema,
+        "schemas/job.schema.json": job_json_schema,
+        "schemas/agent.schema.json": agent_json_schema,
+    }
 
 
 def render(schema: dict[str, Any]) -> str:
