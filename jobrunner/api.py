@@ -95,12 +95,15 @@ class Gang:
 class NodePaths:
     """Where a job's files live on one node, once staged."""
 
-    root: str  # the attempt's directory on this node ($AZ_BATCHAI_JOB_MOUNT_ROOT)
+    root: str  # the attempt's directory on this node
     code: str  # the code snapshot: the working directory
     inputs: Mapping[str, str] = field(default_factory=dict)  # input name -> local path
     outputs: Mapping[str, str] = field(default_factory=dict)  # output name -> local path
     logs: str = ""  # where ./logs of the job is kept
     temp: str = ""
+    # Batch AI's mount root ($AZ_BATCHAI_JOB_MOUNT_ROOT): links named after the datastores,
+    # to the staged inputs and outputs (`jobrunner.batchai_runtime`); `root` when empty.
+    mounts: str = ""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ are synced every `sync_s` and once more at the end; logs are shipped by `LogShip
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobrunner.api import FailureKind, Gang, JobState, LaunchPlan, NodeFacts, NodePaths
+from jobrunner.batchai_runtime import BatchAiLogFiles, link_mounts
 from jobrunner.errors import LaunchError, NotFoundError, TrainstackError
 from jobrunner.launch import LaunchResult, run_plan
 from jobrunner.logship import LogShipper
@@ -71,7 +73,7 @@ def node_paths(ctx: AttemptContext) -> NodePaths:
     outputs = {name: str(root / "outputs" / name) for name in ctx.spec.outputs}
     return NodePaths(
         root=str(root), code=str(root / "code"), outputs=outputs, logs=str(root / "code" / "logs"),
-        temp=str(root / "tmp"),
+        temp=str(root / "tmp"), mounts=str(root / "mounts"),
     )  # fmt: skip
 
 
@@ -156,14 +158,8 @@ def _stage(
     if ctx.spec.data_inputs:
         note("staging inputs")
     inputs = stage_inputs(ctx.store, ctx.ref, ctx.spec, root / "inputs")
-    paths = NodePaths(
-        root=paths.root,
-        code=paths.code,
-        inputs=inputs,
-        outputs=paths.outputs,
-        logs=paths.logs,
-        temp=paths.temp,
-    )
+    paths = dataclasses.replace(paths, inputs=inputs)
+    link_mounts(ctx.spec, paths, ctx.ref.id)  # Batch AI's $AZ_BATCHAI_JOB_MOUNT_ROOT/<mount>
     folders = {name: Path(p) for name, p in paths.outputs.items()}
     folders.setdefault("outputs", code / "outputs")
     folders.setdefault("logs", code / "logs")
@@ -236,10 +232,13 @@ def _prepare_and_run(
     _mark(ctx, JobState.RUNNING, me)
     note(f"node rank {ctx.gang.node_rank} of {ctx.gang.size}: starting {len(plan.processes)} process(es)")
 
-    def sink(log_name: str, _stream: str, line: str) -> None:
-        shipper.write(log_name, line)
+    batchai_logs = BatchAiLogFiles(Path(paths.logs))  # stdout-wk-0.txt, ... kept with ./logs
 
-    with _Supervisor(ctx, sync, note) as watch:
+    def sink(log_name: str, stream: str, line: str) -> None:
+        shipper.write(log_name, line)
+        batchai_logs(log_name, stream, line)
+
+    with _Supervisor(ctx, sync, note) as watch, batchai_logs:
         try:
             result = run_plan(
                 plan, sink, timeout=ctx.spec.limits.timeout, cancel=watch.cancel,

@@ -44,6 +44,7 @@ def placeholder_paths(spec: JobSpec, job_id: str = DRY_RUN_ID, attempt: int = 1)
         outputs={name: posixpath.join(root, "outputs", name) for name in spec.outputs},
         logs=posixpath.join(code, "logs"),
         temp=posixpath.join(root, "tmp"),
+        mounts=posixpath.join(root, "mounts"),
     )
 
 

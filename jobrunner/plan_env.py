@@ -5,6 +5,7 @@ node shares (`node_env`).
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
 
@@ -33,6 +34,7 @@ AZ_BATCHAI_NUM_GPUS = "AZ_BATCHAI_NUM_GPUS"
 AZ_BATCHAI_JOB_MOUNT_ROOT = "AZ_BATCHAI_JOB_MOUNT_ROOT"
 AZ_BATCHAI_MOUNT_ROOT = "AZ_BATCHAI_MOUNT_ROOT"
 AZ_BATCHAI_JOB_TEMP = "AZ_BATCHAI_JOB_TEMP"
+AZ_BATCHAI_SHARED_JOB_TEMP = "AZ_BATCHAI_SHARED_JOB_TEMP"
 AZ_BATCHAI_STDOUTERR_DIR = "AZ_BATCHAI_STDOUTERR_DIR"
 AZ_BATCHAI_PYTORCH_BACKEND = "AZ_BATCHAI_PYTORCH_BACKEND"  # "nccl" on GPU nodes, "gloo" on CPU
 AZ_BATCHAI_PYTORCH_INIT_METHOD = "AZ_BATCHAI_PYTORCH_INIT_METHOD"
@@ -51,6 +53,14 @@ OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"
 def io_variable(prefix: str, name: str) -> str:
     """`AZ_BATCHAI_INPUT_` + `train-data` -> `AZ_BATCHAI_INPUT_TRAIN_DATA`."""
     return prefix + re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+
+
+def shared_job_temp(paths: NodePaths) -> str:
+    """Batch AI's `$AZ_BATCHAI_SHARED_JOB_TEMP`: a folder for the job's processes on this node.
+    Batch AI shared it between nodes over the cluster's file system; a pool's nodes share no
+    disk, so scripts that meet through it (Caffe2's file store) need every rank on one node,
+    or a datastore path instead."""
+    return posixpath.join(paths.temp or paths.root, "shared")
 
 
 def node_env(
@@ -75,9 +85,11 @@ def node_env(
             AZ_BATCH_MASTER_NODE: f"{leader}:{gang.master_port}",
             AZ_BATCHAI_MPI_MASTER_NODE: leader,
             AZ_BATCHAI_NUM_GPUS: str(node.gpus),
-            AZ_BATCHAI_JOB_MOUNT_ROOT: paths.root,
-            AZ_BATCHAI_MOUNT_ROOT: paths.root,
+            AZ_BATCHAI_JOB_MOUNT_ROOT: paths.mounts or paths.root,
+            # One root for both: a pool stages cluster and job mounts alike, per job.
+            AZ_BATCHAI_MOUNT_ROOT: paths.mounts or paths.root,
             AZ_BATCHAI_JOB_TEMP: paths.temp or paths.root,
+            AZ_BATCHAI_SHARED_JOB_TEMP: shared_job_temp(paths),
             AZ_BATCHAI_STDOUTERR_DIR: paths.logs or paths.root,
             AZUREML_RUN_ID: gang.job_id,
             TRAINSTACK_ATTEMPT: str(gang.attempt),

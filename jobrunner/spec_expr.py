@@ -72,3 +72,22 @@ def _substitute(text: str, value_of: Callable[[Ref], str | None]) -> str:
         return value
 
     return _REF.sub(one, text)
+
+
+# Azure ML's server expressions that an output `path` may hold: the job's name (a pool's run
+# id), the output's own name, and the default datastore. Each run writes its own folder with
+# `azureml://datastores/${{default_datastore}}/paths/${{name}}/${{output_name}}`.
+OUTPUT_PATH_EXPRESSIONS = ("name", "output_name", "default_datastore")
+_SERVER_EXPR = re.compile(r"\$\{\{\s*([\w.]+)\s*\}\}")
+
+
+def unknown_output_path_expressions(path: str) -> list[str]:
+    """The `${{...}}` in an output path that a pool cannot fill in (empty when all are known)."""
+    return [m.group(1) for m in _SERVER_EXPR.finditer(path) if m.group(1) not in OUTPUT_PATH_EXPRESSIONS]
+
+
+def render_output_path(path: str, *, job_name: str, output_name: str, default_datastore: str) -> str:
+    """`path` with `${{name}}`, `${{output_name}}` and `${{default_datastore}}` filled in; any
+    other expression is left as written (the loader refuses such paths)."""
+    values = {"name": job_name, "output_name": output_name, "default_datastore": default_datastore}
+    return _SERVER_EXPR.sub(lambda m: values.get(m.group(1), m.group(0)), path)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from jobrunner.spec_expr import OUTPUT_PATH_EXPRESSIONS, unknown_output_path_expressions
 from jobrunner.spec_uri import DataLocation, parse_data_uri
 
 Literal_ = str | int | float | bool
@@ -77,7 +78,9 @@ class DataOutput(_Model):
     type: Literal["uri_folder", "uri_file"] = "uri_folder"
     mode: Literal["rw_mount", "upload", "mount"] = "rw_mount"
     path: str | None = Field(
-        None, description="azureml://datastores/<name>/paths/<path>; default: the run's outputs"
+        None,
+        description="azureml://datastores/<name>/paths/<path>; may use ${{name}} (the run's id), "
+        "${{output_name}} and ${{default_datastore}}; default: the run's outputs",
     )
     name: str | None = Field(None, description="ignored: a pool does not register data assets")
     version: str | int | None = Field(None, description="ignored: a pool does not register data assets")
@@ -90,6 +93,12 @@ class DataOutput(_Model):
     def _datastore_only(cls, value: str | None) -> str | None:
         if value is not None and parse_data_uri(value).kind != "datastore":
             raise ValueError("an output path must be azureml://datastores/<name>/paths/<path>")
+        unknown = unknown_output_path_expressions(value or "")
+        if unknown:
+            known = ", ".join(f"${{{{{e}}}}}" for e in OUTPUT_PATH_EXPRESSIONS)
+            raise ValueError(
+                f"`${{{{{unknown[0]}}}}}` cannot be filled in on a pool: an output path may use {known}"
+            )
         return value
 
 

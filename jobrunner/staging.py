@@ -27,9 +27,10 @@ from pathlib import Path, PurePosixPath
 
 from jobrunner.errors import LaunchError, NotFoundError
 from jobrunner.spec import JobSpec
+from jobrunner.spec_expr import render_output_path
 from jobrunner.spec_uri import parse_data_uri
 from jobrunner.status import RunRef
-from jobrunner.store import RUNS, Store
+from jobrunner.store import DEFAULT_DATASTORE, RUNS, Store
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 ALWAYS_EXCLUDED = (".git", "__pycache__", ".ipynb_checkpoints", ".venv", "node_modules")
@@ -206,6 +207,14 @@ def _single_file(folder: Path) -> Path:
     return files[0] if len(files) == 1 else folder
 
 
+def output_path(declared: str, run_id: str, output: str) -> str:
+    """An output's datastore URI for run `run_id`: Azure ML's `${{name}}` is the run's id, so
+    a rerun writes beside the last run's outputs rather than over them."""
+    return render_output_path(
+        declared, job_name=run_id, output_name=output, default_datastore=DEFAULT_DATASTORE
+    )
+
+
 def datastore_container(name: str) -> str:
     """The blob container that holds datastore `name` (container names are lowercase)."""
     return name.lower()
@@ -222,7 +231,8 @@ class OutputSync:
             targets = [(RUNS, ref.outputs_prefix(name))]
             declared = spec.outputs.get(name)
             if declared is not None and declared.path:
-                loc = parse_data_uri(declared.path)  # validated at submit: a datastore path
+                path = output_path(declared.path, ref.id, name)
+                loc = parse_data_uri(path)  # validated at submit: a datastore path
                 targets.append((datastore_container(loc.store or ""), loc.path))
             self._targets.append((folder, targets))
         self._seen: dict[Path, tuple[int, int]] = {}

@@ -15,7 +15,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 from typer.testing import CliRunner
 
-from components.config import ClusterConfig, DatastoreConfig
+from components.config import SECRETS_FROM_FILE, ClusterConfig, DatastoreConfig
 from jobrunner.errors import ConfigError
 from jobrunner.spec import load_job
 from tests.corpus import BATCHAI as CORPUS
@@ -138,7 +138,7 @@ def test_every_corpus_job_converts_and_loads(path: Path, target: str, tmp_path: 
     assert (spec.trainstack.preparation is not None) == (target == "pool" and "jobPreparation" in props)
     stack = yaml.safe_load(migration.files.get("stack.yaml", "config: {}"))["config"]
     for entry in stack.get("trainstack:datastores", []):
-        DatastoreConfig.model_validate({k: v for k, v in entry.items() if k != "accountKey"})
+        DatastoreConfig.model_validate(entry, context={SECRETS_FROM_FILE: True})
     assert "MIGRATION.md" in migration.files
 
 
@@ -147,9 +147,8 @@ def test_tensorflow_recipe_keeps_roles_and_counts(tmp_path: Path) -> None:
     job = yaml.safe_load(migration.files["job.yml"])
     assert job["distribution"] == {"type": "tensorflow", "worker_count": 2, "parameter_server_count": 1}
     assert '"ps "*) python ${{inputs.scripts}}/tensorflow/mnist_replica.py --job_name=ps' in job["command"]
-    assert (
-        job["outputs"]["MODEL"]["path"] == "azureml://datastores/logs/paths/tensorflow-gpu-distributed/Models"
-    )
+    # Batch AI's per-job folder is Azure ML's `${{name}}`: each run writes its own outputs.
+    assert job["outputs"]["MODEL"]["path"] == "azureml://datastores/logs/paths/${{name}}/Models"
     assert job["inputs"]["data"]["path"] == "azureml://datastores/data/paths/"
 
 

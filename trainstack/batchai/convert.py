@@ -84,7 +84,12 @@ def migrate(
     if "fileserver" in parsed:
         path, model = parsed["fileserver"]
         ledger = Ledger()
-        stack["datastores"].append(convert_fileserver(model.properties, path.stem, ledger))
+        # The file server that the job or cluster mounts is this one when it mounts just one.
+        mounted = mounts.file_server_datastores()
+        name = mounted[0] if len(mounted) == 1 else path.stem
+        entry = convert_fileserver(model.properties, name, ledger)
+        if entry["name"] not in mounted:
+            stack["datastores"].append(entry)
         sources.append(_source(path, "file server", ledger))
     stack["datastores"][:0] = mounts.datastores
     if any(stack.values()):

@@ -22,6 +22,9 @@ Target = Literal["pool", "amlcompute"]
 Y = "job.yml"
 COMMAND_JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
 DEFAULT_WALL_CLOCK_SECONDS = 7 * 24 * 3600  # Batch AI's default maxWallClockTime
+# Azure ML's expression for the job's name in an output path (a pool's run id): it stands
+# where Batch AI put a folder generated per job, so a rerun does not overwrite outputs.
+RUN_SEGMENT = "${{name}}"
 
 
 def convert_job(
@@ -64,7 +67,7 @@ def convert_job(
     writable = [o.path_prefix for o in props.output_directories] + [props.std_out_err_path_prefix or ""]
     for i, o in enumerate(props.output_directories):
         path = f"properties.outputDirectories[{i}]"
-        segment = "/".join(p for p in (name, o.path_suffix) if p)
+        segment = "/".join(p for p in (RUN_SEGMENT, o.path_suffix) if p)
         uri = _data_uri(o.path_prefix.rstrip("/") + "/" + segment, mounts, f"{path}.pathPrefix", ledger)
         outputs[o.id] = {"type": "uri_folder", "mode": "rw_mount"}
         if uri.startswith("azureml://"):
@@ -73,11 +76,11 @@ def convert_job(
             f"{path}.id", f"{Y}: outputs.{o.id} ($AZ_BATCHAI_OUTPUT_{o.id} -> ${{{{outputs.{o.id}}}}})"
         )
         if o.path_suffix:
-            ledger.approximated(
+            ledger.mapped(
                 f"{path}.pathSuffix",
-                f"{Y}: outputs.{o.id}.path",
-                f"Batch AI put a generated folder between prefix and suffix; the job's name "
-                f"`{name}` takes its place: outputs of a rerun overwrite the last run's",
+                f"{Y}: outputs.{o.id}.path (after {RUN_SEGMENT})",
+                f"Batch AI's generated folder between prefix and suffix is {RUN_SEGMENT}, the run's "
+                "id (Azure ML: the job's name), so every run writes its own folder",
             )
         rewrites.append((rf"\$\{{?AZ_BATCHAI_OUTPUT_{re.escape(o.id)}\}}?(?!\w)", f"${{{{outputs.{o.id}}}}}"))
 
@@ -211,32 +214,39 @@ def _record_rest(props: JobProperties, name: str, target: Target, ledger: Ledger
     if props.std_out_err_path_prefix:
         ledger.approximated(
             "properties.stdOutErrPathPrefix",
-            "kept with the run (`jobrunner logs`)",
-            "logs keep Batch AI's names (stdout-wk-<i>.txt, stderr-wk-<i>.txt) but live with "
-            f"the run instead of under {props.std_out_err_path_prefix}",
+            "kept with the run (`jobrunner logs`, and `logs/` of `jobrunner outputs`)",
+            "on a pool each process's output is also written under Batch AI's names "
+            "(stdout-wk-<i>.txt, stderr-wk-<i>.txt, -ps-<i> for parameter servers) into "
+            "$AZ_BATCHAI_STDOUTERR_DIR, the job's ./logs, which is kept with the run instead of "
+            f"under {props.std_out_err_path_prefix}",
         )
 
 
 def _data_uri(path: str, mounts: MountTable, field: str, ledger: Ledger) -> str:
     """A datastore URI for a path under a mount; the path itself (noted) otherwise."""
     found = mounts.resolve(path)
+    unknown = unknown_mount(path)
+    if found is None and unknown:
+        root, relative, _ = unknown
+        mounts.add_guessed(root, relative, ledger)  # type: ignore[arg-type]
+        found = mounts.resolve(path)
     if found:
         mount, rest = found
         if mount.datastore is not None:
             sub = "/".join(p for p in (mount.subpath.strip("/"), rest) if p)
-            ledger.mapped(field, f"{Y}: azureml://datastores/{mount.datastore}/paths/{sub}")
-            return f"azureml://datastores/{mount.datastore}/paths/{sub}"
-    unknown = unknown_mount(path)
-    if unknown:
-        root, relative, rest = unknown
-        store = datastore_name(relative)
-        ledger.approximated(
-            field,
-            f"{Y}: azureml://datastores/{store}/paths/{rest}",
-            f"${root}/{relative} was mounted by the cluster, whose file was not given: "
-            f"declare a datastore `{store}` for it (convert the cluster with --cluster)",
-        )
-        return f"azureml://datastores/{store}/paths/{rest}"
+            uri = f"azureml://datastores/{mount.datastore}/paths/{sub}"
+            if not mount.guessed:
+                ledger.mapped(field, f"{Y}: {uri}")
+                return uri
+            ledger.approximated(
+                field,
+                f"{Y}: {uri}; stack.yaml: datastore `{mount.datastore}`",
+                f"${mount.root}/{mount.relative} was mounted by the cluster, whose file was not "
+                f"given: stack.yaml declares datastore `{mount.datastore}` for it as a guess (an "
+                f"Azure Files share `{mount.datastore}`); check it, or convert the cluster too "
+                "with --cluster",
+            )
+            return uri
     ledger.approximated(
         field,
         f"{Y}: {path}",

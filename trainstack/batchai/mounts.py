@@ -17,6 +17,8 @@ from trainstack.batchai.fates import Ledger, placeholders_in
 from trainstack.batchai.models import AzureStorageCredentialsInfo, MountVolumes
 
 JOB_ROOT = "AZ_BATCHAI_JOB_MOUNT_ROOT"
+# Stands where Pulumi's ciphertext goes, so the entry has a secret's shape (`{secure: ...}`).
+ACCOUNT_KEY = "<STORAGE_ACCOUNT_KEY>"
 CLUSTER_ROOT = "AZ_BATCHAI_MOUNT_ROOT"
 Root = Literal["AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_MOUNT_ROOT"]
 
@@ -30,12 +32,19 @@ class Mount:
     datastore: str | None  # None: an unmanaged file system, which has no datastore
     subpath: str = ""  # a file server's sourceDirectory
     field: str = ""  # the input field it came from
+    guessed: bool = False  # a mount of a cluster whose file was not given: its datastore is a guess
 
 
 def datastore_name(text: str) -> str:
     """A datastore name (letters, digits, underscores; Azure ML's rule) made from a mount path."""
     name = re.sub(r"[^a-z0-9_]", "_", text.strip("/").lower()).strip("_") or "data"
     return name if name[0].isalpha() else f"ds_{name}"
+
+
+def share_name(text: str) -> str:
+    """A file share or container name (3-63 of a-z, 0-9 and single `-`) made from a name."""
+    name = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")
+    return (name or "data").ljust(3, "0")[:63].strip("-")
 
 
 class MountTable:
@@ -52,7 +61,7 @@ class MountTable:
         only in `sources` (name -> account), for the copy step the report describes."""
         account = entry.pop("account")
         if entry["auth"] == "accountKey":
-            entry["accountKey"] = {"secure": "<STORAGE_ACCOUNT_KEY>"}
+            entry["accountKey"] = {"secure": ACCOUNT_KEY}
         for existing in self.datastores:
             same = existing["kind"] == entry["kind"] and existing["container"] == entry["container"]
             if same and self.sources.get(existing["name"]) == account:
@@ -136,7 +145,7 @@ class MountTable:
                     "name": datastore_name(server),
                     "kind": "fileshare",
                     "account": "<FILE_SERVER_HOST>",
-                    "container": datastore_name(server).replace("_", "-"),
+                    "container": share_name(server),
                     "auth": "identity",
                 }
             )
@@ -187,6 +196,34 @@ class MountTable:
                 "the storage account the Batch AI files referred to",
             )
 
+    def add_guessed(self, root: Root, relative: str, ledger: Ledger) -> Mount:
+        """A mount that a path names but no given file declares (a cluster mount when the
+        cluster's file was not converted): an Azure Files share named after it, the most
+        common Batch AI cluster mount (`az batchai cluster create --afs-name`)."""
+        account = "<CLUSTER_STORAGE_ACCOUNT>"
+        name = self._add_datastore(
+            {
+                "name": datastore_name(relative),
+                "kind": "fileshare",
+                "account": account,
+                "container": share_name(relative),
+                "auth": "identity",
+            }
+        )
+        mount = Mount(root, relative.strip("/"), name, guessed=True)
+        self.mounts.append(mount)
+        ledger.placeholder(
+            account,
+            f"MIGRATION.md: the copy into datastore `{name}`",
+            f"the storage account the cluster mounted at ${root}/{mount.relative}",
+        )
+        return mount
+
+    def file_server_datastores(self) -> list[str]:
+        """The datastores that stand for mounted Batch AI file servers, in order."""
+        found = [m.datastore for m in self.mounts if m.datastore and ".fileServers[" in m.field]
+        return list(dict.fromkeys(found))
+
     def resolve(self, text: str) -> tuple[Mount, str] | None:
         """The mount a `$ROOT/<relative>/...` path lies in and the rest of the path, or None."""
         for mount in sorted(self.mounts, key=lambda m: -len(m.relative)):
@@ -224,6 +261,7 @@ def _auth(creds: AzureStorageCredentialsInfo | None, path: str, ledger: Ledger) 
             "the key is not copied: set it with `pulumi config set --secret`, or better "
             "switch to `auth: identity` and grant the compute's identity data access",
         )
+        _key_placeholder(ledger)
         return "accountKey"
     if creds.account_key_secret_reference is not None:
         base = f"{path}.accountKeySecretReference"
@@ -234,6 +272,16 @@ def _auth(creds: AzureStorageCredentialsInfo | None, path: str, ledger: Ledger) 
                 "copy the key from that Key Vault secret into the stack with "
                 "`pulumi config set --secret`, or use `auth: identity`",
             )
+        _key_placeholder(ledger)
         return "accountKey"
     ledger.mapped(path, "stack.yaml: auth identity")
     return "identity"
+
+
+def _key_placeholder(ledger: Ledger) -> None:
+    ledger.placeholder(
+        ACCOUNT_KEY,
+        "stack.yaml: trainstack:datastores[<i>].accountKey.secure",
+        "the storage account key, set as a secret: "
+        "pulumi config set --secret --path 'trainstack:datastores[<i>].accountKey' <key>",
+    )

@@ -95,7 +95,9 @@ def plan_toolkit(name: str, tk: Toolkit, nodes: int, ledger: Ledger) -> ToolkitP
                 base,
                 f"{Y}: resources.instance_count (one process per node)",
                 "Caffe2 rendezvoused through $AZ_BATCHAI_SHARED_JOB_TEMP, a folder every "
-                "node sees: the pool provides one; on Azure ML use a datastore path",
+                "node saw; a pool's is per node (its nodes share no disk) and Azure ML has "
+                "none: mount a shared file system in the pool's nodeSetup and pass its path, "
+                "or use Caffe2's redis rendezvous",
             )
         return ToolkitPlan(command, None, env)
     if isinstance(tk, PyTorchSettings):
