@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
@@ -231,11 +232,15 @@ def list_(
     if as_json:
         _print_json([status_json(r) for r in runs])
         return
-    table = Table("id", "experiment", "state", "attempt", "nodes", "submitted")
+    # The id is what every other command takes: never cut it. It starts with the submission
+    # time (run-YYYYMMDD-HHMMSS-...), so no separate column for that.
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("id", no_wrap=True)
+    table.add_column("experiment", overflow="fold")
+    for name in ("state", "attempt", "nodes"):
+        table.add_column(name, no_wrap=True)
     for r in runs:
-        table.add_row(
-            r.id, r.experiment, _state(r.state), str(r.attempt), str(r.instance_count), r.submitted_at
-        )
+        table.add_row(r.id, r.experiment, _state(r.state), str(r.attempt), str(r.instance_count))
     out.print(table)
 
 
@@ -318,6 +323,24 @@ def agent(
     board_poll_s: Annotated[float, typer.Option("--board-poll-s")] = 20.0,
     stale_after_s: Annotated[float, typer.Option("--stale-after-s")] = 90.0,
     visibility_timeout_s: Annotated[int, typer.Option("--visibility-timeout-s")] = 60,
+    status_poll_s: Annotated[
+        float, typer.Option("--status-poll-s", help="How often a running job's status and peers are checked.")
+    ] = 2.0,
+    sync_s: Annotated[
+        float, typer.Option("--sync-s", help="How often outputs (checkpoints) go up while a job runs.")
+    ] = 15.0,
+    terminate_grace_s: Annotated[
+        float, typer.Option("--terminate-grace-s", help="Seconds from SIGTERM to SIGKILL when a job stops.")
+    ] = 10.0,
+    scheduled_events_url: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduled-events-url",
+            envvar="JOBRUNNER_SCHEDULED_EVENTS_URL",
+            help="Azure Scheduled Events endpoint to watch for evictions; on a Spot VM "
+            "http://169.254.169.254/metadata/scheduledevents. Unset: none watched.",
+        ),
+    ] = None,
     config_file: Annotated[
         Path | None,
         typer.Option("--config", help="Agent config file (YAML, JSON or cloud-init); other options ignored."),
@@ -358,7 +381,11 @@ def agent(
     config = AgentConfig(
         pool=pool, name=agent_name, address=address, work_dir=work_dir or home_dir() / "agent" / agent_name,
         visibility_timeout_s=visibility_timeout_s, heartbeat_s=heartbeat_s, idle_poll_max_s=idle_poll_max_s,
-        board_poll_s=board_poll_s, timing=Timing(stale_after_s=stale_after_s),
+        board_poll_s=board_poll_s, scheduled_events_url=scheduled_events_url,
+        timing=Timing(
+            stale_after_s=stale_after_s, status_poll_s=status_poll_s, sync_s=sync_s,
+            terminate_grace_s=terminate_grace_s,
+        ),
     )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
