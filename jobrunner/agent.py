@@ -22,6 +22,15 @@ The agent's heartbeat (`jobrunner.registry`) runs on its own thread, so long sta
 stuck store call never makes a live agent look dead. On SIGTERM the agent finishes nothing
 new: the current attempt is stopped and reported by the caller's stop event, the record
 says `stopped`.
+
+Eviction (`jobrunner.preempt`, when `scheduled_events_url` is set): a Preempt or Terminate
+notice for this node stops the agent like SIGTERM, but the attempt ends PREEMPTED (the
+run is requeued, budget untouched, and the whole gang restarts); once the attempt is
+reported the notice is acknowledged, and the agent takes no more work.
+
+Unworkable input (`jobrunner.poison`): a queue message that does not parse, or whose run's
+status.json or spec.json does not, goes to the poison queue and its run is failed with the
+reason, instead of coming back to every agent after every visibility timeout.
 """
 
 from __future__ import annotations
@@ -43,9 +52,19 @@ from jobrunner.gang import Board, Entry, Seat, read_board, update_board
 from jobrunner.messages import job_message, join_message, parse_message
 from jobrunner.node import detect_node_facts
 from jobrunner.outcome import conclude
+from jobrunner.poison import quarantine
+from jobrunner.preempt import PreemptionWatch, node_resource_name
 from jobrunner.registry import AgentRecord, alive_agents, beat
 from jobrunner.spec import JobSpec
-from jobrunner.status import RunRef, RunStatus, read_status, update_status, utc_now
+from jobrunner.status import (
+    DamagedRunFileError,
+    RunRef,
+    RunStatus,
+    parse_run_file,
+    read_status,
+    update_status,
+    utc_now,
+)
 from jobrunner.store import RUNS, Store, queue_name
 
 EXTRA_PORTS = 4  # per agent and gang, for per-task ports (TensorFlow)
@@ -64,6 +83,7 @@ class AgentConfig:
     board_poll_s: float = 20.0
     gang_poll_s: float = 1.0
     timing: Timing = field(default_factory=Timing)
+    scheduled_events_url: str | None = None  # None: nothing announces evictions (not a Spot VM)
 
 
 class _Holder:
@@ -85,6 +105,10 @@ class _Holder:
                 return  # lost it: another agent may take it; the status checks keep that safe
             except TrainstackError:
                 continue
+
+    @property
+    def finished(self) -> bool:
+        return self._stop.is_set()
 
     def done(self, *, delete: bool) -> None:
         self._stop.set()
@@ -108,6 +132,7 @@ class Agent:
         )  # fmt: skip
         self._record_lock = threading.Lock()
         self._next_board = 0.0
+        self._preemption: PreemptionWatch | None = None
 
     # ----------------------------------------------------------------- heartbeat
     def _set(self, state: str, job: str | None) -> None:
@@ -134,6 +159,7 @@ class Agent:
         beats = threading.Thread(target=self._heartbeats, args=(stop,), name="heartbeat", daemon=True)
         beats.start()
         idle = self.config.idle_poll_min_s
+        self._preemption = self._watch_evictions(stop)
         try:
             while not stop.is_set():
                 try:
@@ -147,6 +173,17 @@ class Agent:
                 idle = min(self.config.idle_poll_max_s, idle * 2)
         finally:
             self._set("stopped", None)
+            if self._preemption is not None:
+                # after the attempt was reported and requeued: now the VM may go
+                self._preemption.acknowledge()
+                self._preemption.stop()
+
+    def _watch_evictions(self, stop: threading.Event) -> PreemptionWatch | None:
+        url = self.config.scheduled_events_url
+        if not url:
+            return None
+        node = node_resource_name(url, self.config.name)
+        return PreemptionWatch(url, node, on_notice=lambda _notice: stop.set()).start()
 
     def step(self, stop: threading.Event) -> bool:
         """Do one piece of work; False when there was nothing to do."""
@@ -161,7 +198,7 @@ class Agent:
         holder = _Holder(self.store, self.queue, message, self.config.visibility_timeout_s)
         parsed = parse_message(bytes(message.content))
         if parsed is None:
-            holder.done(delete=True)  # not one of ours: drop it rather than choke on it forever
+            self._quarantine(holder, "not a job runner message (expected JSON with kind, id and attempt)")
             return True
         kind, ref, attempt = parsed.kind, parsed.ref, parsed.attempt
         if kind == "join":
@@ -171,10 +208,23 @@ class Agent:
             delete = True
             try:
                 delete = self._on_job(ref, attempt, stop)
+            except DamagedRunFileError as exc:
+                delete = False
+                self._quarantine(holder, str(exc))
             finally:
-                holder.done(delete=delete)
+                if not holder.finished:
+                    holder.done(delete=delete)
         self._next_board = 0.0  # after a job, look at the board first: gangs go in order
         return True
+
+    def _quarantine(self, holder: _Holder, reason: str) -> None:
+        """Set an unworkable message aside (it stays queued if the store fails now)."""
+        try:
+            quarantine(self.store, self.config.pool, bytes(holder.message.content), reason)
+        except TrainstackError:
+            holder.done(delete=False)
+            return
+        holder.done(delete=True)
 
     # ------------------------------------------------------------------ one job
     def _on_job(self, ref: RunRef, attempt: int, stop: threading.Event) -> bool:
@@ -214,7 +264,7 @@ class Agent:
             data, _ = self.store.get(RUNS, ref.spec_blob)
         except NotFoundError:
             return None
-        return JobSpec.model_validate_json(data)
+        return parse_run_file(JobSpec, data, ref.spec_blob)
 
     def _run(self, ref: RunRef, spec: JobSpec, gang: Gang, stop: threading.Event) -> None:
         self._set("busy", ref.id)
@@ -229,6 +279,7 @@ class Agent:
                 self.config.work_dir,
                 self.config.timing,
                 stop,
+                self._preemption,
             )
             run_attempt(ctx)
             concluded = update_status(self.store, ref, lambda s: conclude(s, spec.trainstack.retry))

@@ -10,7 +10,13 @@ and stops the processes when:
 - someone asked to cancel (`cancel_requested` in status.json)  -> CANCELED
 - another gang member reported a failure                       -> stopped, no failure of its own
 - another gang member stopped heartbeating                      -> LOST_NODE
+- this node got an eviction notice (Scheduled Events Preempt)   -> PREEMPTED (requeued)
 - this node's agent is stopping (SIGTERM)                       -> INFRASTRUCTURE (requeued)
+
+Silence counts only while the store answers: after a storage outage every heartbeat is old,
+so a peer is judged lost only once the store has been reachable for `stale_after_s`.
+On a notice the processes get at most `Notice.grace_s` between SIGTERM and SIGKILL, so
+that logs and a last output sync (the job's checkpoints) fit in the notice.
 
 Failures before the user's command runs (staging, the store, launching) are INFRASTRUCTURE;
 the preparation command failing is USER, as is the job's command exiting non-zero. Outputs
@@ -29,18 +35,20 @@ from pathlib import Path
 
 from jobrunner.api import FailureKind, Gang, JobState, LaunchPlan, NodeFacts, NodePaths
 from jobrunner.batchai_runtime import BatchAiLogFiles, link_mounts
-from jobrunner.errors import LaunchError, NotFoundError, TrainstackError
+from jobrunner.errors import ConflictError, LaunchError, NotFoundError, StoreError, TrainstackError
 from jobrunner.launch import LaunchResult, run_plan
 from jobrunner.logship import LogShipper
 from jobrunner.outcome import report
 from jobrunner.plan import plan_launch
-from jobrunner.registry import alive_agents
+from jobrunner.preempt import PREEMPT_GRACE_S, PreemptionWatch
+from jobrunner.registry import alive_agents, list_agents
 from jobrunner.spec import JobSpec
 from jobrunner.staging import OutputSync, stage_inputs, unpack_code
 from jobrunner.status import NodeStatus, RunRef, RunStatus, read_status, update_status, utc_now
 from jobrunner.store import RUNS, Store
 
 AGENT_STREAM = "agent"  # the log stream of the agent's own notes, per node
+REPORT_PATIENCE_S = 600.0  # how long a node's final report waits for the store to come back
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class AttemptContext:
     work_dir: Path
     timing: Timing
     agent_stop: threading.Event = field(default_factory=threading.Event)  # the agent is shutting down
+    preemption: PreemptionWatch | None = None  # this node's eviction notices, when watched
 
 
 def node_paths(ctx: AttemptContext) -> NodePaths:
@@ -106,9 +115,25 @@ def run_attempt(ctx: AttemptContext) -> NodeStatus:
     finally:
         if not shipper.close():
             pass  # kept in the spool on this node: nothing more can be done for this attempt
-    update_status(ctx.store, ctx.ref, lambda s: _if_attempt(ctx, s, lambda st: report(st, result, lost=lost)))
+    _report_patiently(ctx, lambda s: _if_attempt(ctx, s, lambda st: report(st, result, lost=lost)))
     shutil.rmtree(Path(paths.root) / "inputs", ignore_errors=True)
     return result
+
+
+def _report_patiently(ctx: AttemptContext, change: Callable[[RunStatus], RunStatus | None]) -> None:
+    """Write this node's report, waiting out a storage outage: a lost report would leave the
+    gang's attempt unconcluded forever. Gives up (StoreError) after REPORT_PATIENCE_S."""
+    deadline = time.monotonic() + REPORT_PATIENCE_S
+    while True:
+        try:
+            update_status(ctx.store, ctx.ref, change)
+            return
+        except (NotFoundError, ConflictError):
+            raise
+        except StoreError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(ctx.timing.watch_s)
 
 
 def _finished(me: NodeStatus, code: int | None, kind: FailureKind | None, reason: str | None) -> NodeStatus:
@@ -163,7 +188,13 @@ def _stage(
     folders = {name: Path(p) for name, p in paths.outputs.items()}
     folders.setdefault("outputs", code / "outputs")
     folders.setdefault("logs", code / "logs")
-    return paths, OutputSync(ctx.store, ctx.ref, ctx.spec, folders)
+    sync = OutputSync(ctx.store, ctx.ref, ctx.spec, folders)
+    if ctx.gang.attempt > 1:
+        # a new attempt resumes from what the last one saved (its checkpoints)
+        restored = sync.restore()
+        if restored:
+            note(f"restored {restored} output file(s) of the previous attempt")
+    return paths, sync
 
 
 class _Supervisor:
@@ -176,7 +207,8 @@ class _Supervisor:
         self.lost: tuple[str, ...] = ()
         self.leader: NodeStatus | None = None  # the leader's report, for nodes that wait for it
         self._done = threading.Event()
-        self._peers = {m.name for m in ctx.gang.members if m.name != ctx.node.name}
+        self.peers = frozenset(m.name for m in ctx.gang.members if m.name != ctx.node.name)
+        self._store_ok_since = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
 
     def __enter__(self) -> _Supervisor:
@@ -190,24 +222,37 @@ class _Supervisor:
     def _loop(self) -> None:
         next_sync = time.monotonic() + self.ctx.timing.sync_s
         while not self._done.wait(self.ctx.timing.status_poll_s):
+            notice = self.ctx.preemption.notice if self.ctx.preemption else None
+            if self.reason is None and notice is not None:
+                self.reason = (FailureKind.PREEMPTED, notice.reason)
+                self.note(self.reason[1])
+                self.cancel.set()
             if self.reason is None and self.ctx.agent_stop.is_set():
                 # the job must not outlive its agent; a stopped agent is not the user's fault
                 self.reason = (FailureKind.INFRASTRUCTURE, f"agent {self.ctx.node.name} was stopped")
                 self.note(self.reason[1])
                 self.cancel.set()
             if self.reason is None:
-                reason, lost, leader = _look_around(self.ctx, self._peers)
-                self.leader = leader or self.leader
-                if reason is not None:
-                    self.reason, self.lost = reason, lost
-                    self.note(reason[1])
-                    self.cancel.set()
+                self._look()
             if time.monotonic() >= next_sync:
                 next_sync = time.monotonic() + self.ctx.timing.sync_s
                 try:
                     self.sync.sync()
                 except TrainstackError as exc:
                     self.note(f"output sync failed, trying again later: {exc}")
+
+    def _look(self) -> None:
+        trust_silence = time.monotonic() - self._store_ok_since > self.ctx.timing.stale_after_s
+        try:
+            reason, lost, leader = _look_around(self.ctx, self.peers, trust_silence)
+        except TrainstackError:
+            self._store_ok_since = time.monotonic()
+            return
+        self.leader = leader or self.leader
+        if reason is not None:
+            self.reason, self.lost = reason, lost
+            self.note(reason[1])
+            self.cancel.set()
 
     def wait_for_leader(self) -> None:
         """On a node whose ranks the leader starts (MPI): wait until the leader reports or a stop."""
@@ -229,6 +274,8 @@ def _prepare_and_run(
         return _finished(me, None, FailureKind.INFRASTRUCTURE, f"cannot plan the launch: {exc}"), ()
     for line in plan.notes:
         note(line)
+    if _cancel_requested(ctx):
+        return _finished(me, None, FailureKind.CANCELED, "canceled on request"), ()
     _mark(ctx, JobState.RUNNING, me)
     note(f"node rank {ctx.gang.node_rank} of {ctx.gang.size}: starting {len(plan.processes)} process(es)")
 
@@ -242,13 +289,71 @@ def _prepare_and_run(
         try:
             result = run_plan(
                 plan, sink, timeout=ctx.spec.limits.timeout, cancel=watch.cancel,
-                grace_s=ctx.timing.terminate_grace_s, error_file=Path(paths.root) / "error.json",
+                grace_s=_grace_s(ctx), error_file=Path(paths.root) / "error.json",
             )  # fmt: skip
         except LaunchError as exc:
             return _finished(me, None, FailureKind.INFRASTRUCTURE, str(exc)), ()
+        failed_at = utc_now()
         if plan.waits_for_leader and not result.canceled:
             watch.wait_for_leader()
+    if watch.reason is None and result.root_cause is not None and not result.timed_out and watch.peers:
+        # a killed peer breaks the collective first (a gloo/NCCL error here) and stops
+        # heartbeating only later: that is a lost node, not the user's failure
+        gone = _peers_lost_since(ctx, watch.peers, failed_at)
+        if gone:
+            watch.reason = (FailureKind.LOST_NODE, f"node(s) {', '.join(gone)} stopped heartbeating")
+            watch.lost = gone
+            note(watch.reason[1])
     return _node_result(me, plan, result, watch), watch.lost
+
+
+def _peers_lost_since(ctx: AttemptContext, peers: frozenset[str], since: str) -> tuple[str, ...]:
+    """Which peers are gone, asked after this node's processes failed at `since`.
+
+    A peer is alive once it reported or heartbeat after `since`, gone once its heartbeat is
+    older than `stale_after_s`; waits (at most about `stale_after_s`) until each is one or
+    the other. Store trouble: none is called gone (the failure stays the user's).
+    """
+    pending, gone = set(peers), set()
+    deadline = time.monotonic() + ctx.timing.stale_after_s + 2 * ctx.timing.status_poll_s
+    while pending and time.monotonic() < deadline:
+        try:
+            status, _ = read_status(ctx.store, ctx.ref)
+            records = {a.name: a for a in list_agents(ctx.store, ctx.pool)}
+        except TrainstackError:
+            return ()
+        reported = {n.name for n in status.nodes if n.finished_at}
+        for name in sorted(pending):
+            record = records.get(name)
+            if name in reported or (record is not None and record.last_heartbeat > since):
+                pending.discard(name)
+            elif record is None or record.age_s() > ctx.timing.stale_after_s:
+                pending.discard(name)
+                gone.add(name)
+        if pending:
+            time.sleep(ctx.timing.watch_s)
+    return tuple(sorted(gone))
+
+
+def _cancel_requested(ctx: AttemptContext) -> bool:
+    """Whether a cancel came while this node was preparing (then nothing is started)."""
+    try:
+        status, _ = read_status(ctx.store, ctx.ref)
+    except TrainstackError:
+        return False  # the supervisor looks again once the processes run
+    return status.cancel_requested or status.state is JobState.CANCELED
+
+
+def _grace_s(ctx: AttemptContext) -> float:
+    """SIGTERM-to-SIGKILL time: on a node that may be evicted, short enough to fit a notice."""
+    if ctx.preemption is None:
+        return ctx.timing.terminate_grace_s
+    notice = ctx.preemption.notice
+    return (
+        notice.grace_s(ctx.timing.terminate_grace_s)
+        if notice
+        else min(ctx.timing.terminate_grace_s, PREEMPT_GRACE_S)
+    )
 
 
 def _node_result(me: NodeStatus, plan: LaunchPlan, result: LaunchResult, watch: _Supervisor) -> NodeStatus:
@@ -271,15 +376,17 @@ def _node_result(me: NodeStatus, plan: LaunchPlan, result: LaunchResult, watch: 
 
 
 def _look_around(
-    ctx: AttemptContext, peers: set[str]
+    ctx: AttemptContext, peers: frozenset[str], trust_silence: bool = True
 ) -> tuple[tuple[FailureKind | None, str] | None, tuple[str, ...], NodeStatus | None]:
-    """(why to stop or None, peers lost, the leader's report if any). Store trouble is no reason."""
+    """(why to stop or None, peers lost, the leader's report if any).
+
+    Store trouble is no reason: it raises StoreError, and the caller looks again later.
+    Stale heartbeats count only when `trust_silence` (the store has answered for a while).
+    """
     try:
         status, _ = read_status(ctx.store, ctx.ref)
     except NotFoundError:
         return (FailureKind.CANCELED, "the run was deleted"), (), None
-    except TrainstackError:
-        return None, (), None
     leader = next(
         (n for n in status.nodes if n.rank == 0 and n.finished_at and n.name != ctx.node.name), None
     )
@@ -290,11 +397,8 @@ def _look_around(
     failed = [n for n in status.nodes if n.name in peers and n.failure_kind is not None]
     if failed:
         return (None, f"stopped: node {failed[0].name} failed ({failed[0].reason})"), (), leader
-    if peers:
-        try:
-            alive = alive_agents(ctx.store, ctx.pool, ctx.timing.stale_after_s)
-        except TrainstackError:
-            return None, (), leader
+    if peers and trust_silence:
+        alive = alive_agents(ctx.store, ctx.pool, ctx.timing.stale_after_s)
         gone = tuple(sorted(p for p in peers if p not in alive))
         if gone:
             return (FailureKind.LOST_NODE, f"node(s) {', '.join(gone)} stopped heartbeating"), gone, leader

@@ -7,7 +7,8 @@ outputs and datastore folders.
 - Node: `unpack_code`, `stage_inputs` (datastore paths from that datastore's container, local
   inputs from the run, https by download), `OutputSync` (outputs and the code folder's
   `./outputs`, `./logs` to `runs/<exp>/<id>/outputs/<name>/`, and to the datastore for
-  `azureml://datastores/...` output paths; only files that changed since the last sync).
+  `azureml://datastores/...` output paths; only files that changed since the last sync);
+  `OutputSync.restore` brings a run's synced outputs back for its next attempt.
 - `jobrunner data`: `upload_tree`, `download_tree`, with a progress callback.
 
 A datastore `<d>` is the blob container of the same name (`workspaceblobstore` by default).
@@ -236,15 +237,34 @@ class OutputSync:
                 targets.append((datastore_container(loc.store or ""), loc.path))
             self._targets.append((folder, targets))
         self._seen: dict[Path, tuple[int, int]] = {}
+        self._run_prefixes = {folder: targets[0][1] for folder, targets in self._targets}
+
+    def restore(self) -> int:
+        """Download what earlier attempts synced into the folders (a resumed job finds its
+        checkpoints); returns the file count. These files count as synced. StoreError when the
+        store fails."""
+        count = 0
+        for folder, prefix in self._run_prefixes.items():
+            try:
+                count += download_tree(self._store, RUNS, prefix, folder)
+            except NotFoundError:
+                continue  # nothing synced yet for this output
+            for path, _ in _local_files(folder):
+                stat = path.stat()
+                self._seen[path] = (stat.st_size, stat.st_mtime_ns)
+        return count
 
     def sync(self) -> int:
         """Upload what changed; returns how many files went up. StoreError when the store fails."""
         sent = 0
         for folder, targets in self._targets:
             for path, rel in _changed(folder, self._seen):
-                for container, prefix in targets:
-                    self._store.upload_file(container, _join(prefix, rel), path)
-                stat = path.stat()
+                try:
+                    for container, prefix in targets:
+                        self._store.upload_file(container, _join(prefix, rel), path)
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue  # the job removed it meanwhile (an old checkpoint): nothing to keep
                 self._seen[path] = (stat.st_size, stat.st_mtime_ns)
                 sent += 1
         return sent
@@ -255,7 +275,10 @@ def _changed(folder: Path, seen: dict[Path, tuple[int, int]]) -> Iterable[tuple[
         return []
     out = []
     for path, rel in _local_files(folder):
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
         if seen.get(path) != (stat.st_size, stat.st_mtime_ns):
             out.append((path, rel))
     return out

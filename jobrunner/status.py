@@ -7,7 +7,9 @@ timestamped `Transition`. A small pointer blob `runs/_ids/<id>` maps a run id to
 experiment, so that commands need only the id.
 
 Failure modes: NotFoundError for an unknown run id; StoreError when the store gives up;
-ConflictError only when `update_status` lost the race `MAX_UPDATE_TRIES` times in a row.
+ConflictError only when `update_status` lost the race `MAX_UPDATE_TRIES` times in a row;
+DamagedRunFileError (a ConfigError naming the blob and the field) when status.json is not a
+status document, e.g. after someone edited it by hand.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from jobrunner.api import FailureKind, JobState
-from jobrunner.errors import ConflictError, NotFoundError
+from jobrunner.errors import ConfigError, ConflictError, NotFoundError, problems_from_validation
 from jobrunner.store import RUNS, Store
 
 MAX_UPDATE_TRIES = 20
@@ -159,6 +162,24 @@ class RunStatus(_Frozen):
         return self.model_copy(update={"nodes": nodes, "updated_at": utc_now()})
 
 
+class DamagedRunFileError(ConfigError):
+    """A run's file in the store (status.json, spec.json) that does not parse: edited by hand,
+    truncated, or written by another program."""
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_run_file(model: type[M], data: bytes, blob: str) -> M:
+    """`data` as a `model`; DamagedRunFileError naming `runs/<blob>` and the first bad field."""
+    fix = "restore the file, or delete the run's folder from the store"
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        problem = problems_from_validation(exc, model, file=f"{RUNS}/{blob}")[0]
+        raise DamagedRunFileError([problem if problem.fix else replace(problem, fix=fix)]) from None
+
+
 def create_status(store: Store, status: RunStatus) -> None:
     """Write a new run's status document and its id pointer. ConflictError if it exists."""
     store.put(RUNS, f"{_ID_INDEX}/{status.id}", status.experiment.encode())
@@ -179,7 +200,7 @@ def find_run(store: Store, run_id: str) -> RunRef:
 def read_status(store: Store, ref: RunRef) -> tuple[RunStatus, str]:
     """The run's status and the ETag to update it with."""
     data, etag = store.get(RUNS, ref.status_blob)
-    return RunStatus.model_validate_json(data), etag
+    return parse_run_file(RunStatus, data, ref.status_blob), etag
 
 
 def update_status(store: Store, ref: RunRef, change: Callable[[RunStatus], RunStatus | None]) -> RunStatus:
@@ -212,5 +233,8 @@ def list_runs(store: Store, experiment: str | None = None) -> list[RunStatus]:
                 data, _ = store.get(RUNS, blob.name)
             except NotFoundError:
                 continue
-            out.append(RunStatus.model_validate_json(data))
+            try:
+                out.append(parse_run_file(RunStatus, data, blob.name))
+            except DamagedRunFileError:
+                continue  # one damaged run must not hide the others; `status <id>` names it
     return sorted(out, key=lambda s: s.submitted_at, reverse=True)

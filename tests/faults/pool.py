@@ -1,0 +1,122 @@
+"""A pool of real `jobrunner agent` processes with short timeouts, for fault injection.
+
+Each test starts its own (never the shared 2-agent pool): agents get killed, preempted and cut
+off from the store here. Heartbeats every 0.5 s and a 4 s stale limit make a lost node show
+within seconds; outputs sync every second so a checkpoint reaches the store soon after it is
+written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobrunner.registry import PoolConfig, write_pool_config
+from jobrunner.store import Store
+from tests.runner.conftest import REPO, Cli
+
+FAST_AGENT = (
+    "--heartbeat-s", "0.5", "--stale-after-s", "4", "--visibility-timeout-s", "6",
+    "--idle-poll-max-s", "0.5", "--board-poll-s", "1", "--status-poll-s", "0.5",
+    "--sync-s", "1", "--terminate-grace-s", "3",
+)  # fmt: skip
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children first found through /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            ppid = int(text.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = 60, every: float = 0.3) -> object:
+    """Poll `check` until it returns something truthy; AssertionError naming `what` at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass
+class FaultPool:
+    """`size` agents named `<name>-0`... over `store`; `kill` and `stop` them."""
+
+    store: str
+    home: Path
+    name: str
+    size: int
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "JOBRUNNER_STORE": self.store, "JOBRUNNER_HOME": str(self.home),
+               "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **self.extra_env}  # fmt: skip
+        env.pop("JOBRUNNER_POOL", None)
+        return env
+
+    @property
+    def cli(self) -> Cli:
+        return Cli(self.env, self.home)
+
+    def agent_names(self) -> list[str]:
+        return [f"{self.name}-{i}" for i in range(self.size)]
+
+    def start(self) -> FaultPool:
+        self.home.mkdir(parents=True, exist_ok=True)
+        write_pool_config(Store.connect(self.store), PoolConfig(name=self.name, max_nodes=self.size))
+        for agent in self.agent_names():
+            argv = [sys.executable, "-m", "jobrunner", "agent", "--pool", self.name, "--name", agent,
+                    "--work-dir", str(self.home / agent), *FAST_AGENT]  # fmt: skip
+            with open(self.home / f"{agent}.log", "ab") as log:
+                self.procs[agent] = subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+                    start_new_session=True,
+                )  # fmt: skip
+        return self
+
+    def log(self, agent: str) -> str:
+        return (self.home / f"{agent}.log").read_text(errors="replace")
+
+    def alive(self, agent: str) -> bool:
+        return self.procs[agent].poll() is None
+
+    def kill(self, agent: str) -> None:
+        """The node vanishes: SIGKILL the agent and every process it started, at once."""
+        proc = self.procs[agent]
+        victims = [proc.pid, *descendants(proc.pid)]
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for agent, proc in self.procs.items():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill(agent)
