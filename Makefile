@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup demo test lint schemas clean
+.PHONY: setup demo test lint schemas clean wheel
 
 setup: $(VENV)/.installed node_modules/.installed mpi
 
@@ -36,6 +36,10 @@ lint: setup
 
 schemas: setup
 	$(VENV)/bin/trainstack schemas --write
+
+# The jobrunner agent alone (no pulumi), as the pool's image installs it: dist/jobrunner-*.whl
+wheel: setup
+	PYTHON=$(PY) packaging/build-wheel.sh dist
 
 clean:
 	rm -rf $(VENV) node_modules .trainstack .pytest_cache

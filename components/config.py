@@ -263,6 +263,128 @@ class ExperimentConfig(ConfigModel):
         return _check_name(value, r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}", "letters, digits, `-`, `_` or `.`")
 
 
+class PoolImageConfig(ConfigModel):
+    """The pool's OS image: baked by the stack (`AgentImage`) from a marketplace base, or an
+    image version that already carries the agent (a gallery image of another stack)."""
+
+    base_image: str = Field(
+        "microsoft-dsvm:ubuntu-hpc:2204",
+        description="marketplace image `publisher:offer:sku[:version]` to bake the agent onto (Gen2, GPU)",
+    )
+    gallery_image_id: str | None = Field(
+        None, description="ARM id of an existing gallery image (version) with the agent: nothing is baked"
+    )
+
+    @field_validator("base_image")
+    @classmethod
+    def _urn(cls, value: str) -> str:
+        return _check_name(value, r"[^:\s]+:[^:\s]+:[^:\s]+(:[^:\s]+)?", "publisher:offer:sku[:version]")
+
+    @field_validator("gallery_image_id")
+    @classmethod
+    def _gallery_image(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _check_name(
+            value,
+            r"(?i)/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/galleries/[^/]+/"
+            r"images/[^/]+(/versions/[^/]+)?",
+            "/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Compute/galleries/<g>/images/<i>",
+        )
+
+    @property
+    def urn(self) -> tuple[str, str, str, str]:
+        """(publisher, offer, sku, version), `latest` when the URN names none."""
+        parts = self.base_image.split(":")
+        return parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else "latest"
+
+
+# Single placement groups hold at most 100 VMs; InfiniBand only connects VMs inside one.
+MAX_NODES_SINGLE_PLACEMENT_GROUP = 100
+
+
+class GpuPoolConfig(ConfigModel):
+    """A self-managed GPU pool: a VM scale set whose nodes run the jobrunner agent."""
+
+    name: str = Field(description="pool name: the scale set's name and the job queue `pool-<name>`")
+    vm_size: str = Field(description="a GPU size from the catalog, e.g. Standard_NC24ads_A100_v4")
+    priority: Literal["Regular", "Low", "Spot"] = "Spot"
+    eviction_policy: Literal["Deallocate", "Delete"] | None = Field(
+        None, description="Spot/Low only; default Delete (an evicted node keeps no disk or quota)"
+    )
+    max_price: float | None = Field(
+        None, description="Spot only: highest USD per hour per node; -1 = up to the on-demand price"
+    )
+    min_nodes: int = Field(0, ge=0)
+    max_nodes: int = Field(ge=1, le=1000)
+    idle_minutes_before_scale_in: int = Field(
+        10,
+        ge=5,
+        le=720,
+        description="minutes with an empty queue before a node is released (autoscale: 5-720)",
+    )
+    subnet_id: str = Field(description="ARM id of the subnet the nodes join (they get no public IP)")
+    image: PoolImageConfig = PoolImageConfig()
+    node_setup: str | None = Field(
+        None, description="command run once per node at boot before it takes jobs (Batch AI's setup task)"
+    )
+    datastores: list[str] = Field(
+        [], description="names of blob datastores in `datastores` that jobs on the pool read and write"
+    )
+    ssh: SshConfig = Field(description="the nodes' admin user and SSH public key (no password login)")
+
+    @field_validator("name")
+    @classmethod
+    def _pool_name(cls, value: str) -> str:
+        return _check_name(
+            value,
+            r"(?!.*--)[a-z][a-z0-9-]{0,56}[a-z0-9]",
+            "2-58 lowercase letters, digits or single `-`, starting with a letter (it names the job queue)",
+        )
+
+    @field_validator("vm_size")
+    @classmethod
+    def _pool_gpu_size(cls, value: str) -> str:
+        return ClusterConfig._known_gpu_size(value)
+
+    @field_validator("subnet_id")
+    @classmethod
+    def _pool_subnet(cls, value: str) -> str:
+        checked = ClusterConfig._subnet_id(value)
+        assert checked is not None
+        return checked
+
+    @model_validator(mode="after")
+    def _pool_consistent(self) -> GpuPoolConfig:
+        if self.min_nodes > self.max_nodes:
+            raise ValueError(f"minNodes ({self.min_nodes}) is larger than maxNodes ({self.max_nodes})")
+        if self.priority == "Regular" and self.eviction_policy is not None:
+            raise ValueError("evictionPolicy is only for Spot or Low priority: remove it or set priority")
+        if self.max_price is not None:
+            if self.priority != "Spot":
+                raise ValueError("maxPrice is only for Spot priority")
+            if self.max_price != -1 and self.max_price <= 0:
+                raise ValueError(f"maxPrice {self.max_price:g}: a positive USD price per hour, or -1")
+        if self.sku.infiniband and self.max_nodes > MAX_NODES_SINGLE_PLACEMENT_GROUP:
+            raise ValueError(
+                f"maxNodes {self.max_nodes}: an InfiniBand pool is one placement group of at most "
+                f"{MAX_NODES_SINGLE_PLACEMENT_GROUP} nodes"
+            )
+        return self
+
+    @property
+    def sku(self) -> skus.GpuSku:
+        found = skus.find_sku(self.vm_size)
+        assert found is not None  # checked by the validator
+        return found
+
+    @property
+    def effective_eviction_policy(self) -> Literal["Deallocate", "Delete"] | None:
+        if self.priority == "Regular":
+            return None
+        return self.eviction_policy or "Delete"
+
+
 class StackConfig(ConfigModel):
     """Everything under `trainstack:` in one stack file."""
 
@@ -272,6 +394,7 @@ class StackConfig(ConfigModel):
     clusters: list[ClusterConfig] = []
     datastores: list[DatastoreConfig] = []
     experiments: list[ExperimentConfig] = []
+    pools: list[GpuPoolConfig] = Field([], description="self-managed GPU pools running the jobrunner agent")
     budget: float | None = Field(
         None, gt=0, description="monthly budget in USD that the stack may not exceed at maximum scale"
     )
@@ -296,6 +419,7 @@ class StackConfig(ConfigModel):
             ("clusters", [c.name.lower() for c in self.clusters]),
             ("datastores", [d.name for d in self.datastores]),
             ("experiments", [e.name for e in self.experiments]),
+            ("pools", [p.name for p in self.pools]),
         ):
             for i, name in enumerate(names):
                 if name in names[:i]:
@@ -317,6 +441,35 @@ class StackConfig(ConfigModel):
                     out.append(
                         ReferenceProblem(
                             f"experiments[{i}].runs[{j}].cluster", f"no cluster named {run.cluster!r}", fix
+                        )
+                    )
+        out.extend(self._pool_datastore_problems())
+        return out
+
+    def _pool_datastore_problems(self) -> list[ReferenceProblem]:
+        """A pool's datastores are declared blob datastores: agents reach them through the blob
+        API of the job store (the workspace's storage account)."""
+        from jobrunner.errors import did_you_mean
+
+        kinds = {d.name: d.kind for d in self.datastores}
+        out: list[ReferenceProblem] = []
+        for i, pool in enumerate(self.pools):
+            for j, name in enumerate(pool.datastores):
+                path = f"pools[{i}].datastores[{j}]"
+                if name not in kinds:
+                    guess = did_you_mean(name, kinds)
+                    fix = (
+                        f"did you mean `{guess}`?"
+                        if guess
+                        else f"declare it in datastores (declared: {sorted(kinds)})"
+                    )
+                    out.append(ReferenceProblem(path, f"no datastore named {name!r}", fix))
+                elif kinds[name] != "blob":
+                    out.append(
+                        ReferenceProblem(
+                            path,
+                            f"datastore {name!r} is a {kinds[name]}; pool agents read blob containers only",
+                            "use a blob datastore",
                         )
                     )
         return out

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pulumi
 
+from components.agent_image import AgentImage, AgentImageArgs, wheel_path
 from components.cluster import GpuCluster
 from components.config import StackConfig
 from components.datastore import Datastore
 from components.experiment import DeclaredRun, Experiment
+from components.gpu_pool import GpuPool
 from components.job_properties import JobTarget, NotDeclarableError, command_job_properties
 from components.workspace import MlWorkspace
 from jobrunner.errors import ConfigError, JobSpecError, Problem
@@ -53,12 +55,55 @@ def build_stack(
         ]
         experiment = Experiment(e.name, e, workspace=workspace.ref, runs=declared)
         jobs.update({f"{e.name}/{name}": job.name for name, job in experiment.jobs.items()})
+    pools = _build_pools(
+        config, workspace, location=location, scope=scope, tags=tags, project_dir=project_dir
+    )
     return {
+        "pools": pulumi.Output.all(*[p.scale_set.name for p in pools]),
         "workspaceName": workspace.workspace.name,
         "resourceGroupName": pulumi.Output.from_input(workspace.ref.resource_group_name),
         "clusters": pulumi.Output.all(*[c.compute.name for c in clusters.values()]),
         "jobs": pulumi.Output.from_input(jobs),
     }
+
+
+def _build_pools(
+    config: StackConfig,
+    workspace: MlWorkspace,
+    *,
+    location: str,
+    scope: tuple[str, str],
+    tags: dict[str, str],
+    project_dir: Path,
+) -> list[GpuPool]:
+    """Each pool with its baked image (unless it names an existing one). The job store is the
+    workspace's storage account: its blob datastores are containers there."""
+    containers = {d.name: d.container for d in config.datastores if d.kind == "blob"}
+    out = []
+    for p in config.pools:
+        image_id = p.image.gallery_image_id
+        if image_id is None:
+            image = AgentImage(
+                f"{p.name}-agent-image",
+                AgentImageArgs(image=p.image, wheel=wheel_path(project_dir), location=location, scope=scope),
+                resource_group=workspace.ref.resource_group_name,
+                storage_account_name=workspace.ref.storage_account_name,
+                tags=tags,
+            )
+        out.append(
+            GpuPool(
+                p.name,
+                p,
+                image_id=image_id or image.gallery_image_id,
+                resource_group=workspace.ref.resource_group_name,
+                location=location,
+                storage_account_name=workspace.ref.storage_account_name,
+                datastores={name: containers[name] for name in p.datastores},
+                scope=scope,
+                tags=tags,
+            )
+        )
+    return out
 
 
 def _load_runs(config: StackConfig, project_dir: Path) -> dict[tuple[str, str], JobSpec]:

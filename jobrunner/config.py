@@ -264,7 +264,7 @@ def config_document(config: AgentConfig) -> dict[str, Any]:
 
 def render_agent_config(config: AgentConfig) -> str:
     """The agent config file's YAML text (keys in model order)."""
-    return yaml.safe_dump(config_document(config), sort_keys=False, default_flow_style=False)
+    return yaml.dump(config_document(config), Dumper=_BlockDumper, sort_keys=False, default_flow_style=False)
 
 
 def render_cloud_init(config: AgentConfig) -> str:

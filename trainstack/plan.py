@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import runpy
 import sys
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,30 @@ _ID_TEMPLATES: dict[str, tuple[str, str]] = {
     ),
     "azure-native:machinelearningservices:CodeVersion": (_ML + "codes/{name}/versions/{version}", "version"),
     "azure-native:machinelearningservices:Job": (_ML + "jobs/{id}", "id"),
+    "azure-native:managedidentity:UserAssignedIdentity": (
+        _ARM + "Microsoft.ManagedIdentity/userAssignedIdentities/{resourceName}",
+        "resourceName",
+    ),
+    "azure-native:compute:Gallery": (_ARM + "Microsoft.Compute/galleries/{galleryName}", "galleryName"),
+    "azure-native:compute:GalleryImage": (
+        _ARM + "Microsoft.Compute/galleries/{galleryName}/images/{galleryImageName}",
+        "galleryImageName",
+    ),
+    "azure-native:compute:VirtualMachineScaleSet": (
+        _ARM + "Microsoft.Compute/virtualMachineScaleSets/{vmScaleSetName}",
+        "vmScaleSetName",
+    ),
+    "azure-native:virtualmachineimages:VirtualMachineImageTemplate": (
+        _ARM + "Microsoft.VirtualMachineImages/imageTemplates/{imageTemplateName}",
+        "imageTemplateName",
+    ),
+    "azure-native:monitor:AutoscaleSetting": (
+        _ARM + "Microsoft.Insights/autoscalesettings/{autoscaleSettingName}",
+        "autoscaleSettingName",
+    ),
 }
+# Read-only outputs Azure adds that other resources consume (a managed identity's principal).
+_IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 
 
 @dataclass(frozen=True)
@@ -198,7 +222,18 @@ class _AzureMocks(pulumi.runtime.Mocks):
             resource_id = template.format(**values) if template else f"{args.name}-id"
         except KeyError:
             resource_id = f"{args.name}-id"
-        return resource_id, {**args.inputs, "name": args.inputs.get(name_key, args.name)}
+        state = {**args.inputs, "name": args.inputs.get(name_key, args.name)}
+        if args.typ == _IDENTITY:
+            fake = str(uuid.uuid5(uuid.NAMESPACE_URL, resource_id))
+            state.update(principalId=fake, clientId=fake, tenantId=TENANT)
+        identity = state.get("identity")
+        if isinstance(identity, Mapping) and isinstance(identity.get("userAssignedIdentities"), list):
+            # A list of ids as input, a map of id -> details as output (see AZURE-NOTES).
+            state["identity"] = {
+                **identity,
+                "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"]},
+            }
+        return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         if args.token == "azure-native:authorization:getClientConfig":

@@ -1,0 +1,269 @@
+"""`GpuPool`: a self-managed GPU pool, a VM scale set whose nodes run the jobrunner agent.
+
+Declares a user-assigned identity with Storage Blob Data Contributor and Storage Queue Data
+Contributor on the job store (the workspace's storage account: its blob datastores are the
+containers the agents stage from, and it holds the pool's queue `pool-<name>` and the
+`runs`/`pools` containers), the scale set and its autoscale setting.
+
+The scale set: the pool's GPU size, Spot/Low/Regular priority with its eviction policy and
+maximum price, no public IPs (nodes join `subnetId`), accelerated networking, the agent image
+(`AgentImage`, or an existing gallery image), Scheduled Events termination notices (so an
+agent hears of a scale-in as of an eviction and requeues its job), no overprovisioning (an
+extra VM would start an agent that takes a job and is then deleted), and one placement group
+on InfiniBand sizes (InfiniBand connects only VMs inside one). The agent's config (store URL,
+identity, pool name and size, datastore map, node setup) is a cloud-init document in custom
+data, written by `jobrunner.config.render_cloud_init`: what the pool writes is what the
+agent reads.
+
+Autoscale reads the queue's `ApproximateMessageCount` (messages held by busy agents count
+too): one more node while messages wait, one fewer after the idle minutes with none, always
+within minNodes..maxNodes. A gang job's message leaves the queue once its nodes have taken
+their seats, so a pool that only runs gangs may scale in under them after the idle minutes;
+the agents then get a termination notice and requeue the job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+from pulumi_azure_native import compute, managedidentity, monitor
+
+from components import roles
+from components.config import GpuPoolConfig
+from jobrunner.config import AgentConfig, DatastoreLocation, custom_data
+from jobrunner.store import queue_name
+
+# Azure Scheduled Events: how long a node may finish up before a scale-in deletes it.
+TERMINATE_NOTICE = "PT5M"
+# Autoscale looks at storage metrics over at least 5 minutes.
+SCALE_OUT_WINDOW = "PT5M"
+
+
+def agent_config(
+    config: GpuPoolConfig, *, account: str, client_id: str | None, datastores: dict[str, str]
+) -> AgentConfig:
+    """The agent config every node of `config`'s pool gets (`datastores`: name -> container)."""
+    return AgentConfig(
+        store=f"https://{account}.blob.core.windows.net",
+        identity_client_id=client_id,
+        pool=config.name,
+        max_nodes=config.max_nodes,
+        node_setup=config.node_setup,
+        datastores={name: DatastoreLocation(container=c) for name, c in sorted(datastores.items())},
+    )
+
+
+def queue_resource_id(account_id: pulumi.Input[str], pool: str) -> pulumi.Output[str]:
+    """The queue as an Azure Monitor metric source (the form autoscale takes)."""
+    return pulumi.Output.concat(account_id, "/services/queue/queues/", queue_name(pool))
+
+
+def autoscale_profile(config: GpuPoolConfig, queue_id: pulumi.Input[str]) -> monitor.AutoscaleProfileArgs:
+    def trigger(operator: str, window: str) -> monitor.MetricTriggerArgs:
+        return monitor.MetricTriggerArgs(
+            metric_name="ApproximateMessageCount",
+            metric_namespace="",
+            metric_resource_uri=queue_id,
+            operator=operator,
+            threshold=0,
+            statistic="Average",
+            time_grain="PT1M",
+            time_window=window,
+            time_aggregation="Maximum",
+        )
+
+    idle = f"PT{config.idle_minutes_before_scale_in}M"
+    return monitor.AutoscaleProfileArgs(
+        name="job-queue",
+        capacity=monitor.ScaleCapacityArgs(
+            minimum=str(config.min_nodes), maximum=str(config.max_nodes), default=str(config.min_nodes)
+        ),
+        rules=[
+            monitor.ScaleRuleArgs(
+                metric_trigger=trigger("GreaterThan", SCALE_OUT_WINDOW),
+                scale_action=monitor.ScaleActionArgs(
+                    direction="Increase", type="ChangeCount", value="1", cooldown="PT1M"
+                ),
+            ),
+            monitor.ScaleRuleArgs(
+                metric_trigger=trigger("LessThanOrEqual", idle),
+                scale_action=monitor.ScaleActionArgs(
+                    direction="Decrease", type="ChangeCount", value="1", cooldown=idle
+                ),
+            ),
+        ],
+    )
+
+
+def vm_profile(
+    config: GpuPoolConfig, *, image_id: pulumi.Input[str], user_data: pulumi.Input[str]
+) -> compute.VirtualMachineScaleSetVMProfileArgs:
+    """The nodes: image, admin user (key only), custom data, one NIC without public IP."""
+    evictable = config.priority != "Regular"
+    ssh_key = pulumi.Output.secret(config.ssh.public_key)
+    return compute.VirtualMachineScaleSetVMProfileArgs(
+        priority=config.priority,
+        eviction_policy=config.effective_eviction_policy,
+        billing_profile=compute.BillingProfileArgs(
+            max_price=config.max_price if config.max_price is not None else -1
+        )
+        if config.priority == "Spot"
+        else None,
+        os_profile=compute.VirtualMachineScaleSetOSProfileArgs(
+            computer_name_prefix=config.name[:9].rstrip("-"),
+            admin_username=config.ssh.admin_user,
+            custom_data=user_data,
+            linux_configuration=compute.LinuxConfigurationArgs(
+                disable_password_authentication=True,
+                ssh=compute.SshConfigurationArgs(
+                    public_keys=[
+                        compute.SshPublicKeyArgs(
+                            path=f"/home/{config.ssh.admin_user}/.ssh/authorized_keys", key_data=ssh_key
+                        )
+                    ]
+                ),
+            ),
+        ),
+        storage_profile=compute.VirtualMachineScaleSetStorageProfileArgs(
+            image_reference=compute.ImageReferenceArgs(id=image_id),
+            os_disk=compute.VirtualMachineScaleSetOSDiskArgs(
+                create_option="FromImage",
+                caching="ReadWrite",
+                managed_disk=compute.VirtualMachineScaleSetManagedDiskParametersArgs(
+                    storage_account_type="Premium_LRS"
+                ),
+                # An evicted Spot node's disk goes with it; nothing on it outlives the node.
+                delete_option="Delete" if evictable else None,
+            ),
+        ),
+        network_profile=compute.VirtualMachineScaleSetNetworkProfileArgs(
+            network_interface_configurations=[
+                compute.VirtualMachineScaleSetNetworkConfigurationArgs(
+                    name="nic",
+                    primary=True,
+                    enable_accelerated_networking=True,
+                    ip_configurations=[
+                        # No publicIPAddressConfiguration: nodes are reached inside the VNet only.
+                        compute.VirtualMachineScaleSetIPConfigurationArgs(
+                            name="ipconfig",
+                            primary=True,
+                            subnet=compute.ApiEntityReferenceArgs(id=config.subnet_id),
+                        )
+                    ],
+                )
+            ]
+        ),
+        scheduled_events_profile=compute.ScheduledEventsProfileArgs(
+            terminate_notification_profile=compute.TerminateNotificationProfileArgs(
+                enable=True, not_before_timeout=TERMINATE_NOTICE
+            )
+        ),
+    )
+
+
+class GpuPool(pulumi.ComponentResource):
+    """A GPU VM scale set running the jobrunner agent, scaled on its job queue."""
+
+    def __init__(
+        self,
+        name: str,
+        config: GpuPoolConfig,
+        *,
+        image_id: pulumi.Input[str],
+        resource_group: pulumi.Input[str],
+        location: str,
+        storage_account_name: pulumi.Input[str],
+        datastores: dict[str, str],
+        scope: tuple[str, ...],
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("trainstack:gpu_pool:GpuPool", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        pool_tags = {**tags, "pool": config.name, "gpu": config.sku.gpu_model}
+        if config.sku.infiniband:
+            pool_tags["infiniband"] = "true"
+
+        self.identity = managedidentity.UserAssignedIdentity(
+            f"{name}-identity",
+            resource_name_=f"id-pool-{config.name}",
+            resource_group_name=resource_group,
+            location=location,
+            tags=tags,
+            opts=child,
+        )
+        account_id = roles.storage_account_id(resource_group, storage_account_name)
+        grants = [
+            roles.assign_role(
+                f"{name}-{what}",
+                role=role,
+                principal_id=self.identity.principal_id,
+                scope=account_id,
+                key=(*scope, config.name, what),
+                description=f"pool {config.name}'s agents use the job store ({what})",
+                opts=child,
+            )
+            for what, role in (
+                ("blob-data", roles.STORAGE_BLOB_DATA_CONTRIBUTOR),
+                ("queue-data", roles.STORAGE_QUEUE_DATA_CONTRIBUTOR),
+            )
+        ]
+
+        def user_data(values: list[Any]) -> str:
+            account, client_id = values
+            return custom_data(
+                agent_config(config, account=account, client_id=client_id, datastores=datastores)
+            )
+
+        self.scale_set = compute.VirtualMachineScaleSet(
+            f"{name}-vmss",
+            vm_scale_set_name=config.name,
+            resource_group_name=resource_group,
+            location=location,
+            sku=compute.SkuArgs(name=config.vm_size, tier="Standard", capacity=config.min_nodes),
+            identity=compute.VirtualMachineScaleSetIdentityArgs(
+                type="UserAssigned", user_assigned_identities=[self.identity.id]
+            ),
+            orchestration_mode="Uniform",
+            overprovision=False,
+            single_placement_group=config.sku.infiniband,
+            upgrade_policy=compute.UpgradePolicyArgs(mode="Manual"),
+            scale_in_policy=compute.ScaleInPolicyArgs(rules=["NewestVM"]),
+            virtual_machine_profile=vm_profile(
+                config,
+                image_id=image_id,
+                user_data=pulumi.Output.all(storage_account_name, self.identity.client_id).apply(user_data),
+            ),
+            tags=pool_tags,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Agents must reach the store before the first node boots.
+                depends_on=grants,
+                # Autoscale owns the node count after creation.
+                ignore_changes=["sku.capacity"],
+                replace_on_changes=[
+                    "virtualMachineProfile.priority",
+                    "singlePlacementGroup",
+                    "orchestrationMode",
+                ],
+            ),
+        )
+        self.autoscale = monitor.AutoscaleSetting(
+            f"{name}-autoscale",
+            autoscale_setting_name=f"autoscale-{config.name}",
+            resource_group_name=resource_group,
+            location=location,
+            enabled=True,
+            target_resource_uri=self.scale_set.id,
+            profiles=[autoscale_profile(config, queue_resource_id(account_id, config.name))],
+            tags=tags,
+            opts=child,
+        )
+        self.register_outputs(
+            {
+                "scaleSetName": self.scale_set.name,
+                "identityClientId": self.identity.client_id,
+                "queue": queue_name(config.name),
+            }
+        )

@@ -1,0 +1,68 @@
+"""Azure RBAC role assignments for managed identities: the built-in roles the pool and its
+image builder need, and ARM ids built from plain names so that scopes read like Azure's.
+
+Role assignment names must be GUIDs; they are derived (uuid5) from the scope's names, the
+principal's logical name and the role, so the same stack always asks for the same
+assignment and a second `pulumi up` never creates a duplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pulumi
+from pulumi_azure_native import authorization
+
+# Built-in role definition ids (the same in every Azure subscription).
+STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0a4de"
+STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+
+_NAMESPACE = uuid.UUID("5f0c6f1e-4f7e-4d55-9d43-6b7f6c3e2a10")
+
+
+def subscription_id() -> pulumi.Output[str]:
+    """The subscription the stack deploys into (as the Azure CLI / provider sign-in sees it)."""
+    return authorization.get_client_config_output().subscription_id
+
+
+def storage_account_id(resource_group: pulumi.Input[str], account: pulumi.Input[str]) -> pulumi.Output[str]:
+    return pulumi.Output.concat(
+        "/subscriptions/",
+        subscription_id(),
+        "/resourceGroups/",
+        resource_group,
+        "/providers/Microsoft.Storage/storageAccounts/",
+        account,
+    )
+
+
+def assign_role(
+    name: str,
+    *,
+    role: str,
+    principal_id: pulumi.Input[str],
+    scope: pulumi.Input[str],
+    key: tuple[str, ...],
+    description: str,
+    opts: pulumi.ResourceOptions,
+) -> authorization.RoleAssignment:
+    """Grant built-in `role` to a service principal (a managed identity) at `scope`.
+
+    `key` (plain names that identify the scope and principal) fixes the assignment's GUID.
+    `principal_type` is set because a new identity is not yet visible everywhere in Entra ID:
+    without it, Azure may refuse the assignment for a principal it cannot find.
+    """
+    return authorization.RoleAssignment(
+        name,
+        role_assignment_name=str(uuid.uuid5(_NAMESPACE, "/".join((*key, role)))),
+        principal_id=principal_id,
+        principal_type="ServicePrincipal",
+        role_definition_id=pulumi.Output.concat(
+            "/subscriptions/", subscription_id(), "/providers/Microsoft.Authorization/roleDefinitions/", role
+        ),
+        scope=scope,
+        description=description,
+        opts=opts,
+    )

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Install the jobrunner agent on a GPU node image (Azure Image Builder's customize step).
+#
+#   sudo bash install-agent.sh WHEEL UNIT_FILE
+#
+# 1. Docker and the NVIDIA container toolkit (skipped when already there, as on the HPC image),
+# 2. a virtualenv at $JOBRUNNER_VENV (/opt/jobrunner/venv) with the wheel and its pinned deps,
+# 3. the systemd unit, enabled; it starts at boot once custom data has written the config.
+#
+# Settings for other layouts and for tests: JOBRUNNER_VENV, JOBRUNNER_UNIT_DIR,
+# JOBRUNNER_CONFIG_DIR, INSTALL_CONTAINER_RUNTIME=0 (skip step 1), PYTHON (the interpreter).
+set -euo pipefail
+wheel="${1:?usage: install-agent.sh WHEEL UNIT_FILE}"
+unit="${2:?usage: install-agent.sh WHEEL UNIT_FILE}"
+venv="${JOBRUNNER_VENV:-/opt/jobrunner/venv}"
+unit_dir="${JOBRUNNER_UNIT_DIR:-/etc/systemd/system}"
+config_dir="${JOBRUNNER_CONFIG_DIR:-/etc/jobrunner}"
+python="${PYTHON:-python3}"
+log() { echo "install-agent: $*"; }
+
+install_container_runtime() {
+  export DEBIAN_FRONTEND=noninteractive
+  if ! command -v docker >/dev/null 2>&1; then
+    log "installing Docker"
+    apt-get update -q
+    apt-get install -y -q docker.io
+  fi
+  if ! command -v nvidia-ctk >/dev/null 2>&1; then
+    log "installing the NVIDIA container toolkit"
+    curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \
+      | gpg --dearmor --yes -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+    curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \
+      | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#' \
+      > /etc/apt/sources.list.d/nvidia-container-toolkit.list
+    apt-get update -q
+    apt-get install -y -q nvidia-container-toolkit
+  fi
+  nvidia-ctk runtime configure --runtime=docker
+  systemctl enable docker
+}
+
+if [ "${INSTALL_CONTAINER_RUNTIME:-1}" = 1 ]; then
+  install_container_runtime
+fi
+
+log "creating $venv"
+"$python" -m venv --clear "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet "$wheel"
+"$venv/bin/jobrunner" --help >/dev/null
+
+log "installing the unit into $unit_dir"
+install -d -m 0755 "$unit_dir" "$config_dir"
+install -m 0644 "$unit" "$unit_dir/jobrunner-agent.service"
+if [ -d /run/systemd/system ] && [ "$unit_dir" = /etc/systemd/system ]; then
+  systemctl daemon-reload
+  systemctl enable jobrunner-agent.service
+fi
+log "done: $("$venv/bin/python" -c 'import importlib.metadata as m; print("jobrunner", m.version("jobrunner"))')"
