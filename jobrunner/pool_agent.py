@@ -76,7 +76,8 @@ def node_setup_once(config: AgentConfig) -> bool:
             )
         except OSError as exc:
             raise NodeSetupError(f"node setup could not start: {exc}", fix="install bash") from None
-        code = _tee(proc, log, config.node_setup_timeout_s)
+        with proc:
+            code = _tee(proc, log, config.node_setup_timeout_s)
     if code is None:
         raise NodeSetupError(
             f"node setup ran past {config.node_setup_timeout_s} s and was stopped (log: {log_path})",

@@ -1,0 +1,177 @@
+"""The agent config file: the model, the cloud-init and base64 forms the pool writes, the
+errors a person sees, node setup once per boot, the pool size published for submit."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from jobrunner.cli import app
+from jobrunner.config import (
+    AgentConfig,
+    DatastoreLocation,
+    agent_json_schema,
+    custom_data,
+    load_agent_config,
+    parse_agent_config,
+    render_cloud_init,
+)
+from jobrunner.errors import ConfigError
+from jobrunner.pool_agent import (
+    SETUP_LOG,
+    NodeSetupError,
+    node_setup_once,
+    publish_pool_size,
+    runtime_config,
+)
+from jobrunner.registry import PoolConfig, read_pool_config
+from jobrunner.store import Store
+from trainstack.commands.schemas import render
+
+ROOT = Path(__file__).resolve().parents[2]
+URL = "https://stpool123.blob.core.windows.net"
+
+
+def config(**extra: object) -> AgentConfig:
+    return AgentConfig.model_validate({"store": URL, "pool": "a100-spot", "maxNodes": 4, **extra})
+
+
+def test_cloud_init_and_its_base64_read_back_as_the_same_config(tmp_path: Path) -> None:
+    original = config(
+        nodeSetup="apt-get install -y nfs-common\nmount -a\n",
+        datastores={"training_data": {"container": "training-data"}},
+        identityClientId="0ee83b1b-3a13-534e-838f-0b42dcf4150b",
+    )
+    document = render_cloud_init(original)
+    assert document.startswith("#cloud-config\n")
+    for name, text in (("ci.yaml", document), ("custom-data.b64", custom_data(original))):
+        path = tmp_path / name
+        path.write_text(text)
+        assert load_agent_config(path) == original
+    assert base64.b64decode(custom_data(original)).decode() == document
+
+
+def test_a_plain_yaml_file_reads_with_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(f"store: {URL}/\npool: a100-spot\n")
+    loaded = load_agent_config(path)
+    assert loaded.store == URL and loaded.store_account == "stpool123"
+    assert loaded.scheduled_events_url == "http://169.254.169.254/metadata/scheduledevents"
+    assert loaded.max_nodes is None and loaded.container_of("Raw_Data") == "raw_data"
+    mapped = config(datastores={"raw_data": DatastoreLocation(container="raw-data")})
+    assert mapped.container_of("raw_data") == "raw-data"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("store: x\npool: a100-spot\n", "store: not a job store"),
+        (f"store: {URL}\npool: A100_Spot\n", "pool: invalid pool name 'A100_Spot'"),
+        (f"store: {URL}\npool: p1\nmaxNode: 3\n", "unknown key `maxNode` (did you mean `maxNodes`?)"),
+        (f"store: {URL}\npool: p1\nworkDir: work\n", "workDir: 'work' is not an absolute path"),
+        (f"store: {URL}\npool: p1\nheartbeatS: 60\nstaleAfterS: 30\n", "must be larger than heartbeatS"),
+        (f"store: {URL}\npool: p1\ndatastores: {{d: {{container: Bad_Name}}}}\n", "datastores.d.container"),
+        ("#cloud-config\nwrite_files: []\n", "writes no /etc/jobrunner/agent.yaml"),
+        ("- a\n- b\n", "must be a mapping"),
+    ],
+)
+def test_problems_name_the_file_and_field(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_agent_config(path)
+    assert needle in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_errors_inside_cloud_init_say_where_the_file_is() -> None:
+    document = "#cloud-config\nwrite_files:\n- path: /etc/jobrunner/agent.yaml\n  content: |\n    pool: p1\n"
+    with pytest.raises(ConfigError, match=r"custom-data \(/etc/jobrunner/agent.yaml in write_files\): store"):
+        parse_agent_config(document, source="custom-data")
+
+
+def test_base64_content_in_write_files_is_decoded() -> None:
+    content = base64.b64encode(f"store: {URL}\npool: p1\n".encode()).decode()
+    document = (
+        "#cloud-config\nwrite_files:\n- path: /etc/jobrunner/agent.yaml\n"
+        f"  encoding: b64\n  content: {content}\n"
+    )
+    assert parse_agent_config(document, source=None).pool == "p1"
+
+
+def test_check_config_command_exit_codes(tmp_path: Path) -> None:
+    good = tmp_path / "custom-data"
+    good.write_text(custom_data(config()))
+    result = CliRunner().invoke(app, ["agent", "--check-config", str(good), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["valid"] and report["config"]["pool"] == "a100-spot" and report["config"]["maxNodes"] == 4
+    human = CliRunner().invoke(app, ["agent", "--check-config", str(good)])
+    assert human.exit_code == 0 and "pool-a100-spot" in human.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"store: {URL}\npol: a100\n")
+    result = CliRunner().invoke(app, ["agent", "--check-config", str(bad)])
+    assert result.exit_code == 1
+    assert "unknown key `pol`" in result.stderr and "Traceback" not in result.output
+    missing = CliRunner().invoke(app, ["agent"])
+    assert missing.exit_code == 1 and "--pool NAME or --config FILE" in missing.stderr
+
+
+def test_committed_agent_schema_matches_the_model() -> None:
+    committed = (ROOT / "schemas" / "agent.schema.json").read_text(encoding="utf-8")
+    assert committed == render(agent_json_schema()), "run `trainstack schemas --write`"
+    assert json.loads(committed)["additionalProperties"] is False
+
+
+def test_node_setup_runs_once_per_boot_and_logs_its_output(tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+    cfg = config(runDir=str(tmp_path / "run"), nodeSetup=f"echo setting up; echo x >> {counter}")
+    assert node_setup_once(cfg) is True
+    assert node_setup_once(cfg) is False  # an agent restart: the marker says it ran
+    assert counter.read_text().count("x") == 1
+    assert "setting up" in (tmp_path / "run" / SETUP_LOG).read_text()
+    changed = cfg.model_copy(update={"node_setup": f"echo y >> {counter}"})
+    assert node_setup_once(changed) is True  # a new command runs again
+    (tmp_path / "run" / "node-setup.done").unlink()  # a reboot empties /run
+    assert node_setup_once(changed) is True
+    assert counter.read_text().splitlines() == ["x", "y", "y"]
+    assert node_setup_once(config(runDir=str(tmp_path / "run"))) is False  # nothing to run
+
+
+def test_failing_or_hanging_node_setup_is_retried_on_the_next_start(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    failing = config(runDir=str(run_dir), nodeSetup="echo broken >&2; exit 3")
+    with pytest.raises(NodeSetupError, match="exited with 3"):
+        node_setup_once(failing)
+    assert not (run_dir / "node-setup.done").exists()
+    assert "broken" in (run_dir / SETUP_LOG).read_text()
+    hanging = config(runDir=str(run_dir), nodeSetup="sleep 30", nodeSetupTimeoutS=1)
+    with pytest.raises(NodeSetupError, match="ran past 1 s"):
+        node_setup_once(hanging)
+
+
+def test_runtime_settings_follow_the_file() -> None:
+    loop = runtime_config(
+        config(name="vm-3", address="10.0.0.7", workDir="/mnt/w", heartbeatS=10, staleAfterS=40)
+    )
+    assert (loop.pool, loop.name, loop.address, str(loop.work_dir)) == (
+        "a100-spot",
+        "vm-3",
+        "10.0.0.7",
+        "/mnt/w",
+    )
+    assert loop.heartbeat_s == 10 and loop.timing.stale_after_s == 40
+
+
+def test_the_pool_size_is_published_for_submit(azurite: str) -> None:
+    store = Store.connect(azurite)
+    cfg = AgentConfig(store=azurite, pool="published-pool", max_nodes=6)
+    assert publish_pool_size(store, cfg) is True
+    assert read_pool_config(store, "published-pool") == PoolConfig(
+        name="published-pool", max_nodes=6, kind="vmss"
+    )
+    assert publish_pool_size(store, cfg.model_copy(update={"pool": "silent", "max_nodes": None})) is False
+    assert read_pool_config(store, "silent") is None
