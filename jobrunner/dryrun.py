@@ -64,7 +64,7 @@ def dry_run(spec: JobSpec, pool_nodes: Sequence[NodeFacts] | int) -> list[Launch
     members = tuple(GangMember(n.name, n.address, i) for i, n in enumerate(nodes))
     paths = placeholder_paths(spec)
     return [
-        plan_launch(spec, node, Gang(DRY_RUN_ID, 1, members, rank, ports=TF_PORTS), paths)
+        plan_launch(spec, node, Gang(DRY_RUN_ID, 1, members, rank, ports=TF_PORTS * len(nodes)), paths)
         for rank, node in enumerate(nodes)
     ]
 

@@ -8,15 +8,17 @@ what `jobrunner.launch` executes. Per `distribution`:
   `instance_count` N on each of the N nodes).
 - pytorch: one `torchrun` per node, c10d rendezvous on the leader's `MASTER_PORT`, which starts
   `process_count_per_instance` workers (default: the node's GPUs, 1 without) that each run
-  `bash -c <command>` with torchrun's `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `MASTER_ADDR/PORT`.
+  `bash -c <command>` with torchrun's `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `MASTER_ADDR/PORT`
+  (and Batch AI's `AZ_BATCHAI_TASK_INDEX`, set from `RANK` in front of the command).
 - tensorflow: one process per task, `worker_count` workers (default: one per node) then
   `parameter_server_count` parameter servers, dealt round-robin over the nodes, each with its
-  own `TF_CONFIG` and a port from `gang.ports` (else `master_port + 1 + k`) for the k-th task
-  on its address.
+  own `TF_CONFIG` and a port its node reserved (`gang.ports`: each member's in rank order;
+  else the first free one after `master_port`), none used twice on one address.
 - mpi: the leader runs `mpirun` over a host file listing every node with
   `process_count_per_instance` slots (nodes sharing an address, as on a local pool, are one
   host line with their slots added); the other nodes start nothing (`waits_for_leader`), as
-  mpirun reaches them itself (over ssh, which the pool must allow between its nodes).
+  mpirun reaches them itself (over ssh, which the pool must allow between its nodes); each
+  rank gets `AZ_BATCHAI_TASK_INDEX` from OpenMPI's `OMPI_COMM_WORLD_RANK`.
 
 With a container runtime and an `environment.image`, each process runs in
 `docker run --rm --network host --ipc host` (`--gpus all` on GPU nodes) with the job's folders
@@ -26,6 +28,7 @@ the plan's notes say so.
 
 from __future__ import annotations
 
+import itertools
 import json
 import posixpath
 import re
@@ -43,6 +46,7 @@ TORCHRUN = "torchrun"
 MPIRUN = "mpirun"
 DOCKER = "docker"
 HOST_FILE = "mpi-hostfile"
+OMPI_RANK = "OMPI_COMM_WORLD_RANK"  # the global rank OpenMPI's mpirun gives each process
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,7 @@ def _plan_pytorch(job: _Context) -> _Planned:
         "--max-restarts=0",
         "--no-python",
         *SHELL,
-        command,
+        task_index_from(V.RANK, command),
     )
     env = {
         **base,
@@ -204,16 +208,22 @@ def _plan_tensorflow(job: _Context) -> _Planned:
     ]
     placed: dict[tuple[str, int], str] = {}
     mine: list[tuple[str, int]] = []
-    # Count tasks per address, not per node: nodes that share one (a local pool) need
-    # distinct ports.
-    per_address: dict[str, int] = {}
+    # A task takes a port its own node reserved (`gang.ports` holds each member's in rank
+    # order), never one used on the same address: nodes that share one (a local pool) must
+    # not collide.
+    per_member = len(gang.ports) // gang.size
+    taken: dict[str, set[int]] = {}
     for n, task in enumerate(tasks):
-        member = gang.members[n % gang.size]
-        k = per_address.get(member.address, 0)
-        per_address[member.address] = k + 1
-        port = gang.ports[k] if k < len(gang.ports) else gang.master_port + 1 + k
+        rank = n % gang.size
+        member = gang.members[rank]
+        used = taken.setdefault(member.address, {gang.master_port})
+        own = gang.ports[rank * per_member : (rank + 1) * per_member]
+        port = next((p for p in own if p not in used), None)
+        if port is None:  # fewer reserved than tasks: the ports after the master port
+            port = next(p for p in itertools.count(gang.master_port + 1) if p not in used)
+        used.add(port)
         placed[task] = f"{member.address}:{port}"
-        if n % gang.size == gang.node_rank:
+        if rank == gang.node_rank:
             mine.append(task)
     cluster = {
         kind: [placed[t] for t in tasks if t[0] == kind]
@@ -275,10 +285,17 @@ def _plan_mpi(job: _Context) -> _Planned:
         "none",
         *exported,
         *SHELL,
-        command,
+        task_index_from(OMPI_RANK, command),
     )
     content = "".join(f"{addr} slots={n}\n" for addr, n in slots.items())
     return _Planned((ProcessPlan(argv, env, paths.code, "node-0.mpirun"),), world, {host_file: content})
+
+
+def task_index_from(rank_variable: str, command: str) -> str:
+    """`command` run with Batch AI's `AZ_BATCHAI_TASK_INDEX` set to the process's global rank,
+    which only the launcher (torchrun, mpirun) knows when it starts the process: Batch AI
+    scripts take it as their rank (`--rank $AZ_BATCHAI_TASK_INDEX`)."""
+    return f'export {V.AZ_BATCHAI_TASK_INDEX}="${{{rank_variable}}}"\n{command}'
 
 
 _PLANNERS = {"none": _plan_none, "pytorch": _plan_pytorch, "tensorflow": _plan_tensorflow, "mpi": _plan_mpi}

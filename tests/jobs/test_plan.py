@@ -62,7 +62,7 @@ def test_pytorch_uses_torchrun_with_c10d_on_the_leader() -> None:
             "--no-python",
             "bash",
             "-c",
-            "python train.py",
+            'export AZ_BATCHAI_TASK_INDEX="${RANK}"\npython train.py',
         )
         assert proc.env["WORLD_SIZE"] == "8" and proc.env["LOCAL_WORLD_SIZE"] == "4"
         assert proc.env["AZ_BATCHAI_PYTORCH_BACKEND"] == "nccl"
@@ -81,10 +81,11 @@ def test_tensorflow_gives_each_task_its_tf_config() -> None:
         "command: python t.py\nresources: {instance_count: 2}\n"
         "distribution: {type: tensorflow, worker_count: 3, parameter_server_count: 1}\n"
     )
-    g = [gang(2, r, ports=(7000, 7001)) for r in (0, 1)]
+    # Each member reserved two ports of its own (rank order): a task takes its node's.
+    g = [gang(2, r, ports=(7000, 7001, 8000, 8001)) for r in (0, 1)]
     plans = [plan_launch(job, node(r), g[r], paths(r)) for r in (0, 1)]
     configs = [json.loads(p.env["TF_CONFIG"]) for plan in plans for p in plan.processes]
-    cluster = {"worker": ["10.0.0.4:7000", "10.0.0.5:7000", "10.0.0.4:7001"], "ps": ["10.0.0.5:7001"]}
+    cluster = {"worker": ["10.0.0.4:7000", "10.0.0.5:8000", "10.0.0.4:7001"], "ps": ["10.0.0.5:8001"]}
     assert all(c["cluster"] == cluster and c["environment"] == "cloud" for c in configs)
     assert [c["task"] for c in configs] == [
         {"type": "worker", "index": 0},
@@ -95,9 +96,24 @@ def test_tensorflow_gives_each_task_its_tf_config() -> None:
     node1 = plans[1].processes
     assert [p.log_name for p in node1] == ["node-1.worker-1", "node-1.ps-0"]
     assert node1[0].env["AZ_BATCHAI_TASK_INDEX"] == "1" and node1[1].env["AZ_BATCHAI_TASK_INDEX"] == "0"
-    assert node1[0].env["AZ_BATCHAI_WORKER_HOSTS"] == "10.0.0.4:7000,10.0.0.5:7000,10.0.0.4:7001"
-    assert node1[0].env["AZ_BATCHAI_PS_HOSTS"] == "10.0.0.5:7001"
+    assert node1[0].env["AZ_BATCHAI_WORKER_HOSTS"] == "10.0.0.4:7000,10.0.0.5:8000,10.0.0.4:7001"
+    assert node1[0].env["AZ_BATCHAI_PS_HOSTS"] == "10.0.0.5:8001"
     assert node1[0].argv == ("bash", "-c", "python t.py")
+
+
+def test_tensorflow_tasks_on_one_address_never_share_a_port() -> None:
+    # A local pool: both members at 127.0.0.1, and by chance both reserved 7000.
+    job = spec(
+        "command: x\nresources: {instance_count: 2}\n"
+        "distribution: {type: tensorflow, worker_count: 3, parameter_server_count: 2}\n"
+    )
+    local = ["127.0.0.1"] * 2
+    plan = plan_launch(
+        job, node(0, address="127.0.0.1"), gang(2, 0, addresses=local, ports=(7000, 7000)), paths()
+    )
+    cluster = json.loads(plan.processes[0].env["TF_CONFIG"])["cluster"]
+    hosts = cluster["worker"] + cluster["ps"]
+    assert hosts == ["127.0.0.1:7000", "127.0.0.1:6106", "127.0.0.1:6107", "127.0.0.1:6108", "127.0.0.1:6109"]
 
 
 def test_tensorflow_defaults_one_worker_per_node_and_ports_after_the_master_port() -> None:
@@ -118,7 +134,7 @@ def test_mpi_runs_mpirun_on_the_leader_with_a_host_file() -> None:
     host_file = "/runs/job-1/2/node0/tmp/mpi-hostfile"
     assert leader.files == {host_file: "10.0.0.4 slots=3\n10.0.0.5 slots=3\n"}
     assert proc.argv[:7] == ("mpirun", "--hostfile", host_file, "-np", "6", "--bind-to", "none")
-    assert proc.argv[-3:] == ("bash", "-c", "./hello")
+    assert proc.argv[-3:] == ("bash", "-c", 'export AZ_BATCHAI_TASK_INDEX="${OMPI_COMM_WORLD_RANK}"\n./hello')
     assert ("-x", "MASTER_ADDR") in list(zip(proc.argv, proc.argv[1:], strict=False))
     assert proc.env["AZ_BATCHAI_MPI_HOST_FILE"] == host_file and proc.env["WORLD_SIZE"] == "6"
     other = plan_launch(job, node(1), gang(2, 1), paths(1))
