@@ -55,11 +55,10 @@ def convert_job(
 
     for i, d in enumerate(props.input_directories):
         path = f"properties.inputDirectories[{i}]"
-        inputs[d.id] = {
-            "type": "uri_folder",
-            "path": _data_uri(d.path, mounts, f"{path}.path", ledger),
-            "mode": "ro_mount",
-        }
+        uri = _data_uri(d.path, mounts, f"{path}.path", ledger)
+        # A path on the node (an unmanaged mount) is no data to stage: the command gets it as is.
+        staged = uri.startswith("azureml://")
+        inputs[d.id] = {"type": "uri_folder", "path": uri, "mode": "ro_mount"} if staged else uri
         ledger.mapped(
             f"{path}.id", f"{Y}: inputs.{d.id} ($AZ_BATCHAI_INPUT_{d.id} -> ${{{{inputs.{d.id}}}}})"
         )
