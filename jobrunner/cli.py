@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -64,12 +65,22 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except TrainstackError as exc:
-            err.print(f"error: {exc}", markup=False, soft_wrap=True)
+            err.print(f"error: {one_line(exc)}", markup=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def one_line(exc: TrainstackError) -> str:
+    """The error as one line: a file's problems after its name once, separated by `; `."""
+    problems = exc.problems if isinstance(exc, ConfigError) else ()
+    files = {p.file for p in problems}
+    if len(problems) < 2 or len(files) != 1:
+        return "; ".join(str(exc).splitlines())
+    rest = [str(replace(p, file=None)) for p in problems]
+    return f"{problems[0].file}: " + "; ".join(rest) if problems[0].file else "; ".join(rest)
 
 
 def _client(pool: str | None = None) -> Client:
