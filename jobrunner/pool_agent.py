@@ -180,4 +180,5 @@ def runtime_config(config: AgentConfig) -> LoopConfig:
         idle_poll_max_s=config.idle_poll_max_s,
         board_poll_s=config.board_poll_s,
         timing=Timing(stale_after_s=config.stale_after_s),
+        scheduled_events_url=config.scheduled_events_url,
     )

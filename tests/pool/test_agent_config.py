@@ -164,6 +164,8 @@ def test_runtime_settings_follow_the_file() -> None:
         "/mnt/w",
     )
     assert loop.heartbeat_s == 10 and loop.timing.stale_after_s == 40
+    assert loop.scheduled_events_url == "http://169.254.169.254/metadata/scheduledevents"
+    assert runtime_config(config(scheduledEventsUrl=None)).scheduled_events_url is None
 
 
 def test_the_pool_size_is_published_for_submit(azurite: str) -> None:
@@ -175,3 +177,47 @@ def test_the_pool_size_is_published_for_submit(azurite: str) -> None:
     )
     assert publish_pool_size(store, cfg.model_copy(update={"pool": "silent", "max_nodes": None})) is False
     assert read_pool_config(store, "silent") is None
+
+
+@pytest.mark.slow
+def test_agent_from_a_cloud_init_config_sets_up_the_node_and_serves(azurite: str, tmp_path: Path) -> None:
+    """The real command a pool node runs, against Azurite: setup, pool size, heartbeat, stop."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from jobrunner.registry import list_agents
+
+    marker = tmp_path / "setup-ran"
+    cfg = AgentConfig(
+        store=azurite, pool="cloud-init-pool", max_nodes=3, name="vm-0", address="127.0.0.1",
+        work_dir=str(tmp_path / "work"), run_dir=str(tmp_path / "run"), node_setup=f"touch {marker}",
+        scheduled_events_url=None, heartbeat_s=1, stale_after_s=5,
+    )  # fmt: skip
+    path = tmp_path / "custom-data"
+    path.write_text(render_cloud_init(cfg))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobrunner", "agent", "--config", str(path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={k: v for k, v in os.environ.items() if k != "JOBRUNNER_STORE"},
+    )  # fmt: skip
+    store = Store.connect(azurite)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list_agents(store, "cloud-init-pool"):
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.3)
+        (record,) = list_agents(store, "cloud-init-pool")
+        assert record.name == "vm-0" and record.state == "idle"
+        assert marker.exists()
+        assert read_pool_config(store, "cloud-init-pool") == PoolConfig(
+            name="cloud-init-pool", max_nodes=3, kind="vmss"
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "node setup done" in stderr and "serving pool cloud-init-pool" in stderr
+    assert list_agents(store, "cloud-init-pool")[0].state == "stopped"
