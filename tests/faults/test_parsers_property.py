@@ -1,0 +1,92 @@
+"""Arbitrary input to the stack file and Batch AI parsers yields a model or ConfigError, never
+another exception (the job file's own property tests are in tests/jobs)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jobrunner.errors import ConfigError
+from tests.corpus import BATCHAI
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+STACK_KEYS = ["trainstack:location", "trainstack:clusters", "trainstack:datastores", "trainstack:workspace",
+              "trainstack:pools", "trainstack:experiments", "azure-native:location", "other"]  # fmt: skip
+BATCHAI_KEYS = ["nodeCount", "cluster", "pyTorchSettings", "customToolkitSettings", "vmSize", "scaleSettings",
+                "stdOutErrPathPrefix", "inputDirectories", "outputDirectories", "mountVolumes"]  # fmt: skip
+
+
+def _stack(text: str) -> None:
+    from trainstack.stack import load_stack
+
+    with tempfile.TemporaryDirectory() as tmp:
+        stacks = Path(tmp) / "stacks"
+        stacks.mkdir()
+        (stacks / "Pulumi.prop.yaml").write_text(text)
+        try:
+            load_stack("prop", tmp)
+        except ConfigError as exc:
+            assert str(exc)
+
+
+@SETTINGS
+@given(st.text(max_size=200))
+def test_any_text_as_a_stack_file(text: str) -> None:
+    _stack(text)
+
+
+@SETTINGS
+@given(st.dictionaries(st.sampled_from(STACK_KEYS), values, max_size=5))
+def test_any_config_in_a_stack_file(config: dict[str, Any]) -> None:
+    _stack(json.dumps({"config": config}))  # JSON is YAML
+
+
+def _batchai(data: object | str) -> None:
+    from trainstack.batchai.schema import load
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "file.json"
+        path.write_text(data if isinstance(data, str) else json.dumps(data))
+        try:
+            load(path)
+        except ConfigError as exc:
+            assert str(exc)
+
+
+@SETTINGS
+@given(st.text(max_size=200))
+def test_any_text_as_a_batchai_file(text: str) -> None:
+    _batchai(text)
+
+
+@SETTINGS
+@given(st.dictionaries(st.sampled_from(BATCHAI_KEYS), values, max_size=5))
+def test_any_properties_in_a_batchai_file(properties: dict[str, Any]) -> None:
+    _batchai({"properties": properties})
+
+
+REAL = sorted(p for p in BATCHAI.rglob("*.json") if "schema" not in p.name.lower())[:8]
+
+
+@SETTINGS
+@given(st.sampled_from(REAL), st.data())
+def test_real_batchai_files_with_one_field_broken(path: Path, data: st.DataObject) -> None:
+    """A real file with one property replaced by arbitrary JSON still gives a model or the error."""
+    doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    props = doc.get("properties") if isinstance(doc, dict) else None
+    if isinstance(props, dict) and props:
+        key = data.draw(st.sampled_from(sorted(props)))
+        props[key] = data.draw(values)
+    _batchai(doc)
