@@ -62,6 +62,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(plan.to_json(), indent=2, sort_keys=True))
             return
+        if not console.is_terminal:
+            # Piped into a pull request or a log: keep each resource on one line.
+            console = Console(width=240)
         console.print(plan_tree(plan))
         custom = sum(1 for r in plan.resources if r.custom)
         console.print(f"{custom} resources to create (offline plan, nothing was sent to Azure)")
