@@ -109,7 +109,11 @@ def test_pytorch_gloo_runs_torchrun_on_two_nodes(tmp_path: Path) -> None:
         assert argv[0] == "torchrun"
         assert {"--nnodes=2", "--nproc-per-node=1", f"--node-rank={rank}", "--rdzv-backend=c10d"} <= set(argv)
         assert "--rdzv-endpoint=node-0:6105" in argv
-        assert argv[-1].startswith(f"python {RUN}/inputs/scripts/pytorch/mnist_trainer.py")
+        # The script takes its rank from $AZ_BATCHAI_TASK_INDEX: set from torchrun's RANK.
+        prelude, command = argv[-1].split("\n")
+        assert prelude == 'export AZ_BATCHAI_TASK_INDEX="${RANK}"'
+        assert command.startswith(f"python {RUN}/inputs/scripts/pytorch/mnist_trainer.py")
+        assert command.endswith("--rank $AZ_BATCHAI_TASK_INDEX")
 
 
 def test_mpi_toolkits_run_mpirun_on_the_leader_over_both_nodes(tmp_path: Path) -> None:
