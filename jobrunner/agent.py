@@ -10,9 +10,13 @@ One loop, one job at a time:
    renews while the agent works on it; if the agent dies, the message comes back to another
    agent after the timeout. A single-node job runs here; a multi-node job is posted on the
    board (and its message deleted); a `join` message just sends the agent to the board.
-3. A message for a run that is no longer queued: terminal -> dropped; still preparing or
-   running -> its node was lost (its holder died), so the run gets a new attempt here
-   without spending its retry budget.
+3. A message for a run that is no longer queued: terminal or a later attempt -> dropped;
+   the same attempt still preparing or running -> its holder may have died, or may only have
+   been slow to renew it (a loaded node, a storage outage). The attempt's nodes decide
+   (`jobrunner.liveness`): while one still works on the run, or while silence proves nothing,
+   the message is kept (it comes back after its visibility timeout, to be checked again);
+   once every node is gone, the run gets a new attempt here without spending its budget.
+   A started gang on the board whose members are all gone is recovered the same way.
 
 Idle cost (the Azure bill): an empty queue is polled with backoff from `idle_poll_min_s` to
 `idle_poll_max_s` (default 5 s: 12 requests a minute), the board read every `board_poll_s`
@@ -49,6 +53,7 @@ from jobrunner.attempt import AttemptContext, Timing, run_attempt
 from jobrunner.azurite import free_port
 from jobrunner.errors import NotFoundError, TrainstackError
 from jobrunner.gang import Board, Entry, Seat, read_board, update_board
+from jobrunner.liveness import Heartbeats, read_heartbeats
 from jobrunner.messages import job_message, join_message, parse_message
 from jobrunner.node import detect_node_facts
 from jobrunner.outcome import conclude
@@ -236,7 +241,10 @@ class Agent:
         if status.state.terminal or status.attempt > attempt:
             return True
         if status.state is not JobState.QUEUED:
-            status = update_status(self.store, ref, _lost_holder(attempt))
+            if not self._all_gone(ref.id, [n.name for n in status.nodes]):
+                return False  # still in hands, or cannot tell yet: look again when it comes back
+            why = f"{self.config.name} found its node(s) gone"
+            status = update_status(self.store, ref, _lost_holder(attempt, why))
             if status.state is not JobState.QUEUED:
                 return True
         spec = self._spec(ref)
@@ -316,7 +324,7 @@ class Agent:
             seat.name
         }
         board = update_board(self.store, self.config.pool, lambda b: b.prune(alive).place(seat))
-        self._recover_orphans(board, alive)
+        self._recover_orphans(board)
         entry = board.of_agent(seat.name)
         if entry is None:
             return False
@@ -366,15 +374,30 @@ class Agent:
     def _orphans(self, board: Board) -> bool:
         return any(e.started for e in board.entries)
 
-    def _recover_orphans(self, board: Board, alive: set[str]) -> None:
+    def _liveness(self) -> Heartbeats | None:
+        return read_heartbeats(
+            self.store, self.config.pool, self.config.timing.stale_after_s, witness=self.config.name
+        )
+
+    def _all_gone(self, job_id: str, nodes: list[str]) -> bool:
+        """Whether no agent of `nodes` still works on the run (False when that cannot be told)."""
+        beats = self._liveness()
+        return beats is not None and all(beats.gone(n, job_id=job_id) for n in nodes)
+
+    def _recover_orphans(self, board: Board) -> None:
         """A started gang whose members are all gone: requeue its run (no budget spent)."""
-        for entry in board.entries:
-            if not entry.started or any(m.name in alive for m in entry.members):
+        started = [e for e in board.entries if e.started]
+        beats = self._liveness() if started else None
+        if beats is None:
+            return
+        for entry in started:
+            if not all(beats.gone(m.name, job_id=entry.job_id) for m in entry.members):
                 continue
             ref = RunRef(experiment=entry.experiment, id=entry.job_id)
             update_board(self.store, self.config.pool, lambda b, e=entry: b.drop(e.job_id))
             try:
-                status = update_status(self.store, ref, _lost_holder(entry.attempt))
+                why = f"{self.config.name} found its gang's node(s) gone"
+                status = update_status(self.store, ref, _lost_holder(entry.attempt, why))
             except NotFoundError:
                 continue
             if status.state is JobState.QUEUED and status.attempt > entry.attempt:
@@ -386,7 +409,7 @@ def _key(board: Board, seat: Seat) -> tuple[str, int]:
     return entry.key if entry else ("", 0)
 
 
-def _lost_holder(attempt: int):  # type: ignore[no-untyped-def]
+def _lost_holder(attempt: int, why: str):  # type: ignore[no-untyped-def]
     """A status change: an attempt whose nodes vanished gets a new attempt, budget untouched."""
 
     def change(s: RunStatus) -> RunStatus | None:
@@ -394,7 +417,7 @@ def _lost_holder(attempt: int):  # type: ignore[no-untyped-def]
             return None
         return s.moved_to(
             JobState.QUEUED,
-            note=f"attempt {attempt} lost its node(s); trying again",
+            note=f"attempt {attempt} lost its node(s) ({why}); trying again",
             attempt=attempt + 1,
             nodes=(),
             failure_kind=FailureKind.LOST_NODE,

@@ -13,8 +13,9 @@ and stops the processes when:
 - this node got an eviction notice (Scheduled Events Preempt)   -> PREEMPTED (requeued)
 - this node's agent is stopping (SIGTERM)                       -> INFRASTRUCTURE (requeued)
 
-Silence counts only while the store answers: after a storage outage every heartbeat is old,
-so a peer is judged lost only once the store has been reachable for `stale_after_s`.
+Silence counts only while the store answers (`jobrunner.liveness`): after a storage outage
+every heartbeat is old, so a peer is judged lost only once the store has been steady for a
+while, and on a slow store only when its heartbeat lags well behind this node's own.
 On a notice the processes get at most `Notice.grace_s` between SIGTERM and SIGKILL, so
 that logs and a last output sync (the job's checkpoints) fit in the notice.
 
@@ -37,11 +38,11 @@ from jobrunner.api import FailureKind, Gang, JobState, LaunchPlan, NodeFacts, No
 from jobrunner.batchai_runtime import BatchAiLogFiles, link_mounts
 from jobrunner.errors import ConflictError, LaunchError, NotFoundError, StoreError, TrainstackError
 from jobrunner.launch import LaunchResult, run_plan
+from jobrunner.liveness import read_heartbeats
 from jobrunner.logship import LogShipper
 from jobrunner.outcome import report
 from jobrunner.plan import plan_launch
 from jobrunner.preempt import PREEMPT_GRACE_S, PreemptionWatch
-from jobrunner.registry import alive_agents, list_agents
 from jobrunner.spec import JobSpec
 from jobrunner.staging import OutputSync, stage_inputs, unpack_code
 from jobrunner.status import NodeStatus, RunRef, RunStatus, read_status, update_status, utc_now
@@ -208,7 +209,6 @@ class _Supervisor:
         self.leader: NodeStatus | None = None  # the leader's report, for nodes that wait for it
         self._done = threading.Event()
         self.peers = frozenset(m.name for m in ctx.gang.members if m.name != ctx.node.name)
-        self._store_ok_since = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
 
     def __enter__(self) -> _Supervisor:
@@ -242,11 +242,9 @@ class _Supervisor:
                     self.note(f"output sync failed, trying again later: {exc}")
 
     def _look(self) -> None:
-        trust_silence = time.monotonic() - self._store_ok_since > self.ctx.timing.stale_after_s
         try:
-            reason, lost, leader = _look_around(self.ctx, self.peers, trust_silence)
+            reason, lost, leader = _look_around(self.ctx, self.peers)
         except TrainstackError:
-            self._store_ok_since = time.monotonic()
             return
         self.leader = leader or self.leader
         if reason is not None:
@@ -311,23 +309,27 @@ def _peers_lost_since(ctx: AttemptContext, peers: frozenset[str], since: str) ->
     """Which peers are gone, asked after this node's processes failed at `since`.
 
     A peer is alive once it reported or heartbeat after `since`, gone once its heartbeat is
-    older than `stale_after_s`; waits (at most about `stale_after_s`) until each is one or
+    silent (`jobrunner.liveness`); waits (at most `stale_after_s` and a backoff step) until each is one or
     the other. Store trouble: none is called gone (the failure stays the user's).
     """
     pending, gone = set(peers), set()
-    deadline = time.monotonic() + ctx.timing.stale_after_s + 2 * ctx.timing.status_poll_s
+    patience = ctx.timing.stale_after_s + ctx.store.retry.max_s + 2 * ctx.timing.status_poll_s
+    deadline = time.monotonic() + patience
     while pending and time.monotonic() < deadline:
         try:
             status, _ = read_status(ctx.store, ctx.ref)
-            records = {a.name: a for a in list_agents(ctx.store, ctx.pool)}
+            beats = read_heartbeats(ctx.store, ctx.pool, ctx.timing.stale_after_s, witness=ctx.node.name)
         except TrainstackError:
             return ()
+        if beats is None:  # the store just had trouble: silence proves nothing yet
+            time.sleep(ctx.timing.watch_s)
+            continue
         reported = {n.name for n in status.nodes if n.finished_at}
         for name in sorted(pending):
-            record = records.get(name)
+            record = beats.records.get(name)
             if name in reported or (record is not None and record.last_heartbeat > since):
                 pending.discard(name)
-            elif record is None or record.age_s() > ctx.timing.stale_after_s:
+            elif beats.gone(name):
                 pending.discard(name)
                 gone.add(name)
         if pending:
@@ -376,12 +378,12 @@ def _node_result(me: NodeStatus, plan: LaunchPlan, result: LaunchResult, watch: 
 
 
 def _look_around(
-    ctx: AttemptContext, peers: frozenset[str], trust_silence: bool = True
+    ctx: AttemptContext, peers: frozenset[str]
 ) -> tuple[tuple[FailureKind | None, str] | None, tuple[str, ...], NodeStatus | None]:
     """(why to stop or None, peers lost, the leader's report if any).
 
     Store trouble is no reason: it raises StoreError, and the caller looks again later.
-    Stale heartbeats count only when `trust_silence` (the store has answered for a while).
+    Silent peers count only when silence means something (`jobrunner.liveness`).
     """
     try:
         status, _ = read_status(ctx.store, ctx.ref)
@@ -397,9 +399,15 @@ def _look_around(
     failed = [n for n in status.nodes if n.name in peers and n.failure_kind is not None]
     if failed:
         return (None, f"stopped: node {failed[0].name} failed ({failed[0].reason})"), (), leader
-    if peers and trust_silence:
-        alive = alive_agents(ctx.store, ctx.pool, ctx.timing.stale_after_s)
-        gone = tuple(sorted(p for p in peers if p not in alive))
+    reported = {n.name for n in status.nodes if n.finished_at}
+    pending = peers - reported  # a peer that finished its part may go on to other work
+    beats = (
+        read_heartbeats(ctx.store, ctx.pool, ctx.timing.stale_after_s, witness=ctx.node.name)
+        if pending
+        else None
+    )
+    if beats is not None:
+        gone = tuple(sorted(p for p in pending if beats.gone(p)))
         if gone:
             return (FailureKind.LOST_NODE, f"node(s) {', '.join(gone)} stopped heartbeating"), gone, leader
     return None, (), leader

@@ -5,7 +5,9 @@ network call on the job's output path, so a chatty job is not slowed down and a 
 outage loses nothing. A shipper thread wakes every `interval_s`, and for each stream sends
 whatever the spool holds beyond what it already shipped, in appends of at most 4 MiB (the
 service's limit per append block). A failed append is retried on the next round from the
-same offset; `close()` ships the rest and reports whether everything made it.
+same offset; `close()` ships the rest and reports whether everything made it. Each append
+is conditioned on the blob's length (`Store.append(at=...)`), so an append that landed but
+whose answer was lost (a timeout, the store going down mid-request) is never sent twice.
 
 Blob names: `runs/<experiment>/<id>/logs/<attempt>/<stream>.txt`; reading them back is
 `LogReader` (`jobrunner logs`, `--follow`).
@@ -109,7 +111,8 @@ class LogShipper:
                 chunk = f.read(min(MAX_APPEND_BLOCK, size - stream.shipped))
                 if not chunk:
                     break
-                self._store.append(RUNS, f"{self._prefix}{name}.txt", chunk)
+                # at the length shipped so far: a retried append never lands twice
+                self._store.append(RUNS, f"{self._prefix}{name}.txt", chunk, at=stream.shipped)
                 stream.shipped += len(chunk)
 
     def close(self) -> bool:

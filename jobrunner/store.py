@@ -119,6 +119,17 @@ class Store:
         self._queues = queues
         self.description = description
         self.retry = retry or Retry()
+        # when a call last failed for a reason worth retrying (or this client was made): the
+        # store's answers about silence (old heartbeats) mean something only well after that
+        self._trouble_at = time.monotonic()
+
+    def steady_s(self) -> float:
+        """Seconds since a call of this client last met store trouble (or since it was made).
+
+        Retries hide an outage from callers: a call that waited one out still succeeds, and
+        then every heartbeat it reads is old. Judge silence only when this is long enough.
+        """
+        return time.monotonic() - self._trouble_at
 
     # ----------------------------------------------------------------- connecting
     @classmethod
@@ -179,6 +190,8 @@ class Store:
             except AzureError as exc:
                 if isinstance(exc, HttpResponseError) and exc.status_code == 412:
                     raise ConflictError(f"{what}: changed by someone else") from None
+                if _transient(exc):
+                    self._trouble_at = time.monotonic()
                 delay = next(delays, None) if _transient(exc) else None
                 if delay is None:
                     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -295,10 +308,14 @@ class Store:
 
         self._call(f"download {container}/{name}", go)
 
-    def append(self, container: str, name: str, data: bytes) -> None:
+    def append(self, container: str, name: str, data: bytes, *, at: int | None = None) -> None:
         """Append `data` to an append blob, creating it first when needed.
 
         Callers keep `data` within MAX_APPEND_BLOCK per call; longer data is split here.
+        `at`: the blob's length the caller expects before this append (Azure's `appendpos`
+        condition). A retry whose earlier try landed but whose answer was lost (a timeout, a
+        reset connection) then finds the data already there and sends it no second time;
+        ConflictError when the blob has some other length (another writer).
         """
         blob = self._blobs.get_blob_client(container, name)
 
@@ -311,15 +328,29 @@ class Store:
                 self._ensure_container(container)()
                 blob.create_append_blob()
 
+        def send(chunk: bytes, pos: int | None) -> None:
+            kwargs: dict[str, Any] = {} if pos is None else {"appendpos_condition": pos}
+            try:
+                blob.append_block(chunk, **kwargs)
+            except HttpResponseError as exc:
+                if pos is None or exc.status_code != 412:
+                    raise
+                if int(blob.get_blob_properties().size) != pos + len(chunk):
+                    raise
+                if blob.download_blob(offset=pos, length=len(chunk)).readall() != chunk:
+                    raise
+                # an earlier try of this very append landed; only its answer was lost
+
         for start in range(0, len(data), MAX_APPEND_BLOCK):
             chunk = data[start : start + MAX_APPEND_BLOCK]
+            pos = None if at is None else at + start
 
-            def go(chunk: bytes = chunk) -> None:
+            def go(chunk: bytes = chunk, pos: int | None = pos) -> None:
                 try:
-                    blob.append_block(chunk)
+                    send(chunk, pos)
                 except ResourceNotFoundError:
                     create_blob()
-                    blob.append_block(chunk)
+                    send(chunk, pos)
 
             self._call(f"append to {container}/{name}", go)
 

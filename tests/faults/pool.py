@@ -18,8 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobrunner.errors import TrainstackError
+from jobrunner.gang import board_blob
 from jobrunner.registry import PoolConfig, write_pool_config
-from jobrunner.store import Store
+from jobrunner.status import RunRef
+from jobrunner.store import POOLS, RUNS, Store
 from tests.runner.conftest import REPO, Cli
 
 FAST_AGENT = (
@@ -109,6 +112,30 @@ class FaultPool:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.wait(10)
+
+    def dump(self, *runs: RunRef) -> str:
+        """What happened, for a failed test: each run's status.json and agent notes of every
+        attempt, the gang board, the agents' records and every agent's own log."""
+        store = Store.connect(self.store)
+        parts: list[str] = []
+
+        def blob(container: str, name: str) -> str:
+            try:
+                return store.get(container, name)[0].decode(errors="replace")
+            except TrainstackError as exc:
+                return f"({exc})"
+
+        for ref in runs:
+            parts.append(f"===== {ref.status_blob}\n{blob(RUNS, ref.status_blob)}")
+            for info in store.list(RUNS, ref.blob("logs/")):
+                if "/agent." in info.name:
+                    parts.append(f"===== {info.name}\n{blob(RUNS, info.name)}")
+        parts.append(f"===== board\n{blob(POOLS, board_blob(self.name))}")
+        for info in store.list(POOLS, f"{self.name}/agents/"):
+            parts.append(f"===== {info.name}\n{blob(POOLS, info.name)}")
+        for agent in self.agent_names():
+            parts.append(f"===== {agent}.log\n{self.log(agent)}")
+        return "\n".join(parts)
 
     def stop(self) -> None:
         for proc in self.procs.values():
