@@ -57,7 +57,7 @@ from jobrunner.liveness import Heartbeats, read_heartbeats
 from jobrunner.messages import job_message, join_message, parse_message
 from jobrunner.node import detect_node_facts
 from jobrunner.outcome import conclude
-from jobrunner.poison import quarantine
+from jobrunner.poison import fail_damaged_run, quarantine
 from jobrunner.preempt import PreemptionWatch, node_resource_name
 from jobrunner.registry import AgentRecord, alive_agents, beat
 from jobrunner.spec import JobSpec
@@ -346,7 +346,12 @@ class Agent:
                 return True
             if time.monotonic() - last_check > self.config.timing.status_poll_s:
                 last_check = time.monotonic()
-                if self._entry_is_over(entry):
+                try:
+                    over = self._entry_is_over(entry)
+                except DamagedRunFileError as exc:
+                    self._fail_entry(entry, str(exc))
+                    return True
+                if over:
                     update_board(self.store, self.config.pool, lambda b, e=entry: b.drop(e.job_id))
                     return True
                 alive = set(alive_agents(self.store, self.config.pool, self.config.timing.stale_after_s))
@@ -368,8 +373,17 @@ class Agent:
             spec = self._spec(ref)
             if spec is not None and not self._entry_is_over(entry):
                 self._run(ref, spec, entry.gang(self.facts.name, extra_ports=EXTRA_PORTS), stop)
+        except DamagedRunFileError as exc:
+            self._fail_entry(entry, str(exc))
         finally:
             update_board(self.store, self.config.pool, lambda b: b.leave(self.facts.name, *entry.key))
+
+    def _fail_entry(self, entry: Entry, reason: str) -> None:
+        """A gang's run whose spec.json or status.json does not parse: fail it with the reason
+        and take it off the board (its message is long gone, so nothing else would end it)."""
+        ref = RunRef(experiment=entry.experiment, id=entry.job_id)
+        fail_damaged_run(self.store, ref, reason, pool=self.config.pool)
+        update_board(self.store, self.config.pool, lambda b: b.drop(entry.job_id))
 
     def _orphans(self, board: Board) -> bool:
         return any(e.started for e in board.entries)

@@ -13,6 +13,7 @@ import pytest
 
 from jobrunner.agent import Agent, AgentConfig
 from jobrunner.client import Client
+from jobrunner.gang import read_board
 from jobrunner.messages import job_message
 from jobrunner.poison import poison_queue
 from jobrunner.status import RunRef, read_status
@@ -128,3 +129,28 @@ def test_a_spec_edited_by_hand_fails_the_run(agent: Agent, tmp_path: Path) -> No
     status, _ = read_status(agent.store, ref)
     assert status.state == "failed" and f"runs/{ref.spec_blob}" in (status.reason or "")
     assert agent.store.receive(agent.queue, visibility_timeout_s=1) is None  # not back for another agent
+
+
+def test_a_gang_whose_spec_was_edited_by_hand_fails_the_run_and_leaves_the_board(
+    agent: Agent, tmp_path: Path
+) -> None:
+    job = tmp_path / "gang.yml"
+    job.write_text("command: echo hi\nexperiment_name: bad-input\nresources:\n  instance_count: 2\n")
+    status = Client(agent.store, pool=agent.config.pool).submit(job)
+    ref = status.ref
+    peer = Agent(agent.store, AgentConfig(pool=agent.config.pool, name=f"{agent.config.name}-peer",
+                                          work_dir=tmp_path / "peer", visibility_timeout_s=5))  # fmt: skip
+    for a in (agent, peer):
+        a._set("idle", None)  # their records, so that neither prunes the other from the gang
+    assert agent.step(threading.Event())  # takes the job's message and posts the gang on the board
+    assert read_board(agent.store, agent.config.pool)[0].find(ref.id, 1) is not None
+    agent.store.put(RUNS, ref.spec_blob, b'{"command": 42}')
+
+    waiting = threading.Thread(target=agent.step, args=(threading.Event(),))
+    waiting.start()  # sits in the gang until the peer fills it
+    assert peer.step(threading.Event())
+    waiting.join(30)
+    assert not waiting.is_alive()
+    status, _ = read_status(agent.store, ref)
+    assert status.state == "failed" and f"runs/{ref.spec_blob}" in (status.reason or "")
+    assert read_board(agent.store, agent.config.pool)[0].entries == ()
