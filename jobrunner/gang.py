@@ -60,8 +60,11 @@ class Entry(_Frozen):
     attempt: int
     size: int
     seq: str  # when it was posted (ISO 8601): the board's order
-    members: tuple[Seat, ...] = ()
+    members: tuple[Seat, ...] = ()  # who is in it now (members leave as they finish)
     started: bool = False
+    # The members when it started, kept as they were: a slow member that reads the board
+    # after a fast one has finished and left still gets the whole gang and its own rank.
+    gang_members: tuple[Seat, ...] = ()
 
     @property
     def key(self) -> tuple[str, int]:
@@ -75,12 +78,13 @@ class Entry(_Frozen):
         return any(m.name == agent for m in self.members)
 
     def gang(self, agent: str, *, extra_ports: int = 0) -> Gang:
-        """The gang as seen from `agent`, a member of this started entry."""
-        rank = next(i for i, m in enumerate(self.members) if m.name == agent)
-        members = tuple(GangMember(m.name, m.address, i) for i, m in enumerate(self.members))
+        """The gang as seen from `agent`, a member of this started entry (whoever has left since)."""
+        seats = self.gang_members or self.members
+        rank = next(i for i, m in enumerate(seats) if m.name == agent)
+        members = tuple(GangMember(m.name, m.address, i) for i, m in enumerate(seats))
         # Every member reserved its own ports; the plan reads per-rank ports from this tuple.
-        ports = tuple(p for m in self.members for p in m.ports[:extra_ports]) if extra_ports else ()
-        return Gang(self.job_id, self.attempt, members, rank, self.members[0].port, ports)
+        ports = tuple(p for m in seats for p in m.ports[:extra_ports]) if extra_ports else ()
+        return Gang(self.job_id, self.attempt, members, rank, seats[0].port, ports)
 
 
 class Board(_Frozen):
@@ -118,7 +122,9 @@ class Board(_Frozen):
                 mine, mine.model_copy(update={"members": _without(mine.members, seat.name)})
             )
         joined = target.model_copy(update={"members": (*target.members, seat)})
-        return board._replace(target, joined.model_copy(update={"started": joined.full}))
+        if joined.full:
+            joined = joined.model_copy(update={"started": True, "gang_members": joined.members})
+        return board._replace(target, joined)
 
     def leave(self, agent: str, job_id: str, attempt: int) -> Board:
         """The board without `agent` in that entry; an entry left empty after it started goes away."""

@@ -57,6 +57,18 @@ def test_started_gang_is_left_and_removed_by_its_last_member() -> None:
     assert board.leave("a1", "j1", 1).entries == ()
 
 
+def test_a_member_that_comes_late_still_gets_the_whole_gang() -> None:
+    # a0 ran its part and left before a1 read the board: a1 is still rank 1 of 2
+    board = Board().post(entry("j1", 2, "1")).place(seat("a0")).place(seat("a1"))
+    board = board.leave("a0", "j1", 1)
+    late = board.of_agent("a1")
+    assert late is not None and [m.name for m in late.members] == ["a1"]
+    gang = late.gang("a1", extra_ports=2)
+    assert [m.name for m in gang.members] == ["a0", "a1"]
+    assert gang.node_rank == 1 and gang.leader.name == "a0" and gang.master_port == 1000
+    assert gang.ports == (2000, 2001, 2000, 2001)
+
+
 def test_dead_waiting_members_are_pruned_but_started_gangs_kept() -> None:
     board = Board().post(entry("j1", 3, "1")).place(seat("a0")).place(seat("a1"))
     assert [m.name for m in board.prune({"a1"}).find("j1", 1).members] == ["a1"]  # type: ignore[union-attr]

@@ -1,0 +1,116 @@
+"""overhead: the same 2-process DDP training under plain torchrun and on a 2-node local pool.
+
+The training is `examples/ddp/train.py` with a fixed number of steps (gloo on CPU, one line
+of output per step and rank). Its own timing of the training loop (`seconds` in
+metrics.json) is the training phase; the ratio is pool / torchrun. End to end: from the
+`torchrun` call, or from `Client.submit`, to the outputs being available (for the pool:
+the run reported finished, after its outputs were uploaded).
+
+    .venv/bin/python bench/overhead.py [--json] [--quick] [--steps N] [--rounds N]
+
+Goal: training-phase ratio at most 1.03; end-to-end added seconds reported.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from _common import (
+    PYTHON,
+    REPO,
+    Result,
+    arguments,
+    emit,
+    local_pool,
+    progress,
+    timed_command,
+    wait_until_done,
+    workspace,
+)
+
+GOAL_RATIO = 1.03
+EXAMPLE = REPO / "examples" / "ddp"
+
+
+def plain_torchrun(steps: int) -> tuple[float, float]:
+    """(training seconds, end-to-end seconds) of `torchrun --standalone --nproc-per-node 2`."""
+    with tempfile.TemporaryDirectory() as out:
+        argv = [
+            PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            str(EXAMPLE / "train.py"), "--steps", str(steps), "--out", out,
+        ]  # fmt: skip
+        wall, _ = timed_command(argv, cwd=EXAMPLE)
+        metrics = json.loads((Path(out) / "metrics.json").read_text())
+    return float(metrics["seconds"]), wall
+
+
+def on_pool(client, steps: int, download_to: Path) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(training seconds, end-to-end seconds) of examples/ddp/job.yml on the 2-node pool."""
+    started = time.perf_counter()
+    run = client.submit(EXAMPLE / "job.yml", overrides={"inputs.steps": str(steps)})
+    status = wait_until_done(client, run.id, timeout_s=900, poll_s=0.1)
+    wall = time.perf_counter() - started
+    if status.state.value != "succeeded":
+        raise RuntimeError(f"{run.id} ended {status.state.value}: {status.reason}")
+    client.download_outputs(run.id, download_to / run.id)
+    metrics = json.loads(next((download_to / run.id).rglob("metrics.json")).read_text())
+    return float(metrics["seconds"]), wall
+
+
+def main() -> None:
+    def extra(parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("--steps", type=int, default=None, help="training steps (default 3000)")
+        parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3)")
+
+    args = arguments(__doc__.splitlines()[0], extra)
+    steps = args.steps or (20 if args.quick else 3000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    plain: list[tuple[float, float]] = []
+    pool: list[tuple[float, float]] = []
+    with workspace() as ws, local_pool(2):
+        client = ws.client()
+        for i in range(rounds):
+            # alternate, so that a slow spell of the machine hits both sides alike
+            plain.append(plain_torchrun(steps))
+            progress(
+                f"round {i + 1}: torchrun training {plain[-1][0]:.2f} s, end to end {plain[-1][1]:.2f} s"
+            )
+            pool.append(on_pool(client, steps, ws.folder("outputs")))
+            progress(f"round {i + 1}: pool training {pool[-1][0]:.2f} s, end to end {pool[-1][1]:.2f} s")
+    train_plain = statistics.median(t for t, _ in plain)
+    train_pool = statistics.median(t for t, _ in pool)
+    wall_plain = statistics.median(w for _, w in plain)
+    wall_pool = statistics.median(w for _, w in pool)
+    ratio = train_pool / train_plain
+    emit(
+        Result(
+            name="overhead",
+            value=round(train_pool, 3),
+            baseline=round(train_plain, 3),
+            unit="s",
+            goal=f"training-phase time on the pool at most {GOAL_RATIO}x plain torchrun",
+            met=ratio <= GOAL_RATIO,
+            detail={
+                "steps": steps,
+                "rounds": rounds,
+                "training_s": {
+                    "torchrun": [round(t, 3) for t, _ in plain],
+                    "pool": [round(t, 3) for t, _ in pool],
+                },
+                "end_to_end_s": {
+                    "torchrun": [round(w, 3) for _, w in plain],
+                    "pool": [round(w, 3) for _, w in pool],
+                },
+                "end_to_end_added_s": round(wall_pool - wall_plain, 3),
+            },
+        ),
+        args.json,
+    )
+
+
+if __name__ == "__main__":
+    main()
