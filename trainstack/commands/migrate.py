@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -103,9 +104,13 @@ def _folder(folder: Path, out: Path, target: str | None, console: Console, as_js
         ]
         print(json.dumps(rows, indent=2, sort_keys=True))
     else:
-        table = Table(title=f"Batch AI files in {folder}")
-        for col in ("file", "kind", "target", *(f.value for f in Fate), "to fill in"):
-            table.add_column(col)
+        # The file name is what a person acts on: never cut it; the counts are narrow.
+        table = Table(title=f"Batch AI files in {folder}", box=box.SIMPLE_HEAD)
+        table.add_column("file", no_wrap=True)
+        for col in ("kind", "target"):
+            table.add_column(col, no_wrap=True)
+        for col in (*(f.value for f in Fate), "to fill in"):
+            table.add_column(col, justify="right")
         for r in results:
             m = r.migration
             if m is None:
@@ -121,7 +126,8 @@ def _folder(folder: Path, out: Path, target: str | None, console: Console, as_js
                 *(str(c[f]) for f in Fate),
                 str(len(m.placeholders)),
             )
-        console.print(table)
+        # Piped into a file or a pull request, keep every column readable.
+        (console if console.is_terminal else Console(highlight=False, width=120)).print(table)
         for r in failed:
             for p in r.problems:
                 print(str(p), file=sys.stderr)
