@@ -1,6 +1,6 @@
 """The node agent: takes jobs from its pool's queue, gangs up with other agents, runs them.
 
-    Agent(store, AgentConfig(pool="local", name="local-0")).serve(stop_event)
+    Agent(store, AgentSettings(pool="local", name="local-0")).serve(stop_event)
 
 One loop, one job at a time:
 
@@ -76,7 +76,10 @@ EXTRA_PORTS = 4  # per agent and gang, for per-task ports (TensorFlow)
 
 
 @dataclass(frozen=True)
-class AgentConfig:
+class AgentSettings:
+    """The agent loop's settings: from `jobrunner agent` options, or from an agent config file
+    (`jobrunner.config.AgentConfig`) through `jobrunner.pool_agent.agent_settings`."""
+
     pool: str
     name: str
     address: str = "127.0.0.1"
@@ -125,7 +128,7 @@ class _Holder:
 class Agent:
     """One agent of a pool (see the module docstring)."""
 
-    def __init__(self, store: Store, config: AgentConfig, facts: NodeFacts | None = None) -> None:
+    def __init__(self, store: Store, config: AgentSettings, facts: NodeFacts | None = None) -> None:
         self.store = store
         self.config = config
         self.queue = queue_name(config.pool)

@@ -384,12 +384,12 @@ def agent(
         raise ConfigError("no pool to serve", fix="pass --pool NAME or --config FILE")
     import socket
 
-    from jobrunner.agent import Agent, AgentConfig
+    from jobrunner.agent import Agent, AgentSettings
     from jobrunner.attempt import Timing
     from jobrunner.store import Store, home_dir
 
     agent_name = name or socket.gethostname()
-    config = AgentConfig(
+    config = AgentSettings(
         pool=pool, name=agent_name, address=address, work_dir=work_dir or home_dir() / "agent" / agent_name,
         visibility_timeout_s=visibility_timeout_s, heartbeat_s=heartbeat_s, idle_poll_max_s=idle_poll_max_s,
         board_poll_s=board_poll_s, scheduled_events_url=scheduled_events_url,
@@ -435,7 +435,7 @@ def _serve_from_config(path: Path) -> None:
         node_facts,
         node_setup_once,
         publish_pool_size,
-        runtime_config,
+        agent_settings,
     )
 
     config = load_agent_config(path)
@@ -444,7 +444,7 @@ def _serve_from_config(path: Path) -> None:
         err.print("node setup done", markup=False)
     store = connect_store(config)
     publish_pool_size(store, config)
-    loop = runtime_config(config)
+    loop = agent_settings(config)
     err.print(f"agent {loop.name} serving pool {loop.pool} (pid {os.getpid()})", markup=False)
     Agent(store, loop, facts=node_facts(config)).serve(stop)
 

@@ -2,7 +2,7 @@
 
     node_setup_once(config)           # Batch AI's setup task: once per boot, before any job
     publish_pool_size(store, config)  # pools/<pool>/config.json, so submit refuses larger jobs
-    Agent(store, runtime_config(config), facts=node_facts(config)).serve(stop)
+    Agent(store, agent_settings(config), facts=node_facts(config)).serve(stop)
 
 Node setup runs under `bash -c` with its output appended to `<runDir>/node-setup.log` and
 echoed to stderr (the journal). A marker `<runDir>/node-setup.done` holding the command's hash
@@ -32,7 +32,7 @@ from jobrunner.errors import TrainstackError
 from jobrunner.store import Store
 
 if TYPE_CHECKING:
-    from jobrunner.agent import AgentConfig as LoopConfig
+    from jobrunner.agent import AgentSettings
 
 IDENTITY_ENV = "AZURE_CLIENT_ID"  # which user-assigned identity DefaultAzureCredential signs in with
 SETUP_LOG = "node-setup.log"
@@ -164,13 +164,13 @@ def node_facts(config: AgentConfig) -> NodeFacts:
     return facts if config.gpus is None else replace(facts, gpus=config.gpus)
 
 
-def runtime_config(config: AgentConfig) -> LoopConfig:
-    """The agent loop's settings (`jobrunner.agent.AgentConfig`) from the file's."""
-    from jobrunner.agent import AgentConfig as LoopConfig
+def agent_settings(config: AgentConfig) -> AgentSettings:
+    """The agent loop's settings (`jobrunner.agent.AgentSettings`) from the file's."""
+    from jobrunner.agent import AgentSettings
     from jobrunner.attempt import Timing
 
     name = config.name or socket.gethostname()
-    return LoopConfig(
+    return AgentSettings(
         pool=config.pool,
         name=name,
         address=config.address or primary_address(),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.agent import Agent, AgentConfig
+from jobrunner.agent import Agent, AgentSettings
 from jobrunner.client import Client
 from jobrunner.gang import read_board
 from jobrunner.messages import job_message
@@ -59,7 +59,7 @@ def test_submit_of_a_missing_file_or_a_folder_is_one_line(cli: Cli, tmp_path: Pa
 @pytest.fixture
 def agent(azurite: str, tmp_path: Path, request: pytest.FixtureRequest) -> Agent:
     pool = f"bad-{request.node.name[5:20].replace('_', '-')}".lower().strip("-")
-    config = AgentConfig(pool=pool, name=f"{pool}-0", work_dir=tmp_path / "agent", visibility_timeout_s=5)
+    config = AgentSettings(pool=pool, name=f"{pool}-0", work_dir=tmp_path / "agent", visibility_timeout_s=5)
     return Agent(Store.connect(azurite), config)
 
 
@@ -138,7 +138,7 @@ def test_a_gang_whose_spec_was_edited_by_hand_fails_the_run_and_leaves_the_board
     job.write_text("command: echo hi\nexperiment_name: bad-input\nresources:\n  instance_count: 2\n")
     status = Client(agent.store, pool=agent.config.pool).submit(job)
     ref = status.ref
-    peer = Agent(agent.store, AgentConfig(pool=agent.config.pool, name=f"{agent.config.name}-peer",
+    peer = Agent(agent.store, AgentSettings(pool=agent.config.pool, name=f"{agent.config.name}-peer",
                                           work_dir=tmp_path / "peer", visibility_timeout_s=5))  # fmt: skip
     for a in (agent, peer):
         a._set("idle", None)  # their records, so that neither prunes the other from the gang

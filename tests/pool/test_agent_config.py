@@ -26,7 +26,7 @@ from jobrunner.pool_agent import (
     NodeSetupError,
     node_setup_once,
     publish_pool_size,
-    runtime_config,
+    agent_settings,
 )
 from jobrunner.registry import PoolConfig, read_pool_config
 from jobrunner.store import Store
@@ -154,7 +154,7 @@ def test_failing_or_hanging_node_setup_is_retried_on_the_next_start(tmp_path: Pa
 
 
 def test_runtime_settings_follow_the_file() -> None:
-    loop = runtime_config(
+    loop = agent_settings(
         config(name="vm-3", address="10.0.0.7", workDir="/mnt/w", heartbeatS=10, staleAfterS=40)
     )
     assert (loop.pool, loop.name, loop.address, str(loop.work_dir)) == (
@@ -165,7 +165,7 @@ def test_runtime_settings_follow_the_file() -> None:
     )
     assert loop.heartbeat_s == 10 and loop.timing.stale_after_s == 40
     assert loop.scheduled_events_url == "http://169.254.169.254/metadata/scheduledevents"
-    assert runtime_config(config(scheduledEventsUrl=None)).scheduled_events_url is None
+    assert agent_settings(config(scheduledEventsUrl=None)).scheduled_events_url is None
 
 
 def test_the_pool_size_is_published_for_submit(azurite: str) -> None:
