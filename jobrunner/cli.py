@@ -431,11 +431,11 @@ def _serve_from_config(path: Path) -> None:
     from jobrunner.agent import Agent
     from jobrunner.config import load_agent_config
     from jobrunner.pool_agent import (
+        agent_settings,
         connect_store,
         node_facts,
         node_setup_once,
         publish_pool_size,
-        agent_settings,
     )
 
     config = load_agent_config(path)

@@ -14,7 +14,6 @@ from jobrunner.cli import app
 from jobrunner.config import (
     AgentConfig,
     DatastoreLocation,
-    agent_json_schema,
     custom_data,
     load_agent_config,
     parse_agent_config,
@@ -24,13 +23,12 @@ from jobrunner.errors import ConfigError
 from jobrunner.pool_agent import (
     SETUP_LOG,
     NodeSetupError,
+    agent_settings,
     node_setup_once,
     publish_pool_size,
-    agent_settings,
 )
 from jobrunner.registry import PoolConfig, read_pool_config
 from jobrunner.store import Store
-from trainstack.commands.schemas import render
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = "https://stpool123.blob.core.windows.net"
@@ -118,12 +116,6 @@ def test_check_config_command_exit_codes(tmp_path: Path) -> None:
     assert "unknown key `pol`" in result.stderr and "Traceback" not in result.output
     missing = CliRunner().invoke(app, ["agent"])
     assert missing.exit_code == 1 and "--pool NAME or --config FILE" in missing.stderr
-
-
-def test_committed_agent_schema_matches_the_model() -> None:
-    committed = (ROOT / "schemas" / "agent.schema.json").read_text(encoding="utf-8")
-    assert committed == render(agent_json_schema()), "run `trainstack schemas --write`"
-    assert json.loads(committed)["additionalProperties"] is False
 
 
 def test_node_setup_runs_once_per_boot_and_logs_its_output(tmp_path: Path) -> None:
