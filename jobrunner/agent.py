@@ -51,6 +51,7 @@ from azure.storage.queue import QueueMessage
 from jobrunner.api import FailureKind, Gang, GangMember, JobState, NodeFacts
 from jobrunner.attempt import AttemptContext, Timing, run_attempt
 from jobrunner.azurite import free_port
+from jobrunner.doorbell import Doorbell, ring
 from jobrunner.errors import NotFoundError, TrainstackError
 from jobrunner.gang import Board, Entry, Seat, read_board, update_board
 from jobrunner.liveness import Heartbeats, read_heartbeats
@@ -92,6 +93,7 @@ class AgentSettings:
     gang_poll_s: float = 1.0
     timing: Timing = field(default_factory=Timing)
     scheduled_events_url: str | None = None  # None: nothing announces evictions (not a Spot VM)
+    doorbell: Path | None = None  # local pools: a socket that submits ring (`jobrunner.doorbell`)
 
 
 class _Holder:
@@ -168,6 +170,7 @@ class Agent:
         beats.start()
         idle = self.config.idle_poll_min_s
         self._preemption = self._watch_evictions(stop)
+        bell = Doorbell.open(self.config.doorbell) if self.config.doorbell else None
         try:
             while not stop.is_set():
                 try:
@@ -177,9 +180,14 @@ class Agent:
                 if worked:
                     idle = self.config.idle_poll_min_s
                     continue
+                if bell is not None and bell.wait(idle, stop):
+                    idle = self.config.idle_poll_min_s
+                    continue
                 stop.wait(idle)
                 idle = min(self.config.idle_poll_max_s, idle * 2)
         finally:
+            if bell is not None:
+                bell.close()
             self._set("stopped", None)
             if self._preemption is not None:
                 # after the attempt was reported and requeued: now the VM may go
@@ -261,6 +269,8 @@ class Agent:
             update_board(self.store, self.config.pool, lambda b: b.post(entry))
             for _ in range(spec.instance_count - 1):
                 self.store.send(self.queue, join_message(entry.job_id, entry.attempt))
+            if self.config.doorbell is not None:
+                ring(self.config.doorbell.parent)  # the idle agents of a local pool, to the board
             self._next_board = 0.0
             return True
         me = GangMember(self.facts.name, self.facts.address, 0)

@@ -352,6 +352,10 @@ def agent(
             "http://169.254.169.254/metadata/scheduledevents. Unset: none watched.",
         ),
     ] = None,
+    doorbell: Annotated[
+        Path | None,
+        typer.Option("--doorbell", help="Unix socket a submit rings to wake this agent (local pools)."),
+    ] = None,
     config_file: Annotated[
         Path | None,
         typer.Option("--config", help="Agent config file (YAML, JSON or cloud-init); other options ignored."),
@@ -392,7 +396,7 @@ def agent(
     config = AgentSettings(
         pool=pool, name=agent_name, address=address, work_dir=work_dir or home_dir() / "agent" / agent_name,
         visibility_timeout_s=visibility_timeout_s, heartbeat_s=heartbeat_s, idle_poll_max_s=idle_poll_max_s,
-        board_poll_s=board_poll_s, scheduled_events_url=scheduled_events_url,
+        board_poll_s=board_poll_s, scheduled_events_url=scheduled_events_url, doorbell=doorbell,
         timing=Timing(
             stale_after_s=stale_after_s, status_poll_s=status_poll_s, sync_s=sync_s,
             terminate_grace_s=terminate_grace_s,

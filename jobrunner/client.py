@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobrunner.api import JobState
+from jobrunner.doorbell import ring
 from jobrunner.errors import JobSpecError, Problem
+from jobrunner.localpool import doorbell_folder
 from jobrunner.logship import LogReader
 from jobrunner.messages import job_message
 from jobrunner.registry import AgentRecord, list_agents, read_pool_config
@@ -126,6 +128,7 @@ class Client:
         self.store.put(RUNS, ref.spec_blob, spec.model_dump_json(by_alias=True, indent=2).encode())
         create_status(self.store, status)
         self.store.send(queue_name(pool), job_message(ref, status.attempt))
+        ring(doorbell_folder(pool))  # a local pool's idle agents start it now, not at their next poll
         return status
 
     # ---------------------------------------------------------------- watch

@@ -9,7 +9,9 @@ agents inherit this process's environment, with the store made explicit so they 
 same one; each logs to `<JOBRUNNER_HOME>/pool/<name>.log` and works under
 `<JOBRUNNER_HOME>/pool/<name>/`. The pool's node count is recorded in the store (submit
 refuses larger jobs) and its agents' pids in `<JOBRUNNER_HOME>/pool/<pool>.json`.
-Local agents use short poll intervals: a local store costs nothing per request.
+Local agents use short poll intervals: a local store costs nothing per request. They are
+also woken at once by a submit from this machine (`jobrunner.doorbell`): their sockets are
+in `<JOBRUNNER_HOME>/pool/<pool>.doorbells/`.
 
 Failure modes: ConfigError when a pool of that name already runs with another size;
 StoreError when the store cannot be reached or started; LaunchError when an agent exits at
@@ -29,6 +31,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from jobrunner.azurite import ensure_local_azurite, pid_alive, stop_local_azurite
+from jobrunner.doorbell import SUFFIX
 from jobrunner.errors import ConfigError, LaunchError
 from jobrunner.registry import PoolConfig, write_pool_config
 from jobrunner.store import STORE_ENV, Store, home_dir
@@ -57,6 +60,11 @@ class LocalPool(BaseModel):
 
 def _pool_dir() -> Path:
     return home_dir() / "pool"
+
+
+def doorbell_folder(pool: str) -> Path:
+    """Where the agents of local pool `pool` keep their doorbells (`jobrunner.doorbell`)."""
+    return _pool_dir() / f"{pool}.doorbells"
 
 
 def _state_file(pool: str) -> Path:
@@ -102,7 +110,8 @@ def start_local_pool(nodes: int, pool: str = "local") -> LocalPool:
         name = f"{pool}-{i}"
         argv = [
             sys.executable, "-m", "jobrunner", "agent", "--pool", pool, "--name", name,
-            "--work-dir", str(folder / name), *LOCAL_AGENT_ARGS,
+            "--work-dir", str(folder / name), "--doorbell", str(doorbell_folder(pool) / f"{name}{SUFFIX}"),
+            *LOCAL_AGENT_ARGS,
         ]  # fmt: skip
         with open(folder / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(

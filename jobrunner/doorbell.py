@@ -1,0 +1,88 @@
+"""A doorbell for agents on one machine: a submit wakes the idle agents of a local pool at
+once, instead of leaving the job in the queue until their next poll.
+
+    bell = Doorbell.open(folder / "local-0.sock")   # an agent, while it serves
+    bell.wait(5.0, stop)                             # True when rung, False after 5 s or a stop
+    ring(folder)                                     # a submit: wake every agent in `folder`
+
+Each agent binds a Unix datagram socket in the pool's doorbell folder; `ring` sends one byte
+to every socket there. A ring is only a hint: a woken agent polls the queue as it would have
+anyway, so a lost ring (no agent listening, a full socket buffer) costs latency, never a
+job. Pools on Azure have no doorbell: polling the queue is how their agents learn of work.
+
+Failure modes: `Doorbell.open` returns None when the socket cannot be bound (a path too
+long for a Unix socket, a read-only folder): the agent then only polls. `ring` never raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import threading
+import time
+from pathlib import Path
+
+SUFFIX = ".sock"
+_SLICE_S = 0.25  # how often a waiting agent looks at its stop event
+
+
+class Doorbell:
+    """One agent's end: a bound datagram socket that `ring` writes to."""
+
+    def __init__(self, sock: socket.socket, path: Path) -> None:
+        self._sock = sock
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Doorbell | None:
+        """Bind the doorbell at `path` (replacing a stale one); None when that is not possible."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            sock.bind(str(path))
+        except OSError:
+            sock.close()
+            return None
+        sock.setblocking(False)
+        return cls(sock, path)
+
+    def wait(self, timeout_s: float, stop: threading.Event) -> bool:
+        """Sleep until rung (True), or `timeout_s` passed or `stop` was set (False)."""
+        deadline = time.monotonic() + timeout_s
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            readable, _, _ = select.select([self._sock], [], [], min(left, _SLICE_S))
+            if readable:
+                self._drain()
+                return True
+        return False
+
+    def _drain(self) -> None:
+        """Take every pending ring: several submits while busy are one wake-up."""
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while self._sock.recv(64):
+                pass
+
+    def close(self) -> None:
+        self._sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+def ring(folder: Path) -> int:
+    """Wake every agent whose doorbell is in `folder`; returns how many were rung."""
+    if not folder.is_dir():
+        return 0
+    rung = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        for path in folder.glob(f"*{SUFFIX}"):
+            try:
+                sock.sendto(b"!", str(path))
+            except OSError:
+                continue  # a stopped agent's leftover, or its buffer is full of rings already
+            rung += 1
+    return rung
