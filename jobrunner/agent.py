@@ -51,6 +51,7 @@ from azure.storage.queue import QueueMessage
 from jobrunner.api import FailureKind, Gang, GangMember, JobState, NodeFacts
 from jobrunner.attempt import AttemptContext, Timing, run_attempt
 from jobrunner.azurite import free_port
+from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.doorbell import Doorbell, ring
 from jobrunner.errors import NotFoundError, TrainstackError
 from jobrunner.gang import Board, Entry, Seat, read_board, update_board
@@ -93,6 +94,7 @@ class AgentSettings:
     gang_poll_s: float = 1.0
     timing: Timing = field(default_factory=Timing)
     scheduled_events_url: str | None = None  # None: nothing announces evictions (not a Spot VM)
+    datastores: Datastores = LOCAL  # a deployed pool's map from its agent config
     doorbell: Path | None = None  # local pools: a socket that submits ring (`jobrunner.doorbell`)
 
 
@@ -301,6 +303,7 @@ class Agent:
                 self.config.timing,
                 stop,
                 self._preemption,
+                self.config.datastores,
             )
             run_attempt(ctx)
             concluded = update_status(self.store, ref, lambda s: conclude(s, spec.trainstack.retry))

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from jobrunner.api import FailureKind, Gang, JobState, LaunchPlan, NodeFacts, NodePaths
 from jobrunner.batchai_runtime import BatchAiLogFiles, link_mounts
+from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.errors import ConflictError, LaunchError, NotFoundError, StoreError, TrainstackError
 from jobrunner.launch import LaunchResult, run_plan
 from jobrunner.liveness import read_heartbeats
@@ -76,6 +77,7 @@ class AttemptContext:
     timing: Timing
     agent_stop: threading.Event = field(default_factory=threading.Event)  # the agent is shutting down
     preemption: PreemptionWatch | None = None  # this node's eviction notices, when watched
+    datastores: Datastores = LOCAL  # datastore name -> container (the agent config's map)
 
 
 def node_paths(ctx: AttemptContext) -> NodePaths:
@@ -183,13 +185,13 @@ def _stage(
         Path(folder).mkdir(parents=True, exist_ok=True)
     if ctx.spec.data_inputs:
         note("staging inputs")
-    inputs = stage_inputs(ctx.store, ctx.ref, ctx.spec, root / "inputs")
+    inputs = stage_inputs(ctx.store, ctx.ref, ctx.spec, root / "inputs", ctx.datastores)
     paths = dataclasses.replace(paths, inputs=inputs)
     link_mounts(ctx.spec, paths, ctx.ref.id)  # Batch AI's $AZ_BATCHAI_JOB_MOUNT_ROOT/<mount>
     folders = {name: Path(p) for name, p in paths.outputs.items()}
     folders.setdefault("outputs", code / "outputs")
     folders.setdefault("logs", code / "logs")
-    sync = OutputSync(ctx.store, ctx.ref, ctx.spec, folders)
+    sync = OutputSync(ctx.store, ctx.ref, ctx.spec, folders, ctx.datastores)
     if ctx.gang.attempt > 1:
         # a new attempt resumes from what the last one saved (its checkpoints)
         restored = sync.restore()

@@ -448,7 +448,7 @@ def _serve_from_config(path: Path) -> None:
         err.print("node setup done", markup=False)
     store = connect_store(config)
     publish_pool_size(store, config)
-    loop = agent_settings(config)
+    loop = agent_settings(config, source=str(path))
     err.print(f"agent {loop.name} serving pool {loop.pool} (pid {os.getpid()})", markup=False)
     Agent(store, loop, facts=node_facts(config)).serve(stop)
 
@@ -564,20 +564,45 @@ def pool_status(pool: PoolOpt = None, as_json: JsonFlag = False) -> None:
 
 
 # -------------------------------------------------------------------------- data
+_DATA_CONFIG = typer.Option(
+    "--config",
+    help="A pool's agent config (YAML, JSON or cloud-init): its store and datastore map are used.",
+)
+
+
+def _data_client(config_file: Path | None) -> Client:
+    """The client of `jobrunner data`: the environment's store, or an agent config's store and map."""
+    if config_file is None:
+        return _client()
+    from jobrunner.config import load_agent_config
+    from jobrunner.datastores import Datastores
+    from jobrunner.pool_agent import connect_store
+
+    config = load_agent_config(config_file)
+    datastores = Datastores.from_config(config, source=str(config_file))
+    return Client(connect_store(config), pool=config.pool, datastores=datastores)
+
+
 @data_app.command("upload")
 @guarded
 def data_upload(
     source: Annotated[Path, typer.Argument(help="A local file or folder.")],
     datastore: Annotated[str, typer.Option("--datastore", help="Datastore name.")] = DEFAULT_DATASTORE,
     path: Annotated[str, typer.Option("--path", help="Path inside the datastore.")] = "",
+    config_file: Annotated[Path | None, _DATA_CONFIG] = None,
 ) -> None:
     """Upload a file or folder to a datastore (then use `azureml://datastores/<d>/paths/<p>`).
+
+    The datastore is the blob container named after it (`training_data`: `training-data`),
+    or, with --config, the one a pool's agent config maps it to, in that config's store.
 
     Example:
 
         jobrunner data upload ./iris --datastore workspaceblobstore --path datasets/iris
+
+        jobrunner data upload ./iris --datastore training_data --config agent.yaml
     """
-    client = _client()
+    client = _data_client(config_file)
     count = _with_progress(
         f"upload {source}", lambda p: client.upload_data(source, datastore=datastore, path=path, progress=p)
     )
@@ -590,14 +615,17 @@ def data_download(
     dest: Annotated[Path, typer.Argument(help="Local folder to download into.")],
     datastore: Annotated[str, typer.Option("--datastore", help="Datastore name.")] = DEFAULT_DATASTORE,
     path: Annotated[str, typer.Option("--path", help="Path inside the datastore.")] = "",
+    config_file: Annotated[Path | None, _DATA_CONFIG] = None,
 ) -> None:
     """Download a datastore path (file or folder) into a local folder.
+
+    The datastore is found as `jobrunner data upload` puts it (see its help).
 
     Example:
 
         jobrunner data download ./iris --datastore workspaceblobstore --path datasets/iris
     """
-    client = _client()
+    client = _data_client(config_file)
     count = _with_progress(
         f"download {path}", lambda p: client.download_data(dest, datastore=datastore, path=path, progress=p)
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobrunner.api import JobState
+from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.doorbell import ring
 from jobrunner.errors import JobSpecError, Problem
 from jobrunner.localpool import doorbell_folder
@@ -30,7 +31,6 @@ from jobrunner.registry import AgentRecord, list_agents, read_pool_config
 from jobrunner.spec import JobSpec, load_job
 from jobrunner.staging import (
     Progress,
-    datastore_container,
     download_tree,
     pack_code,
     upload_local_inputs,
@@ -71,9 +71,14 @@ def default_pool() -> str:
 class Client:
     """Submit, watch and fetch runs in a job store (see the module docstring)."""
 
-    def __init__(self, store: Store | None = None, *, pool: str | None = None) -> None:
+    def __init__(
+        self, store: Store | None = None, *, pool: str | None = None, datastores: Datastores = LOCAL
+    ) -> None:
+        """`datastores`: where datastores live in `store` (a pool's agent config map; default: the
+        container named after each)."""
         self.store = store or Store.from_env()
         self.pool = pool or default_pool()
+        self.datastores = datastores
 
     # ---------------------------------------------------------------- submit
     def check_capacity(self, spec: JobSpec, pool: str, *, source: str | None) -> str | None:
@@ -204,16 +209,22 @@ class Client:
 
     def upload_data(self, source: str | Path, *, datastore: str = DEFAULT_DATASTORE, path: str = "",
                     progress: Progress | None = None) -> int:  # fmt: skip
-        """Upload a file or folder to a datastore (like Azure ML's `ds.upload`); returns the file count."""
+        """Upload a file or folder to a datastore (like Azure ML's `ds.upload`); returns the file count.
+
+        JobSpecError when `source` does not exist, ConfigError when the datastore maps to no container."""
         src = Path(source)
         if not src.exists():
             raise JobSpecError([Problem(str(src), "", "not found", "check the path")])
-        return upload_tree(self.store, datastore_container(datastore), src, path, progress=progress)
+        store, container = self.datastores.resolve(self.store, datastore)
+        return upload_tree(store, container, src, path, progress=progress)
 
     def download_data(self, dest: str | Path, *, datastore: str = DEFAULT_DATASTORE, path: str = "",
                       progress: Progress | None = None) -> int:  # fmt: skip
-        """Download a datastore path (a file or a folder) into `dest`; returns the file count."""
-        return download_tree(self.store, datastore_container(datastore), path, Path(dest), progress=progress)
+        """Download a datastore path (a file or a folder) into `dest`; returns the file count.
+
+        NotFoundError when nothing is there, ConfigError when the datastore maps to no container."""
+        store, container = self.datastores.resolve(self.store, datastore)
+        return download_tree(store, container, path, Path(dest), progress=progress)
 
     # ---------------------------------------------------------------- pools
     def pool_status(self, pool: str | None = None) -> PoolView:

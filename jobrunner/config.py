@@ -43,7 +43,8 @@ CLOUD_CONFIG_HEADER = "#cloud-config"
 SCHEMA_ID = "https://trainstack.dev/schemas/agent.schema.json"
 # Queue names are 3-63 lowercase letters, digits and single dashes; the pool's queue is `pool-<name>`.
 _POOL_NAME = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{0,56}[a-z0-9]")
-_CONTAINER = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+# Blob container names: 3-63 lowercase letters, digits and single dashes.
+CONTAINER_NAME = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 _ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 
 
@@ -66,7 +67,8 @@ class DatastoreLocation(_FileModel):
     @field_validator("container")
     @classmethod
     def _container(cls, value: str) -> str:
-        return _matching(_CONTAINER, value, "container name", "3-63 lowercase letters, digits or single `-`")
+        rule = "3-63 lowercase letters, digits or single `-`"
+        return _matching(CONTAINER_NAME, value, "container name", rule)
 
     @field_validator("account")
     @classmethod
@@ -160,11 +162,6 @@ class AgentConfig(_FileModel):
         """The job store's account name when `store` is an account URL."""
         match = re.fullmatch(r"https://([a-z0-9]+)\.blob\.core\.windows\.net", self.store)
         return match.group(1) if match else None
-
-    def container_of(self, datastore: str) -> str:
-        """The blob container that holds `datastore`: the mapped one, else the name lowercased."""
-        found = self.datastores.get(datastore)
-        return found.container if found else datastore.lower()
 
 
 # --------------------------------------------------------------------------- reading
@@ -327,7 +324,7 @@ def summary(config: AgentConfig) -> dict[str, str]:
         "gpus": str(config.gpus) if config.gpus is not None else "from nvidia-smi",
         "work dir": config.work_dir,
         "node setup": config.node_setup or "none",
-        "datastores": datastores or "none (container = datastore name)",
+        "datastores": datastores or "none (container named after the datastore, `_` as `-`)",
         "scheduled events": config.scheduled_events_url or "not watched",
     }
 

@@ -164,10 +164,12 @@ def node_facts(config: AgentConfig) -> NodeFacts:
     return facts if config.gpus is None else replace(facts, gpus=config.gpus)
 
 
-def agent_settings(config: AgentConfig) -> AgentSettings:
-    """The agent loop's settings (`jobrunner.agent.AgentSettings`) from the file's."""
+def agent_settings(config: AgentConfig, *, source: str | None = None) -> AgentSettings:
+    """The agent loop's settings (`jobrunner.agent.AgentSettings`) from the file's (`source`
+    names the file in errors about its datastore map)."""
     from jobrunner.agent import AgentSettings
     from jobrunner.attempt import Timing
+    from jobrunner.datastores import Datastores
 
     name = config.name or socket.gethostname()
     return AgentSettings(
@@ -181,4 +183,5 @@ def agent_settings(config: AgentConfig) -> AgentSettings:
         board_poll_s=config.board_poll_s,
         timing=Timing(stale_after_s=config.stale_after_s),
         scheduled_events_url=config.scheduled_events_url,
+        datastores=Datastores.from_config(config, source=source),
     )

@@ -11,9 +11,11 @@ outputs and datastore folders.
   `OutputSync.restore` brings a run's synced outputs back for its next attempt.
 - `jobrunner data`: `upload_tree`, `download_tree`, with a progress callback.
 
-A datastore `<d>` is the blob container of the same name (`workspaceblobstore` by default).
-Failure modes: StoreError from the store, NotFoundError for a datastore path with nothing
-under it, LaunchError for a location a node cannot read.
+A datastore's container comes from `jobrunner.datastores.Datastores`: the agent config's
+map on a deployed pool, else the container named after the datastore (`workspaceblobstore`
+by default). Failure modes: StoreError from the store, NotFoundError for a datastore path
+with nothing under it, LaunchError for a location a node cannot read, ConfigError for a
+datastore name that maps to no container.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 
+from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.errors import LaunchError, NotFoundError
 from jobrunner.spec import JobSpec
 from jobrunner.spec_expr import render_output_path
@@ -170,11 +173,14 @@ def upload_local_inputs(store: Store, ref: RunRef, spec: JobSpec, progress: Prog
 
 
 # ------------------------------------------------------------------ node side
-def stage_inputs(store: Store, ref: RunRef, spec: JobSpec, root: Path) -> dict[str, str]:
+def stage_inputs(
+    store: Store, ref: RunRef, spec: JobSpec, root: Path, datastores: Datastores = LOCAL
+) -> dict[str, str]:
     """Bring every data input of `spec` under `root/<name>`; returns input name -> local path.
 
     `direct` inputs are not copied: the job gets the URI itself. Raises NotFoundError when a
-    datastore path holds nothing, LaunchError for a location a node cannot read.
+    datastore path holds nothing, LaunchError for a location a node cannot read, ConfigError
+    for a datastore `datastores` cannot place.
     """
     out: dict[str, str] = {}
     for name, data in spec.data_inputs.items():
@@ -184,7 +190,7 @@ def stage_inputs(store: Store, ref: RunRef, spec: JobSpec, root: Path) -> dict[s
             continue
         dest = root / name
         if loc.kind == "datastore":
-            download_tree(store, datastore_container(loc.store or ""), loc.path, dest)
+            download_tree(*datastores.resolve(store, loc.store or ""), loc.path, dest)
         elif loc.kind == "local":
             download_tree(store, RUNS, ref.inputs_prefix(name), dest)
         elif loc.kind == "https":
@@ -216,28 +222,31 @@ def output_path(declared: str, run_id: str, output: str) -> str:
     )
 
 
-def datastore_container(name: str) -> str:
-    """The blob container that holds datastore `name` (container names are lowercase)."""
-    return name.lower()
-
-
 class OutputSync:
     """Uploads a node's output folders; each `sync()` sends only files new or changed since the last."""
 
-    def __init__(self, store: Store, ref: RunRef, spec: JobSpec, folders: dict[str, Path]) -> None:
-        """`folders`: output name -> local folder (the job's outputs, plus `outputs`/`logs` of its code)."""
+    def __init__(
+        self,
+        store: Store,
+        ref: RunRef,
+        spec: JobSpec,
+        folders: dict[str, Path],
+        datastores: Datastores = LOCAL,
+    ) -> None:
+        """`folders`: output name -> local folder (the job's outputs, plus `outputs`/`logs` of its
+        code). ConfigError when an output's datastore maps to no container."""
         self._store = store
-        self._targets: list[tuple[Path, list[tuple[str, str]]]] = []
+        self._targets: list[tuple[Path, list[tuple[Store, str, str]]]] = []
         for name, folder in folders.items():
-            targets = [(RUNS, ref.outputs_prefix(name))]
+            targets = [(store, RUNS, ref.outputs_prefix(name))]
             declared = spec.outputs.get(name)
             if declared is not None and declared.path:
                 path = output_path(declared.path, ref.id, name)
                 loc = parse_data_uri(path)  # validated at submit: a datastore path
-                targets.append((datastore_container(loc.store or ""), loc.path))
+                targets.append((*datastores.resolve(store, loc.store or ""), loc.path))
             self._targets.append((folder, targets))
         self._seen: dict[Path, tuple[int, int]] = {}
-        self._run_prefixes = {folder: targets[0][1] for folder, targets in self._targets}
+        self._run_prefixes = {folder: targets[0][2] for folder, targets in self._targets}
 
     def restore(self) -> int:
         """Download what earlier attempts synced into the folders (a resumed job finds its
@@ -260,8 +269,8 @@ class OutputSync:
         for folder, targets in self._targets:
             for path, rel in _changed(folder, self._seen):
                 try:
-                    for container, prefix in targets:
-                        self._store.upload_file(container, _join(prefix, rel), path)
+                    for target, container, prefix in targets:
+                        target.upload_file(container, _join(prefix, rel), path)
                     stat = path.stat()
                 except FileNotFoundError:
                     continue  # the job removed it meanwhile (an old checkpoint): nothing to keep

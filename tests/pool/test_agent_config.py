@@ -59,9 +59,9 @@ def test_a_plain_yaml_file_reads_with_defaults(tmp_path: Path) -> None:
     loaded = load_agent_config(path)
     assert loaded.store == URL and loaded.store_account == "stpool123"
     assert loaded.scheduled_events_url == "http://169.254.169.254/metadata/scheduledevents"
-    assert loaded.max_nodes is None and loaded.container_of("Raw_Data") == "raw_data"
-    mapped = config(datastores={"raw_data": DatastoreLocation(container="raw-data")})
-    assert mapped.container_of("raw_data") == "raw-data"
+    assert loaded.max_nodes is None and loaded.datastores == {}
+    mapped = config(datastores={"raw_data": {"container": "raw-data"}})
+    assert mapped.datastores == {"raw_data": DatastoreLocation(container="raw-data")}
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,7 @@ def test_custom_data_is_the_config_the_agent_loads(pool_plan: StackPlan) -> None
         "h100",
         8,
     )
-    assert loaded.node_setup == "mount -a" and loaded.container_of("training_data") == "training-data"
+    assert loaded.node_setup == "mount -a" and loaded.datastores["training_data"].container == "training-data"
     assert identity.name == "h100-identity"
 
 
