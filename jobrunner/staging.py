@@ -24,9 +24,12 @@ import fnmatch
 import io
 import os
 import tarfile
+import threading
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.errors import LaunchError, NotFoundError
@@ -34,9 +37,14 @@ from jobrunner.spec import JobSpec
 from jobrunner.spec_expr import render_output_path
 from jobrunner.spec_uri import parse_data_uri
 from jobrunner.status import RunRef
-from jobrunner.store import DEFAULT_DATASTORE, RUNS, Store
+from jobrunner.store import DEFAULT_DATASTORE, RUNS, BlobInfo, Store
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+# Files in flight at once: one request at a time leaves the link and the store idle between
+# small files (1,000 files of 1 MiB went at 0.6x the SDK's own threaded transfer).
+TRANSFER_THREADS = 8
+T = TypeVar("T")
+R = TypeVar("R")
 ALWAYS_EXCLUDED = (".git", "__pycache__", ".ipynb_checkpoints", ".venv", "node_modules")
 IGNORE_FILES = (".amlignore", ".gitignore")
 
@@ -112,21 +120,55 @@ def _join(prefix: str, rel: str) -> str:
     return f"{prefix.strip('/')}/{rel}" if prefix.strip("/") else rel
 
 
+def _each(items: Sequence[T], work: Callable[[T], R]) -> list[R]:
+    """`work` on every item, TRANSFER_THREADS at a time; results in item order. The first
+    failure is raised once the transfers already under way have ended; the rest are skipped."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(min(TRANSFER_THREADS, len(items)), thread_name_prefix="transfer") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+class _Tally:
+    """Bytes done over several concurrent transfers, reported to one `Progress` at a time."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self._total, self._progress = total, progress
+        self._lock = threading.Lock()
+        self._parts: dict[str, int] = {}
+        self._done = 0
+
+    def hook(self, key: str) -> Callable[[int], None] | None:
+        return (lambda current: self.set(key, current)) if self._progress else None
+
+    def set(self, key: str, current: int) -> None:
+        if self._progress is None:
+            return
+        with self._lock:
+            self._done += current - self._parts.get(key, 0)
+            self._parts[key] = current
+            self._progress(self._done, self._total)
+
+
 def upload_tree(
     store: Store, container: str, source: Path, prefix: str, *, progress: Progress | None = None
 ) -> int:
     """Upload a file, or every file under a folder, to `container/prefix/...`; returns the file count."""
-    files = _local_files(source)
-    total = sum(f.stat().st_size for f, _ in files)
-    done = 0
-    for path, rel in files:
-        size = path.stat().st_size
-        base = done
-        hook = (lambda current, base=base: progress(base + current, total)) if progress else None
-        store.upload_file(container, _join(prefix, rel), path, progress=hook)
-        done += size
-        if progress:
-            progress(done, total)
+    files = [(path, rel, path.stat().st_size) for path, rel in _local_files(source)]
+    tally = _Tally(sum(size for _, _, size in files), progress)
+
+    def one(item: tuple[Path, str, int]) -> None:
+        path, rel, size = item
+        store.upload_file(container, _join(prefix, rel), path, progress=tally.hook(rel))
+        tally.set(rel, size)
+
+    _each(files, one)
     return len(files)
 
 
@@ -148,19 +190,20 @@ def download_tree(
             f"nothing at {container}/{clean}",
             fix="check the datastore name and path (`jobrunner data upload`)",
         )
-    total = sum(b.size for b in blobs)
-    done = 0
+    tally = _Tally(sum(b.size for b in blobs), progress)
+    todo = []
     for blob in blobs:
         rel = PurePosixPath(blob.name).name if blob.name == clean else blob.name[len(clean) :].lstrip("/")
         target = (dest / rel).resolve()
-        if not target.is_relative_to(dest.resolve()):
-            continue  # a blob name with `..` must not write outside dest
-        base = done
-        hook = (lambda current, base=base: progress(base + current, total)) if progress else None
-        store.download_file(container, blob.name, target, progress=hook)
-        done += blob.size
-        if progress:
-            progress(done, total)
+        if target.is_relative_to(dest.resolve()):  # a blob name with `..` must not write outside dest
+            todo.append((blob, target))
+
+    def one(item: tuple[BlobInfo, Path]) -> None:
+        blob, target = item
+        store.download_file(container, blob.name, target, progress=tally.hook(blob.name))
+        tally.set(blob.name, blob.size)
+
+    _each(todo, one)
     return len(blobs)
 
 
@@ -265,18 +308,24 @@ class OutputSync:
 
     def sync(self) -> int:
         """Upload what changed; returns how many files went up. StoreError when the store fails."""
-        sent = 0
-        for folder, targets in self._targets:
-            for path, rel in _changed(folder, self._seen):
-                try:
-                    for target, container, prefix in targets:
-                        target.upload_file(container, _join(prefix, rel), path)
-                    stat = path.stat()
-                except FileNotFoundError:
-                    continue  # the job removed it meanwhile (an old checkpoint): nothing to keep
-                self._seen[path] = (stat.st_size, stat.st_mtime_ns)
-                sent += 1
-        return sent
+        changed = [
+            (targets, path, rel)
+            for folder, targets in self._targets
+            for path, rel in _changed(folder, self._seen)
+        ]
+
+        def one(item: tuple[list[tuple[Store, str, str]], Path, str]) -> bool:
+            targets, path, rel = item
+            try:
+                for target, container, prefix in targets:
+                    target.upload_file(container, _join(prefix, rel), path)
+                stat = path.stat()
+            except FileNotFoundError:
+                return False  # the job removed it meanwhile (an old checkpoint): nothing to keep
+            self._seen[path] = (stat.st_size, stat.st_mtime_ns)
+            return True
+
+        return sum(_each(changed, one))
 
 
 def _changed(folder: Path, seen: dict[Path, tuple[int, int]]) -> Iterable[tuple[Path, str]]:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from jobrunner.errors import NotFoundError
-from jobrunner.staging import code_files, download_tree, pack_code, unpack_code, upload_tree
+from jobrunner.errors import NotFoundError, StoreError
+from jobrunner.staging import (
+    TRANSFER_THREADS,
+    code_files,
+    download_tree,
+    pack_code,
+    unpack_code,
+    upload_tree,
+)
 from jobrunner.store import Store
 
 
@@ -46,3 +57,50 @@ def test_tree_round_trip_with_progress(azurite: str, tmp_path: Path) -> None:
     assert (tmp_path / "single" / "two.txt").exists()
     with pytest.raises(NotFoundError):
         download_tree(store, "staging-test", "sets/nothing", tmp_path / "none")
+
+
+class _InFlight(Store):
+    """The real store, noting how many transfers run at once (and failing one on request)."""
+
+    def __init__(self, inner: Store, fail: str | None = None) -> None:
+        super().__init__(inner._blobs, inner._queues, description=inner.description, retry=inner.retry)
+        self.fail, self.now, self.most = fail, 0, 0
+        self._lock = threading.Lock()
+
+    def _track(self, name: str, transfer: Callable[[], None]) -> None:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.02)  # long enough for the others to start meanwhile
+            if name == self.fail:
+                raise StoreError(f"{name}: refused")
+            transfer()
+        finally:
+            with self._lock:
+                self.now -= 1
+
+    def upload_file(self, container: str, name: str, path: Path, **kw: Any) -> None:
+        self._track(name, lambda: super(_InFlight, self).upload_file(container, name, path, **kw))
+
+    def download_file(self, container: str, name: str, path: Path, **kw: Any) -> None:
+        self._track(name, lambda: super(_InFlight, self).download_file(container, name, path, **kw))
+
+
+def test_many_files_move_several_at_a_time_and_a_failure_is_not_lost(azurite: str, tmp_path: Path) -> None:
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(40):
+        (src / f"part-{i:02d}.bin").write_bytes(bytes([i]) * (100 + i))
+    total = sum(100 + i for i in range(40))
+    store = _InFlight(Store.connect(azurite))
+    seen: list[tuple[int, int]] = []
+    assert upload_tree(store, "staging-many", src, "set", progress=lambda d, t: seen.append((d, t))) == 40
+    assert 1 < store.most <= TRANSFER_THREADS
+    assert seen[-1] == (total, total) and all(d <= t for d, t in seen)
+    store.most = 0
+    assert download_tree(store, "staging-many", "set", tmp_path / "back") == 40
+    assert 1 < store.most <= TRANSFER_THREADS
+    assert all((tmp_path / "back" / p.name).read_bytes() == p.read_bytes() for p in src.iterdir())
+    with pytest.raises(StoreError, match="part-07"):
+        download_tree(_InFlight(store, fail="set/part-07.bin"), "staging-many", "set", tmp_path / "again")
