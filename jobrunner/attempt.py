@@ -276,8 +276,16 @@ def _prepare_and_run(
         note(line)
     if _cancel_requested(ctx):
         return _finished(me, None, FailureKind.CANCELED, "canceled on request"), ()
-    _mark(ctx, JobState.RUNNING, me)
-    note(f"node rank {ctx.gang.node_rank} of {ctx.gang.size}: starting {len(plan.processes)} process(es)")
+    if plan.preparation is not None:
+        note("running the preparation command")
+
+    def started() -> None:
+        # the run stays preparing through the preparation command, as Batch AI's did
+        try:
+            _mark(ctx, JobState.RUNNING, me)
+        except TrainstackError as exc:
+            note(f"could not mark the run running: {exc}")  # the report still concludes it
+        note(f"node rank {ctx.gang.node_rank} of {ctx.gang.size}: starting {len(plan.processes)} process(es)")
 
     batchai_logs = BatchAiLogFiles(Path(paths.logs))  # stdout-wk-0.txt, ... kept with ./logs
 
@@ -289,7 +297,7 @@ def _prepare_and_run(
         try:
             result = run_plan(
                 plan, sink, timeout=ctx.spec.limits.timeout, cancel=watch.cancel,
-                grace_s=_grace_s(ctx), error_file=Path(paths.root) / "error.json",
+                grace_s=_grace_s(ctx), error_file=Path(paths.root) / "error.json", on_processes=started,
             )  # fmt: skip
         except LaunchError as exc:
             return _finished(me, None, FailureKind.INFRASTRUCTURE, str(exc)), ()

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -105,11 +105,14 @@ def run_plan(
     cancel: threading.Event | None = None,
     grace_s: float = GRACE_S,
     error_file: str | Path | None = None,
+    on_processes: Callable[[], None] | None = None,
 ) -> LaunchResult:
     """Run `plan` to the end and say how it went.
 
     `timeout` (seconds, for preparation and processes together) and `cancel` (set it from
     another thread) stop every process; so does the first process that exits non-zero.
+    `on_processes` is called once the preparation command (if any) succeeded, just before the
+    job's processes start (the run moves from preparing to running then).
     Raises LaunchError when a file cannot be written or a process cannot be started (a
     missing program or working directory); anything already started is stopped first.
     """
@@ -123,6 +126,8 @@ def run_plan(
         (prep,), timed_out = _run_group([plan.preparation], sink, lock, deadline, cancel, grace_s, errors_dir)
         if prep.exit_code != 0 or timed_out or cancel.is_set():
             return _finish(LaunchResult((), prep, timed_out, cancel.is_set(), _root(prep)), error_file)
+    if on_processes is not None:
+        on_processes()
     results, timed_out = _run_group(list(plan.processes), sink, lock, deadline, cancel, grace_s, errors_dir)
     root = _root(prep, *results)
     return _finish(LaunchResult(tuple(results), prep, timed_out, cancel.is_set(), root), error_file)

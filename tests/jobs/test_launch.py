@@ -152,6 +152,28 @@ def test_failed_preparation_starts_nothing(tmp_path: Path) -> None:
     assert sink.of("prep") == ["preparing"] and not marker.exists()
 
 
+def test_processes_start_is_announced_after_the_preparation_only_when_it_succeeds(tmp_path: Path) -> None:
+    order: list[str] = []
+    main = sh(tmp_path, "main", "echo main")
+
+    def sink(log_name: str, stream: str, line: str) -> None:
+        order.append(line)
+
+    ok = run_plan(
+        plan(main, preparation=sh(tmp_path, "prep", "echo prep")),
+        sink,
+        on_processes=lambda: order.append("start"),
+    )
+    assert ok.succeeded and order == ["prep", "start", "main"]
+    order.clear()
+    failed = run_plan(
+        plan(main, preparation=sh(tmp_path, "prep", "exit 1")),
+        sink,
+        on_processes=lambda: order.append("start"),
+    )
+    assert not failed.succeeded and order == []
+
+
 def test_child_error_file_is_picked_up(tmp_path: Path) -> None:
     script = 'echo \'{"message": {"message": "ValueError: bad lr"}}\' > "$TORCHELASTIC_ERROR_FILE"; exit 1'
     error_file = tmp_path / "error.json"
