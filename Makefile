@@ -27,7 +27,10 @@ mpi:
 demo: setup
 	$(VENV)/bin/trainstack demo
 
+# Lint and format first: CI fails on either before spending minutes on the tests.
 test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
 lint: setup
