@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from jobrunner.errors import ConfigError, Problem
-from jobrunner.files import parse_mapping, validate_model
+from jobrunner.files import file_json_schema, parse_mapping, validate_model
 
 AGENT_CONFIG_PATH = "/etc/jobrunner/agent.yaml"
 SCHEDULED_EVENTS_URL = "http://169.254.169.254/metadata/scheduledevents"
@@ -301,13 +301,9 @@ def custom_data(config: AgentConfig) -> str:
 
 def agent_json_schema() -> dict[str, Any]:
     """The JSON Schema of an agent config file (what `schemas/agent.schema.json` holds)."""
-    schema = AgentConfig.model_json_schema(by_alias=True)
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "title": "jobrunner agent config (/etc/jobrunner/agent.yaml)",
-        **{k: v for k, v in schema.items() if k != "title"},
-    }
+    return file_json_schema(
+        AgentConfig, schema_id=SCHEMA_ID, title="jobrunner agent config (/etc/jobrunner/agent.yaml)"
+    )
 
 
 def summary(config: AgentConfig) -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import ConfigError, JobSpecError, Problem, did_you_mean
-from jobrunner.files import parse_mapping, validate_model
+from jobrunner.files import file_json_schema, parse_mapping, read_text, validate_model
 from jobrunner.spec_compat import apply_overrides, normalize
 from jobrunner.spec_expr import NAMESPACES, references
 from jobrunner.spec_models import (
@@ -67,12 +67,7 @@ def load_job(
     `check_paths=False` skips checking that `code` and local inputs exist.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise JobSpecError([Problem(str(p), "", "job file not found", "check the path")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JobSpecError([Problem(str(p), "", f"cannot read job file: {exc}")]) from None
+    text = read_text(p, what="job file", error=JobSpecError)
     return parse_job(text, source=str(p), base_dir=p.parent, overrides=overrides, check_paths=check_paths)
 
 
@@ -109,13 +104,8 @@ def parse_job(
 
 def job_json_schema() -> dict[str, Any]:
     """The JSON Schema of a job file (what `schemas/job.schema.json` holds)."""
-    schema = JobSpec.model_json_schema(by_alias=True)
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "title": "trainstack job file (Azure ML CLI v2 command job + `trainstack` extension)",
-        **{k: v for k, v in schema.items() if k != "title"},
-    }
+    title = "trainstack job file (Azure ML CLI v2 command job + `trainstack` extension)"
+    return file_json_schema(JobSpec, schema_id=SCHEMA_ID, title=title)
 
 
 def _reference_problems(spec: JobSpec, source: str | None) -> list[Problem]:

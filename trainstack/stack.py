@@ -166,10 +166,7 @@ STACK_SCHEMA_ID = "https://trainstack.dev/schemas/stack.schema.json"
 
 def stack_json_schema() -> dict[str, Any]:
     """The JSON Schema of a stack file (what `schemas/stack.schema.json` holds)."""
-    schema = StackFile.model_json_schema(by_alias=True)
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": STACK_SCHEMA_ID,
-        **schema,
-        "title": "trainstack stack file (stacks/Pulumi.<stack>.yaml)",
-    }
+    from jobrunner.files import file_json_schema
+
+    title = "trainstack stack file (stacks/Pulumi.<stack>.yaml)"
+    return file_json_schema(StackFile, schema_id=STACK_SCHEMA_ID, title=title)

@@ -19,6 +19,7 @@ import jsonschema
 from pydantic import BaseModel
 
 from jobrunner.errors import ConfigError, Problem, did_you_mean, field_path
+from jobrunner.files import read_text
 from trainstack.batchai.models import ClusterFile, FileServerFile, JobFile
 from trainstack.batchai.timespan import parse_duration_seconds
 
@@ -105,12 +106,7 @@ def declared_version(data: Mapping[str, Any]) -> str | None:
 
 def read_json(path: Path) -> dict[str, Any]:
     """The file's JSON object. Raises ConfigError (file, line, column) when it is not one."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError([Problem(str(path), "", "file not found", "check the path")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(str(path), "", f"cannot read the file: {exc}")]) from None
+    text = read_text(path, encoding="utf-8-sig")  # Batch AI's samples may start with a BOM
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
