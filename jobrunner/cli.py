@@ -564,10 +564,15 @@ def pool_status(pool: PoolOpt = None, as_json: JsonFlag = False) -> None:
 
 
 # -------------------------------------------------------------------------- data
-_DATA_CONFIG = typer.Option(
-    "--config",
-    help="A pool's agent config (YAML, JSON or cloud-init): its store and datastore map are used.",
-)
+DatastoreOpt = Annotated[str, typer.Option("--datastore", help="Datastore name.")]
+DatastorePathOpt = Annotated[str, typer.Option("--path", help="Path inside the datastore.")]
+DataConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A pool's agent config (YAML, JSON or cloud-init): its store and datastore map are used.",
+    ),
+]
 
 
 def _data_client(config_file: Path | None) -> Client:
@@ -587,9 +592,9 @@ def _data_client(config_file: Path | None) -> Client:
 @guarded
 def data_upload(
     source: Annotated[Path, typer.Argument(help="A local file or folder.")],
-    datastore: Annotated[str, typer.Option("--datastore", help="Datastore name.")] = DEFAULT_DATASTORE,
-    path: Annotated[str, typer.Option("--path", help="Path inside the datastore.")] = "",
-    config_file: Annotated[Path | None, _DATA_CONFIG] = None,
+    datastore: DatastoreOpt = DEFAULT_DATASTORE,
+    path: DatastorePathOpt = "",
+    config_file: DataConfigOpt = None,
 ) -> None:
     """Upload a file or folder to a datastore (then use `azureml://datastores/<d>/paths/<p>`).
 
@@ -613,9 +618,9 @@ def data_upload(
 @guarded
 def data_download(
     dest: Annotated[Path, typer.Argument(help="Local folder to download into.")],
-    datastore: Annotated[str, typer.Option("--datastore", help="Datastore name.")] = DEFAULT_DATASTORE,
-    path: Annotated[str, typer.Option("--path", help="Path inside the datastore.")] = "",
-    config_file: Annotated[Path | None, _DATA_CONFIG] = None,
+    datastore: DatastoreOpt = DEFAULT_DATASTORE,
+    path: DatastorePathOpt = "",
+    config_file: DataConfigOpt = None,
 ) -> None:
     """Download a datastore path (file or folder) into a local folder.
 

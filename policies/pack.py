@@ -84,13 +84,7 @@ def crossguard_policy(
             urns = {r.name: r.urn for r in args.resources}
             _report(policy.violations(resources, ctx), policy, report, urns)
 
-        return StackValidationPolicy(
-            name=policy.id,
-            description=policy.title,
-            validate=validate_stack,
-            enforcement_level=_ENFORCEMENT[policy.severity],
-            remediation_steps=policy.fix,
-        )
+        return StackValidationPolicy(validate=validate_stack, **_described(policy))
 
     def validate_resource(args: ResourceValidationArgs, report: ReportViolation) -> None:
         resource = Resource(args.resource_type, args.name, None, args.props)
@@ -98,13 +92,17 @@ def crossguard_policy(
             return
         _report(policy.violations([resource], context()), policy, report, {args.name: args.urn})
 
-    return ResourceValidationPolicy(
-        name=policy.id,
-        description=policy.title,
-        validate=validate_resource,
-        enforcement_level=_ENFORCEMENT[policy.severity],
-        remediation_steps=policy.fix,
-    )
+    return ResourceValidationPolicy(validate=validate_resource, **_described(policy))
+
+
+def _described(policy: Policy) -> dict[str, Any]:
+    """What CrossGuard shows of a policy, whichever kind it is: name, title, level and fix."""
+    return {
+        "name": policy.id,
+        "description": policy.title,
+        "enforcement_level": _ENFORCEMENT[policy.severity],
+        "remediation_steps": policy.fix,
+    }
 
 
 def enforcement(policies: tuple[Policy, ...], ctx: PolicyContext) -> dict[str, EnforcementLevel]:

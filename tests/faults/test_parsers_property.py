@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +29,22 @@ BATCHAI_KEYS = ["nodeCount", "cluster", "pyTorchSettings", "customToolkitSetting
                 "stdOutErrPathPrefix", "inputDirectories", "outputDirectories", "mountVolumes"]  # fmt: skip
 
 
+def _model_or_config_error(rel: str, text: str, load: Callable[[Path], object]) -> None:
+    """Write `text` at `rel` in a fresh folder and load it: a model or a ConfigError with a message."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        try:
+            load(Path(tmp))
+        except ConfigError as exc:
+            assert str(exc)
+
+
 def _stack(text: str) -> None:
     from trainstack.stack import load_stack
 
-    with tempfile.TemporaryDirectory() as tmp:
-        stacks = Path(tmp) / "stacks"
-        stacks.mkdir()
-        (stacks / "Pulumi.prop.yaml").write_text(text)
-        try:
-            load_stack("prop", tmp)
-        except ConfigError as exc:
-            assert str(exc)
+    _model_or_config_error("stacks/Pulumi.prop.yaml", text, lambda root: load_stack("prop", root))
 
 
 @SETTINGS
@@ -56,13 +62,8 @@ def test_any_config_in_a_stack_file(config: dict[str, Any]) -> None:
 def _batchai(data: object | str) -> None:
     from trainstack.batchai.schema import load
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "file.json"
-        path.write_text(data if isinstance(data, str) else json.dumps(data))
-        try:
-            load(path)
-        except ConfigError as exc:
-            assert str(exc)
+    text = data if isinstance(data, str) else json.dumps(data)
+    _model_or_config_error("file.json", text, lambda root: load(root / "file.json"))
 
 
 @SETTINGS
