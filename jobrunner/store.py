@@ -58,6 +58,9 @@ RUNS = "runs"
 POOLS = "pools"
 DEFAULT_DATASTORE = "workspaceblobstore"
 MAX_APPEND_BLOCK = 4 * 1024 * 1024  # Azure's limit for one append block
+# Connections per large blob (the SDK splits only blobs above 64 MiB up / 32 MiB down): a
+# 1 GiB output went up at 0.7x the SDK's own 8-connection upload with one.
+BLOB_CONNECTIONS = 8
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
@@ -289,7 +292,7 @@ class Store:
 
         def go() -> None:
             with open(path, "rb") as f:
-                blob.upload_blob(f, overwrite=True, progress_hook=hook)
+                blob.upload_blob(f, overwrite=True, progress_hook=hook, max_concurrency=BLOB_CONNECTIONS)
 
         self._call(f"upload {path} to {container}/{name}", go, create=self._ensure_container(container))
 
@@ -302,7 +305,7 @@ class Store:
 
         def go() -> None:
             hook = (lambda current, _total: progress(current)) if progress else None
-            stream = blob.download_blob(progress_hook=hook)
+            stream = blob.download_blob(progress_hook=hook, max_concurrency=BLOB_CONNECTIONS)
             with open(path, "wb") as f:
                 stream.readinto(f)
 

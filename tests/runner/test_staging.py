@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
 
 from jobrunner.errors import NotFoundError, StoreError
 from jobrunner.staging import (
@@ -104,3 +106,44 @@ def test_many_files_move_several_at_a_time_and_a_failure_is_not_lost(azurite: st
     assert all((tmp_path / "back" / p.name).read_bytes() == p.read_bytes() for p in src.iterdir())
     with pytest.raises(StoreError, match="part-07"):
         download_tree(_InFlight(store, fail="set/part-07.bin"), "staging-many", "set", tmp_path / "again")
+
+
+class _InFlightRequests:
+    """Observes the SDK's requests (its request and response hooks): how many were under way at once."""
+
+    def __init__(self) -> None:
+        self.now = self.most = 0
+        self._lock = threading.Lock()
+
+    def on_request(self, request: Any) -> None:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+    def on_response(self, response: Any) -> None:
+        with self._lock:
+            self.now -= 1
+
+
+def test_a_blob_too_large_for_one_request_moves_over_several_connections(
+    azurite: str, tmp_path: Path
+) -> None:
+    # above the SDK's single-request limits (64 MiB up, 32 MiB down): sent and read in parts
+    big = tmp_path / "big.bin"
+    block = bytes(range(256)) * 4096  # 1 MiB
+    with open(big, "wb") as f:
+        for i in range(66):
+            f.write(block[i:] + block[:i])
+    watch = _InFlightRequests()
+    blobs = BlobServiceClient.from_connection_string(
+        azurite, raw_request_hook=watch.on_request, raw_response_hook=watch.on_response
+    )
+    store = Store(blobs, QueueServiceClient.from_connection_string(azurite), description="test")
+    seen: list[int] = []
+    store.upload_file("staging-big", "big.bin", big, progress=seen.append)
+    assert seen[-1] == big.stat().st_size
+    assert watch.most > 1
+    watch.most = 0
+    store.download_file("staging-big", "big.bin", tmp_path / "back.bin")
+    assert watch.most > 1
+    assert (tmp_path / "back.bin").read_bytes() == big.read_bytes()
