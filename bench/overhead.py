@@ -4,7 +4,9 @@ The training is `examples/ddp/train.py` with a fixed number of steps (gloo on CP
 of output per step and rank). Its own timing of the training loop (`seconds` in
 metrics.json) is the training phase; the ratio is pool / torchrun. End to end: from the
 `torchrun` call, or from `Client.submit`, to the outputs being available (for the pool:
-the run reported finished, after its outputs were uploaded).
+the run reported finished, after its outputs were uploaded). A third side, in the detail
+only: the pool's own topology (two `torchrun --nnodes 2`, one worker each) started by hand,
+which separates what torchrun's multi-node mode costs from what the agents add.
 
     .venv/bin/python bench/overhead.py [--json] [--quick] [--steps N] [--rounds N]
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +36,7 @@ from _common import (
     workspace,
 )
 
+from jobrunner.azurite import free_port
 from jobrunner.localpool import read_local_pool
 
 GOAL_RATIO = 1.03
@@ -49,6 +53,43 @@ def plain_torchrun(steps: int) -> tuple[float, float]:
         wall, _ = timed_command(argv, cwd=EXAMPLE)
         metrics = json.loads((Path(out) / "metrics.json").read_text())
     return float(metrics["seconds"]), wall
+
+
+def two_torchruns(steps: int) -> float:
+    """Training seconds of the pool's topology started by hand: two `torchrun --nnodes 2`
+    (one worker each, c10d rendezvous on loopback), as the agents start them, without agents."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as out:
+        procs = [
+            subprocess.Popen(
+                [
+                    PYTHON,
+                    "-m",
+                    "torch.distributed.run",
+                    "--nnodes=2",
+                    "--nproc-per-node=1",
+                    f"--node-rank={rank}",
+                    "--rdzv-backend=c10d",
+                    f"--rdzv-endpoint=127.0.0.1:{port}",
+                    "--rdzv-id=bench",
+                    f"--rdzv-conf=is_host={'true' if rank == 0 else 'false'}",
+                    "--max-restarts=0",
+                    str(EXAMPLE / "train.py"),
+                    "--steps",
+                    str(steps),
+                    "--out",
+                    out,
+                ],  # fmt: skip
+                cwd=EXAMPLE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            for rank in (0, 1)
+        ]
+        outputs = [p.communicate()[0] for p in procs]
+        if any(p.returncode for p in procs):
+            raise RuntimeError(f"two torchruns failed: {outputs[0][-2000:]!r}")
+        return float(json.loads((Path(out) / "metrics.json").read_text())["seconds"])
 
 
 def agents_cpu_s() -> float:
@@ -84,6 +125,7 @@ def main() -> None:
     plain: list[tuple[float, float]] = []
     pool: list[tuple[float, float]] = []
     agent_cpu: list[float] = []
+    by_hand: list[float] = []
     with workspace() as ws, local_pool(2):
         client = ws.client()
         for i in range(rounds):
@@ -92,6 +134,8 @@ def main() -> None:
             progress(
                 f"round {i + 1}: torchrun training {plain[-1][0]:.2f} s, end to end {plain[-1][1]:.2f} s"
             )
+            by_hand.append(two_torchruns(steps))
+            progress(f"round {i + 1}: two torchruns by hand: training {by_hand[-1]:.2f} s")
             *timings, cpu = on_pool(client, steps, ws.folder("outputs"))
             pool.append((timings[0], timings[1]))
             agent_cpu.append(round(cpu, 2))
@@ -121,6 +165,10 @@ def main() -> None:
                     "pool": [round(w, 3) for _, w in pool],
                 },
                 "end_to_end_added_s": round(wall_pool - wall_plain, 3),
+                # the pool's own topology (2 nodes x 1 worker) without agents: what torchrun's
+                # multi-node mode costs, apart from what the job runner adds
+                "two_torchruns_by_hand_training_s": [round(t, 3) for t in by_hand],
+                "pool_vs_by_hand_ratio": round(train_pool / statistics.median(by_hand), 4),
                 # what the two agents themselves used while their job ran (pumping its output,
                 # shipping logs, heartbeats): on a 2-core machine it comes out of the training
                 "agents_cpu_s": agent_cpu,
