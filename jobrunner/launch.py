@@ -272,30 +272,23 @@ def _pump(
     """
     fd = pipe.fileno()
     pending = b""
+
+    def deliver(raw_lines: list[bytes]) -> None:
+        lines = [raw.decode("utf-8", "replace").rstrip("\r") for raw in raw_lines]
+        if tail is not None:
+            tail.extend(lines)
+        with lock:
+            for line in lines:
+                sink(log_name, stream, line)
+
     with pipe:
         while chunk := os.read(fd, PIPE_BYTES):
             *lines, pending = (pending + chunk).split(b"\n")
-            _deliver(lines, log_name, stream, sink, lock, tail)
+            deliver(lines)
             if len(chunk) < PIPE_BYTES // 2:
                 time.sleep(READ_NAP_S)
         if pending:
-            _deliver([pending], log_name, stream, sink, lock, tail)
-
-
-def _deliver(
-    raw_lines: list[bytes],
-    log_name: str,
-    stream: str,
-    sink: LogSink,
-    lock: threading.Lock,
-    tail: collections.deque[str] | None,
-) -> None:
-    lines = [raw.decode("utf-8", "replace").rstrip("\r") for raw in raw_lines]
-    if tail is not None:
-        tail.extend(lines)
-    with lock:
-        for line in lines:
-            sink(log_name, stream, line)
+            deliver([pending])
 
 
 def _stop(running: list[_Running], grace_s: float) -> None:
