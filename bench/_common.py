@@ -22,6 +22,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,8 @@ def arguments(description: str, extra: Callable[[argparse.ArgumentParser], None]
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not speed")
     if extra:
         extra(parser)
+    # SIGTERM ends the run like Ctrl-C: the pool, Azurite and temp files are cleaned up
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return parser.parse_args()
 
 

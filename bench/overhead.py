@@ -60,35 +60,22 @@ def two_torchruns(steps: int) -> float:
     (one worker each, c10d rendezvous on loopback), as the agents start them, without agents."""
     port = free_port()
     with tempfile.TemporaryDirectory() as out:
-        procs = [
-            subprocess.Popen(
-                [
-                    PYTHON,
-                    "-m",
-                    "torch.distributed.run",
-                    "--nnodes=2",
-                    "--nproc-per-node=1",
-                    f"--node-rank={rank}",
-                    "--rdzv-backend=c10d",
-                    f"--rdzv-endpoint=127.0.0.1:{port}",
-                    "--rdzv-id=bench",
-                    f"--rdzv-conf=is_host={'true' if rank == 0 else 'false'}",
-                    "--max-restarts=0",
-                    str(EXAMPLE / "train.py"),
-                    "--steps",
-                    str(steps),
-                    "--out",
-                    out,
-                ],  # fmt: skip
-                cwd=EXAMPLE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            for rank in (0, 1)
-        ]
-        outputs = [p.communicate()[0] for p in procs]
+        logs = [Path(out) / f"node-{rank}.log" for rank in (0, 1)]
+        procs = []
+        for rank, log in enumerate(logs):
+            argv = [
+                PYTHON, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                f"--node-rank={rank}", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+                "--rdzv-id=bench", f"--rdzv-conf=is_host={'true' if rank == 0 else 'false'}",
+                "--max-restarts=0", str(EXAMPLE / "train.py"), "--steps", str(steps), "--out", out,
+            ]  # fmt: skip
+            # to files: a pipe read after the other node's would fill and stall the collective
+            with open(log, "wb") as f:
+                procs.append(subprocess.Popen(argv, cwd=EXAMPLE, stdout=f, stderr=subprocess.STDOUT))
+        for p in procs:
+            p.wait()
         if any(p.returncode for p in procs):
-            raise RuntimeError(f"two torchruns failed: {outputs[0][-2000:]!r}")
+            raise RuntimeError(f"two torchruns failed: {logs[0].read_text()[-2000:]}")
         return float(json.loads((Path(out) / "metrics.json").read_text())["seconds"])
 
 
