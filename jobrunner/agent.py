@@ -421,6 +421,10 @@ class Agent:
         if beats is None:
             return
         for entry in started:
+            if entry.started_s_ago() < self.config.timing.stale_after_s:
+                # its members may not have written yet that they run it (one that moved here
+                # from a later gang still names that one): their records say nothing yet
+                continue
             if not all(beats.gone(m.name, job_id=entry.job_id) for m in entry.members):
                 continue
             ref = RunRef(experiment=entry.experiment, id=entry.job_id)

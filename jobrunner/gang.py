@@ -28,12 +28,15 @@ ever have is refused at submit, so the earliest entry always fills eventually.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Collection
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
 
 from jobrunner.api import Gang, GangMember
 from jobrunner.errors import ConflictError, NotFoundError
+from jobrunner.status import utc_now
 from jobrunner.store import POOLS, Store
 
 MAX_BOARD_TRIES = 30
@@ -65,6 +68,7 @@ class Entry(_Frozen):
     # The members when it started, kept as they were: a slow member that reads the board
     # after a fast one has finished and left still gets the whole gang and its own rank.
     gang_members: tuple[Seat, ...] = ()
+    started_at: str | None = None  # ISO 8601, when it filled
 
     @property
     def key(self) -> tuple[str, int]:
@@ -73,6 +77,13 @@ class Entry(_Frozen):
     @property
     def full(self) -> bool:
         return len(self.members) >= self.size
+
+    def started_s_ago(self, now: datetime | None = None) -> float:
+        """Seconds since it filled (infinite when not known: a board from before this was kept)."""
+        if self.started_at is None:
+            return math.inf
+        at = datetime.fromisoformat(self.started_at.replace("Z", "+00:00"))
+        return ((now or datetime.now(UTC)) - at).total_seconds()
 
     def has(self, agent: str) -> bool:
         return any(m.name == agent for m in self.members)
@@ -123,7 +134,9 @@ class Board(_Frozen):
             )
         joined = target.model_copy(update={"members": (*target.members, seat)})
         if joined.full:
-            joined = joined.model_copy(update={"started": True, "gang_members": joined.members})
+            joined = joined.model_copy(
+                update={"started": True, "gang_members": joined.members, "started_at": utc_now()}
+            )
         return board._replace(target, joined)
 
     def leave(self, agent: str, job_id: str, attempt: int) -> Board:
