@@ -160,6 +160,8 @@ class CountingProxy:
         self._thread.join(5)
 
     async def _shutdown(self) -> None:
+        # connections cut mid-request now are expected: no tracebacks for them on stderr
+        self._loop.set_exception_handler(lambda _loop, _context: None)
         for server in self._servers:
             server.close()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

@@ -229,6 +229,11 @@ class Agent:
             except DamagedRunFileError as exc:
                 delete = False
                 self._quarantine(holder, str(exc))
+            except TrainstackError:
+                # the store failed midway (a busy gang board, an outage): the job may be
+                # nowhere else yet, so its message must come back rather than go
+                delete = False
+                raise
             finally:
                 if not holder.finished:
                     holder.done(delete=delete)
