@@ -26,6 +26,7 @@ class FaultyProxy:
         self._down = False
         self._open: set[socket.socket] = set()
         self.lost_answers = 0
+        self.connections = 0  # accepted, whether relayed or cut
         self._thread = threading.Thread(target=self._accept, name="faulty-proxy", daemon=True)
 
     def __enter__(self) -> FaultyProxy:
@@ -56,6 +57,7 @@ class FaultyProxy:
             except OSError:
                 return
             with self._lock:
+                self.connections += 1
                 down = self._down
             if down:
                 _close(client)

@@ -66,11 +66,10 @@ def outage(
         return len(numbered(cli.run("logs", run).stdout)) >= 20
 
     wait_for("the first lines in the store", some_lines_shipped, 90)
+    assert cli.json("status", run)["state"] == "running", "the outage must fall inside the job"
     ports = (servers[0].blob_port, servers[0].queue_port)
     servers[-1].stop()
-    down_at = time.monotonic()
     time.sleep(OUTAGE_S)
     servers.append(start_azurite(data, ports=ports))  # the same account, ports and data
     final = cli.wait_state(run, {"succeeded", "failed", "canceled"}, timeout=120)
-    assert time.monotonic() - down_at >= OUTAGE_S
     return final, cli.run("logs", run, check=True).stdout
