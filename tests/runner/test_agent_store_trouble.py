@@ -19,10 +19,7 @@ from jobrunner.store import POOLS, Store, queue_name
 
 
 class _BoardRefused(Store):
-    """The real store, except that the gang board cannot be written."""
-
-    def __init__(self, inner: Store) -> None:
-        super().__init__(inner._blobs, inner._queues, description=inner.description, retry=inner.retry)
+    """The real store (`_BoardRefused.connect`), except that the gang board cannot be written."""
 
     def put(self, container: str, name: str, data: bytes | IO[bytes], **kw: Any) -> str:
         if container == POOLS and name.endswith("board.json"):
@@ -38,7 +35,7 @@ def test_a_gang_that_cannot_be_posted_keeps_its_message(azurite: str, tmp_path: 
     job.write_text("command: 'true'\nresources:\n  instance_count: 2\n")
     run = Client(store, pool=pool).submit(job)
     agent = Agent(
-        _BoardRefused(store),
+        _BoardRefused.connect(azurite),
         AgentSettings(pool=pool, name="t-0", work_dir=tmp_path / "agent", visibility_timeout_s=1),
     )
     agent._next_board = float("inf")  # straight to the queue

@@ -62,11 +62,13 @@ def test_tree_round_trip_with_progress(azurite: str, tmp_path: Path) -> None:
 
 
 class _InFlight(Store):
-    """The real store, noting how many transfers run at once (and failing one on request)."""
+    """The real store (`_InFlight.connect`), noting how many transfers run at once (and failing
+    the one named `fail`)."""
 
-    def __init__(self, inner: Store, fail: str | None = None) -> None:
-        super().__init__(inner._blobs, inner._queues, description=inner.description, retry=inner.retry)
-        self.fail, self.now, self.most = fail, 0, 0
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.fail: str | None = None
+        self.now = self.most = 0
         self._lock = threading.Lock()
 
     def _track(self, name: str, transfer: Callable[[], None]) -> None:
@@ -95,7 +97,8 @@ def test_many_files_move_several_at_a_time_and_a_failure_is_not_lost(azurite: st
     for i in range(40):
         (src / f"part-{i:02d}.bin").write_bytes(bytes([i]) * (100 + i))
     total = sum(100 + i for i in range(40))
-    store = _InFlight(Store.connect(azurite))
+    store = _InFlight.connect(azurite)
+    assert isinstance(store, _InFlight)
     seen: list[tuple[int, int]] = []
     assert upload_tree(store, "staging-many", src, "set", progress=lambda d, t: seen.append((d, t))) == 40
     assert 1 < store.most <= TRANSFER_THREADS
@@ -104,8 +107,9 @@ def test_many_files_move_several_at_a_time_and_a_failure_is_not_lost(azurite: st
     assert download_tree(store, "staging-many", "set", tmp_path / "back") == 40
     assert 1 < store.most <= TRANSFER_THREADS
     assert all((tmp_path / "back" / p.name).read_bytes() == p.read_bytes() for p in src.iterdir())
+    store.fail = "set/part-07.bin"
     with pytest.raises(StoreError, match="part-07"):
-        download_tree(_InFlight(store, fail="set/part-07.bin"), "staging-many", "set", tmp_path / "again")
+        download_tree(store, "staging-many", "set", tmp_path / "again")
 
 
 class _InFlightRequests:
