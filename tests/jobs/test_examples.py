@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -50,7 +49,7 @@ def test_tensorflow_tasks_get_a_consistent_tf_config(tmp_path: Path) -> None:
     assert len(set(cluster["worker"] + cluster["ps"])) == 3  # distinct ports on one address
 
 
-@pytest.mark.skipif(shutil.which("mpirun") is None, reason="OpenMPI not installed (make setup installs it)")
+@pytest.mark.needs_tool("mpirun", "openmpi-bin")
 @pytest.mark.slow
 def test_mpi_ranks_are_started_by_the_leader(tmp_path: Path) -> None:
     spec = load_job(EXAMPLES / "mpi" / "job.yml")

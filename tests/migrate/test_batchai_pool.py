@@ -5,7 +5,6 @@ and output folders and temp folders where Batch AI put them, and its logs under 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +119,7 @@ def test_tensorflow_example_runs_two_workers_and_a_parameter_server(pool_env: Cl
     assert len(set(cluster["worker"] + cluster["ps"])) == 3
 
 
-@pytest.mark.skipif(shutil.which("mpirun") is None, reason="OpenMPI's mpirun is not installed")
+@pytest.mark.needs_tool("mpirun", "openmpi-bin")
 def test_mpi_example_runs_its_ranks_from_the_leader(pool_env: Cli, tmp_path: Path) -> None:
     run_id = run_to_the_end(pool_env, REPO / "examples" / "mpi" / "job.yml")
     pool_env.run("outputs", run_id, "--download", str(tmp_path), check=True)

@@ -114,9 +114,8 @@ def test_installed_agent_accepts_the_pools_custom_data(wheel: Path, tmp_path: Pa
     )
 
 
+@pytest.mark.needs_tool("systemd-analyze", "systemd")
 def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed on this machine")
     unit = (PACKAGING / "jobrunner-agent.service").read_text()
     assert "Restart=always" in unit and "KillMode=mixed" in unit
     stop_timeout = int(
