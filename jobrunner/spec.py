@@ -113,7 +113,7 @@ def _reference_problems(spec: JobSpec, source: str | None) -> list[Problem]:
     commands = {"command": spec.command}
     if spec.trainstack.preparation:
         commands["trainstack.preparation.command"] = spec.trainstack.preparation.command
-    declared = {"inputs": spec.inputs, "outputs": spec.outputs}
+    declared: dict[str, Mapping[str, object]] = {"inputs": spec.inputs, "outputs": spec.outputs}
     problems: list[Problem] = []
     for field, command in commands.items():
         for ref in references(command):
