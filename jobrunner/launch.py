@@ -252,7 +252,7 @@ def _start(
 def _widen(pipe: IO[bytes]) -> None:
     """Ask the kernel for a PIPE_BYTES pipe (Linux; elsewhere, or when refused, it stays as is)."""
     with contextlib.suppress(OSError, AttributeError):
-        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[attr-defined]
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def _pump(
