@@ -13,6 +13,8 @@ Pure functions over `RunStatus`, applied inside ETag-guarded updates
 
 from __future__ import annotations
 
+from typing import Any
+
 from jobrunner.api import FailureKind, JobState
 from jobrunner.spec import Retry
 from jobrunner.status import NodeStatus, RunStatus, utc_now
@@ -73,7 +75,7 @@ def conclude(status: RunStatus, retry: Retry) -> RunStatus | None:
         root = bad.model_copy(update={"failure_kind": FailureKind.USER})
     kind = root.failure_kind or FailureKind.USER
     reason = root.reason or f"node {root.name} exited with code {root.exit_code}"
-    ended = {"exit_code": root.exit_code, "reason": reason, "failure_kind": kind}
+    ended: dict[str, Any] = {"exit_code": root.exit_code, "reason": reason, "failure_kind": kind}
     if kind is FailureKind.USER:
         spent = status.user_failures + 1
         if spent < retry.max_attempts and root.exit_code not in retry.no_retry_exit_codes:
