@@ -44,6 +44,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from azure.storage.queue import QueueMessage
@@ -373,10 +374,10 @@ class Agent:
                     self._fail_entry(entry, str(exc))
                     return True
                 if over:
-                    update_board(self.store, self.config.pool, lambda b, e=entry: b.drop(e.job_id))
+                    update_board(self.store, self.config.pool, partial(Board.drop, job_id=entry.job_id))
                     return True
                 alive = set(alive_agents(self.store, self.config.pool, self.config.timing.stale_after_s))
-                update_board(self.store, self.config.pool, lambda b, keep=alive | {seat.name}: b.prune(keep))
+                update_board(self.store, self.config.pool, partial(Board.prune, alive=alive | {seat.name}))
             stop.wait(self.config.gang_poll_s)
         update_board(self.store, self.config.pool, lambda b: b.leave(seat.name, *_key(board, seat)))
         return True
@@ -433,7 +434,7 @@ class Agent:
             if not all(beats.gone(m.name, job_id=entry.job_id) for m in entry.members):
                 continue
             ref = RunRef(experiment=entry.experiment, id=entry.job_id)
-            update_board(self.store, self.config.pool, lambda b, e=entry: b.drop(e.job_id))
+            update_board(self.store, self.config.pool, partial(Board.drop, job_id=entry.job_id))
             try:
                 why = f"{self.config.name} found its gang's node(s) gone"
                 status = update_status(self.store, ref, _lost_holder(entry.attempt, why))
