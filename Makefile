@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup tools demo test lint schemas clean wheel
+.PHONY: setup tools demo test lint typecheck schemas clean wheel
 
 setup: $(VENV)/.installed node_modules/.installed tools
 
@@ -32,11 +32,15 @@ tools:
 demo: setup
 	$(VENV)/bin/trainstack demo
 
-# Lint and format first: CI fails on either before spending minutes on the tests.
+# Lint, format and types first: CI fails on any of them before spending minutes on the tests.
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest
+
+typecheck: setup
+	$(PY) -m mypy
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -50,4 +54,4 @@ wheel: setup
 	PYTHON=$(PY) packaging/build-wheel.sh dist
 
 clean:
-	rm -rf $(VENV) node_modules .trainstack .pytest_cache
+	rm -rf $(VENV) node_modules .trainstack .pytest_cache .mypy_cache
