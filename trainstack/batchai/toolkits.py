@@ -78,15 +78,15 @@ def plan_toolkit(name: str, tk: Toolkit, nodes: int, ledger: Ledger) -> ToolkitP
         command = _join("caffe", "train", f"--solver={tk.config_file_path}", tk.command_line_args)
         ledger.mapped(f"{base}.configFilePath", f"{Y}: command (caffe train --solver=...)")
     else:
-        script = tk.python_script_file_path  # type: ignore[union-attr]
+        script = tk.python_script_file_path
         python = getattr(tk, "python_interpreter_path", None) or "python"
-        command = _join(python, script, tk.command_line_args)  # type: ignore[union-attr]
+        command = _join(python, script, tk.command_line_args)
         ledger.mapped(f"{base}.pythonScriptFilePath", f"{Y}: command")
         if getattr(tk, "python_interpreter_path", None):
             ledger.mapped(f"{base}.pythonInterpreterPath", f"{Y}: command")
         if isinstance(tk, CntkSettings) and tk.language_type:
             ledger.mapped(f"{base}.languageType", f"{Y}: command runs the Python script")
-    if tk.command_line_args:  # type: ignore[union-attr]
+    if tk.command_line_args:
         ledger.mapped(f"{base}.commandLineArgs", f"{Y}: command")
     processes = getattr(tk, "process_count", None)
     if isinstance(tk, Caffe2Settings):
