@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from trainstack.batchai.fates import Ledger, placeholders_in
 from trainstack.batchai.models import AzureStorageCredentialsInfo, MountVolumes
 
-JOB_ROOT = "AZ_BATCHAI_JOB_MOUNT_ROOT"
+JOB_ROOT: Final = "AZ_BATCHAI_JOB_MOUNT_ROOT"
 # Stands where Pulumi's ciphertext goes, so the entry has a secret's shape (`{secure: ...}`).
 ACCOUNT_KEY = "<STORAGE_ACCOUNT_KEY>"
-CLUSTER_ROOT = "AZ_BATCHAI_MOUNT_ROOT"
+CLUSTER_ROOT: Final = "AZ_BATCHAI_MOUNT_ROOT"
 Root = Literal["AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_MOUNT_ROOT"]
 
 
@@ -66,7 +66,7 @@ class MountTable:
             same = existing["kind"] == entry["kind"] and existing["container"] == entry["container"]
             if same and self.sources.get(existing["name"]) == account:
                 return str(existing["name"])
-        name, n = entry["name"], 2
+        name, n = str(entry["name"]), 2
         while any(d["name"] == name for d in self.datastores):
             name, n = f"{entry['name']}_{n}", n + 1
         self.datastores.append({**entry, "name": name})
