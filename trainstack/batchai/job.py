@@ -264,5 +264,5 @@ def _free(key: str, *taken: dict[str, Any]) -> str:
 
 def _rewrite(text: str, rewrites: list[tuple[str, str]]) -> str:
     for pattern, replacement in rewrites:
-        text = re.sub(pattern, lambda _m, r=replacement: r, text)
+        text = re.sub(pattern, replacement.replace("\\", r"\\"), text)  # taken literally
     return text
