@@ -53,8 +53,8 @@ def json_schema(kind: Kind) -> dict[str, Any]:
     Generated from the pydantic models with optional fields as plain optional properties
     (no `null`), as in Batch AI's schema, where `"nodeCount": null` is an error.
     """
-    schema = MODELS[kind].model_json_schema(by_alias=True)
-    return _strip_nulls(schema)
+    schema: dict[str, Any] = _strip_nulls(MODELS[kind].model_json_schema(by_alias=True))
+    return schema
 
 
 def _strip_nulls(node: Any) -> Any:
