@@ -55,11 +55,16 @@ def migrate(
         raise ConfigError([Problem(None, "", "nothing to convert", "give --job, --cluster or --fileserver")])
     problems: list[Problem] = []
     parsed: dict[Kind, tuple[Path, Any]] = {}
-    for kind, path in (("job", job), ("cluster", cluster), ("fileserver", fileserver)):
+    given: tuple[tuple[Kind, Path | None], ...] = (
+        ("job", job),
+        ("cluster", cluster),
+        ("fileserver", fileserver),
+    )
+    for kind, path in given:
         if path is None:
             continue
         try:
-            parsed[kind] = (path, load(path, kind)[1])  # type: ignore[arg-type]
+            parsed[kind] = (path, load(path, kind)[1])
         except ConfigError as err:
             problems.extend(err.problems)
     if problems:
@@ -171,7 +176,7 @@ def migrate_folder(folder: Path, out: Path, target: Target | None = None) -> lis
             kind = detect_kind(data)
             if kind is None:
                 raise ConfigError([Problem(str(path), "", "not a Batch AI job, cluster or file server file")])
-            migration = migrate(**{kind: path}, target=target)  # type: ignore[misc]
+            migration = migrate(**{kind: path}, target=target)
         except ConfigError as err:
             results.append(FolderResult(path, "?", None, err.problems))
             continue
