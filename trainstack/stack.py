@@ -36,7 +36,7 @@ def _file_config_model() -> type[pydantic.BaseModel]:
         default = ... if info.is_required() else info.get_default(call_default_factory=True)
         fields[name] = (info.annotation, Field(default, alias=alias, description=info.description))
     fields["location"] = (str, Field(alias=LOCATION_KEY, description="Azure region of every resource"))
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         "StackFileConfig",
         __config__=ConfigDict(
             frozen=True,
@@ -113,7 +113,7 @@ def load_stack(name: str, project_dir: str | Path = ".", *, check_jobs: bool = T
         parsed = StackFile.model_validate(data, context={SECRETS_FROM_FILE: True})
     except pydantic.ValidationError as exc:
         raise ConfigError(problems_from_validation(exc, StackFile, file=path)) from None
-    file_config = parsed.config
+    file_config: Any = parsed.config  # its fields are made at run time, from StackConfig's
     stack_config = StackConfig.model_validate(
         {k: getattr(file_config, k) for k in StackConfig.model_fields}, context={SECRETS_FROM_FILE: True}
     )
