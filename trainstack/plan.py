@@ -256,7 +256,7 @@ class _RecordingMonitor(mocks.MockMonitor):
         self.registrations: list[tuple[str, Any]] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]  # pulumi's is unannotated
         self.registrations.append((response.urn, request))
         return response
 
@@ -302,5 +302,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     if isinstance(value, pulumi.Asset | pulumi.Archive):
-        return {"asset": getattr(value, "path", None) and Path(value.path).name}
+        path = getattr(value, "path", None)
+        return {"asset": path and Path(path).name}
     return str(value)
