@@ -114,10 +114,12 @@ def _idle_scale_down(r: Resource, ctx: PolicyContext) -> Iterator[Violation]:
 
 def _vm_size(r: Resource) -> str | None:
     if _is_aml(r):
-        return r.get(_AML + "vmSize")
-    if r.type == SCALE_SET:
-        return r.get("sku.name")
-    return None
+        size = r.get(_AML + "vmSize")
+    elif r.type == SCALE_SET:
+        size = r.get("sku.name")
+    else:
+        return None
+    return size if isinstance(size, str) else None
 
 
 def _retirement(r: Resource, ctx: PolicyContext, *, past: bool) -> Iterator[Violation]:
