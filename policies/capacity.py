@@ -63,11 +63,7 @@ def _targets(setting: Resource, pool: Resource) -> bool:
 
 def _autoscale_range(setting: Resource) -> tuple[int, int] | None:
     profiles = setting.get("profiles") or []
-    caps = [
-        p.get("capacity")
-        for p in profiles
-        if isinstance(p, Mapping) and isinstance(p.get("capacity"), Mapping)
-    ]
+    caps = [c for p in profiles if isinstance(p, Mapping) and isinstance(c := p.get("capacity"), Mapping)]
     if not caps:
         return None
     return min(_count(c.get("minimum"), 0) for c in caps), max(_count(c.get("maximum"), 0) for c in caps)
