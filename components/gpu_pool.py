@@ -60,17 +60,17 @@ def queue_resource_id(account_id: pulumi.Input[str], pool: str) -> pulumi.Output
 
 
 def autoscale_profile(config: GpuPoolConfig, queue_id: pulumi.Input[str]) -> monitor.AutoscaleProfileArgs:
-    def trigger(operator: str, window: str) -> monitor.MetricTriggerArgs:
+    def trigger(operator: monitor.ComparisonOperationType, window: str) -> monitor.MetricTriggerArgs:
         return monitor.MetricTriggerArgs(
             metric_name="ApproximateMessageCount",
             metric_namespace="",
             metric_resource_uri=queue_id,
             operator=operator,
             threshold=0,
-            statistic="Average",
+            statistic=monitor.MetricStatisticType.AVERAGE,
             time_grain="PT1M",
             time_window=window,
-            time_aggregation="Maximum",
+            time_aggregation=monitor.TimeAggregationType.MAXIMUM,
         )
 
     idle = f"PT{config.idle_minutes_before_scale_in}M"
@@ -81,15 +81,21 @@ def autoscale_profile(config: GpuPoolConfig, queue_id: pulumi.Input[str]) -> mon
         ),
         rules=[
             monitor.ScaleRuleArgs(
-                metric_trigger=trigger("GreaterThan", SCALE_OUT_WINDOW),
+                metric_trigger=trigger(monitor.ComparisonOperationType.GREATER_THAN, SCALE_OUT_WINDOW),
                 scale_action=monitor.ScaleActionArgs(
-                    direction="Increase", type="ChangeCount", value="1", cooldown="PT1M"
+                    direction=monitor.ScaleDirection.INCREASE,
+                    type=monitor.ScaleType.CHANGE_COUNT,
+                    value="1",
+                    cooldown="PT1M",
                 ),
             ),
             monitor.ScaleRuleArgs(
-                metric_trigger=trigger("LessThanOrEqual", idle),
+                metric_trigger=trigger(monitor.ComparisonOperationType.LESS_THAN_OR_EQUAL, idle),
                 scale_action=monitor.ScaleActionArgs(
-                    direction="Decrease", type="ChangeCount", value="1", cooldown=idle
+                    direction=monitor.ScaleDirection.DECREASE,
+                    type=monitor.ScaleType.CHANGE_COUNT,
+                    value="1",
+                    cooldown=idle,
                 ),
             ),
         ],
@@ -129,7 +135,7 @@ def vm_profile(
             image_reference=compute.ImageReferenceArgs(id=image_id),
             os_disk=compute.VirtualMachineScaleSetOSDiskArgs(
                 create_option="FromImage",
-                caching="ReadWrite",
+                caching=compute.CachingTypes.READ_WRITE,
                 managed_disk=compute.VirtualMachineScaleSetManagedDiskParametersArgs(
                     storage_account_type="Premium_LRS"
                 ),
@@ -223,12 +229,12 @@ class GpuPool(pulumi.ComponentResource):
             location=location,
             sku=compute.SkuArgs(name=config.vm_size, tier="Standard", capacity=config.min_nodes),
             identity=compute.VirtualMachineScaleSetIdentityArgs(
-                type="UserAssigned", user_assigned_identities=[self.identity.id]
+                type=compute.ResourceIdentityType.USER_ASSIGNED, user_assigned_identities=[self.identity.id]
             ),
             orchestration_mode="Uniform",
             overprovision=False,
             single_placement_group=config.sku.infiniband,
-            upgrade_policy=compute.UpgradePolicyArgs(mode="Manual"),
+            upgrade_policy=compute.UpgradePolicyArgs(mode=compute.UpgradeMode.MANUAL),
             scale_in_policy=compute.ScaleInPolicyArgs(rules=["NewestVM"]),
             virtual_machine_profile=vm_profile(
                 config,
