@@ -94,7 +94,9 @@ class MlWorkspace(pulumi.ComponentResource):
             public_network_access=_access(public),
             network_rule_set=None
             if public
-            else storage.NetworkRuleSetArgs(default_action="Deny", bypass="AzureServices"),
+            else storage.NetworkRuleSetArgs(
+                default_action=storage.DefaultAction.DENY, bypass="AzureServices"
+            ),
             tags=tags,
             # Azure cannot change an account's kind or hierarchical namespace in place.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(replace_on_changes=["kind"])),
@@ -108,7 +110,7 @@ class MlWorkspace(pulumi.ComponentResource):
             location=location,
             properties=keyvault.VaultPropertiesArgs(
                 tenant_id=client.tenant_id,
-                sku=keyvault.SkuArgs(family="A", name="standard"),
+                sku=keyvault.SkuArgs(family="A", name=keyvault.SkuName.STANDARD),
                 enable_rbac_authorization=True,
                 enable_soft_delete=True,
                 soft_delete_retention_in_days=90 if prod else 7,
@@ -169,7 +171,7 @@ class MlWorkspace(pulumi.ComponentResource):
             location=location,
             friendly_name=config.name,
             kind="Default",
-            sku=machinelearningservices.SkuArgs(name="Basic", tier="Basic"),
+            sku=machinelearningservices.SkuArgs(name="Basic", tier=machinelearningservices.SkuTier.BASIC),
             identity=machinelearningservices.ManagedServiceIdentityArgs(type="SystemAssigned"),
             storage_account=account.id,
             key_vault=vault.id,
