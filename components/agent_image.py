@@ -150,8 +150,8 @@ class AgentImage(pulumi.ComponentResource):
             gallery_name=gallery.name,
             resource_group_name=group,
             location=args.location,
-            os_type="Linux",
-            os_state="Generalized",
+            os_type=compute.OperatingSystemTypes.LINUX,
+            os_state=compute.OperatingSystemStateTypes.GENERALIZED,
             hyper_v_generation="V2",
             architecture="x64",
             identifier=compute.GalleryImageIdentifierArgs(
@@ -172,7 +172,7 @@ class AgentImage(pulumi.ComponentResource):
             container_name=container_name,
             account_name=storage_account_name,
             resource_group_name=group,
-            public_access="None",
+            public_access=storage.PublicAccess.NONE,
             opts=child,
         )
         sources = {
@@ -187,7 +187,7 @@ class AgentImage(pulumi.ComponentResource):
                 container_name=container.name,
                 account_name=storage_account_name,
                 resource_group_name=group,
-                type="Block",
+                type=storage.BlobType.BLOCK,
                 source=pulumi.FileAsset(str(path)),
                 opts=child,
             )
@@ -235,7 +235,7 @@ class AgentImage(pulumi.ComponentResource):
             resource_group_name=group,
             location=args.location,
             identity=vmi.ImageTemplateIdentityArgs(
-                type="UserAssigned", user_assigned_identities=[builder.id]
+                type=vmi.ResourceIdentityType.USER_ASSIGNED, user_assigned_identities=[builder.id]
             ),
             source=vmi.ImageTemplatePlatformImageSourceArgs(
                 type="PlatformImage", publisher=publisher, offer=offer, sku=sku, version=version
@@ -251,7 +251,7 @@ class AgentImage(pulumi.ComponentResource):
             ],
             vm_profile=vmi.ImageTemplateVmProfileArgs(vm_size=BUILD_VM_SIZE),
             build_timeout_in_minutes=BUILD_TIMEOUT_MINUTES,
-            auto_run=vmi.ImageTemplateAutoRunArgs(state="Enabled"),
+            auto_run=vmi.ImageTemplateAutoRunArgs(state=vmi.AutoRunState.AUTO_RUN_ENABLED),
             tags=tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
