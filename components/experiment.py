@@ -101,7 +101,7 @@ class Experiment(pulumi.ComponentResource):
                 container_name=CODE_CONTAINER,
                 account_name=self._workspace.storage_account_name,
                 resource_group_name=self._workspace.resource_group_name,
-                public_access="None",
+                public_access=storage.PublicAccess.NONE,
                 opts=self._child,
             )
         container = self._container
@@ -112,7 +112,7 @@ class Experiment(pulumi.ComponentResource):
                 container_name=container.name,
                 account_name=self._workspace.storage_account_name,
                 resource_group_name=self._workspace.resource_group_name,
-                type="Block",
+                type=storage.BlobType.BLOCK,
                 source=pulumi.FileAsset(str(path)),
                 opts=self._child,
             )
