@@ -121,7 +121,7 @@ class Datastore(pulumi.ComponentResource):
                 container_name=config.container,
                 account_name=account_name,
                 resource_group_name=group,
-                public_access="None",
+                public_access=storage.PublicAccess.NONE,
                 opts=child,
             )
 
