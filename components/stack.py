@@ -4,6 +4,7 @@ experiments. `__main__.py` calls `build_stack`; nothing here reads `pulumi.Confi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
@@ -26,7 +27,7 @@ def stack_tags(config: StackConfig, stack: str) -> dict[str, str]:
 
 def build_stack(
     config: StackConfig, *, location: str, stack: str, project_dir: Path
-) -> dict[str, pulumi.Output]:
+) -> dict[str, pulumi.Output[Any]]:
     """Declare every resource of the stack and return the outputs to export.
 
     Raises ConfigError when a run's job file is missing or invalid, or asks for what a declared
@@ -42,7 +43,7 @@ def build_stack(
     clusters = {c.name: GpuCluster(c.name, c, workspace=workspace.ref) for c in config.clusters}
     for d in config.datastores:
         Datastore(d.name, d, workspace=workspace.ref, scope=scope)
-    jobs: dict[str, pulumi.Output] = {}
+    jobs: dict[str, pulumi.Output[Any]] = {}
     for e in config.experiments:
         declared = [
             DeclaredRun(
