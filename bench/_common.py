@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,7 @@ class CountingProxy:
         asyncio.set_event_loop(self._loop)
         for service, port in self._upstream.items():
             server = self._loop.run_until_complete(
-                asyncio.start_server(lambda r, w, s=service, p=port: self._client(r, w, s, p), "127.0.0.1", 0)
+                asyncio.start_server(partial(self._client, service=service, port=port), "127.0.0.1", 0)
             )
             self._servers.append(server)
             self.ports[service] = server.sockets[0].getsockname()[1]
