@@ -27,11 +27,13 @@ from rich.table import Table
 from rich.text import Text
 
 from jobrunner.api import JobState
+from jobrunner.cli_help import flags_take_no_value
 from jobrunner.client import Client, default_pool
 from jobrunner.errors import ConfigError, TrainstackError
 from jobrunner.status import RunStatus
 from jobrunner.store import DEFAULT_DATASTORE
 
+flags_take_no_value()
 app = typer.Typer(
     name="jobrunner",
     help="Run Azure ML command-job files on a pool of agents (GPU pool, local pool).",
@@ -339,11 +341,21 @@ def agent(
         str, typer.Option("--address", help="Address other gang members reach.")
     ] = "127.0.0.1",
     work_dir: Annotated[Path | None, typer.Option("--work-dir", help="Where runs are staged.")] = None,
-    heartbeat_s: Annotated[float, typer.Option("--heartbeat-s")] = 30.0,
-    idle_poll_max_s: Annotated[float, typer.Option("--idle-poll-max-s")] = 5.0,
-    board_poll_s: Annotated[float, typer.Option("--board-poll-s")] = 20.0,
-    stale_after_s: Annotated[float, typer.Option("--stale-after-s")] = 90.0,
-    visibility_timeout_s: Annotated[int, typer.Option("--visibility-timeout-s")] = 60,
+    heartbeat_s: Annotated[
+        float, typer.Option("--heartbeat-s", help="How often this agent says it is alive.")
+    ] = 30.0,
+    idle_poll_max_s: Annotated[
+        float, typer.Option("--idle-poll-max-s", help="Longest wait between looks at an empty queue.")
+    ] = 5.0,
+    board_poll_s: Annotated[
+        float, typer.Option("--board-poll-s", help="How often the gang board is read for a seat.")
+    ] = 20.0,
+    stale_after_s: Annotated[
+        float, typer.Option("--stale-after-s", help="Silence after which a node counts as lost.")
+    ] = 90.0,
+    visibility_timeout_s: Annotated[
+        int, typer.Option("--visibility-timeout-s", help="Seconds a taken queue message stays hidden.")
+    ] = 60,
     status_poll_s: Annotated[
         float, typer.Option("--status-poll-s", help="How often a running job's status and peers are checked.")
     ] = 2.0,
