@@ -37,7 +37,14 @@ from pathlib import Path
 from jobrunner.api import FailureKind, Gang, JobState, LaunchPlan, NodeFacts, NodePaths
 from jobrunner.batchai_runtime import BatchAiLogFiles, link_mounts
 from jobrunner.datastores import LOCAL, Datastores
-from jobrunner.errors import ConflictError, LaunchError, NotFoundError, StoreError, TrainstackError
+from jobrunner.errors import (
+    ConfigError,
+    ConflictError,
+    LaunchError,
+    NotFoundError,
+    StoreError,
+    TrainstackError,
+)
 from jobrunner.launch import LaunchResult, run_plan
 from jobrunner.liveness import read_heartbeats
 from jobrunner.logship import LogShipper
@@ -102,25 +109,45 @@ def run_attempt(ctx: AttemptContext) -> NodeStatus:
     shipper.start()
     result: NodeStatus
     lost: tuple[str, ...] = ()
+    # An agent never dies of a job: whatever goes wrong in a step ends this attempt with a
+    # classified failure and its reason (see `_failed`), and the agent takes the next job.
     try:
         _mark(ctx, JobState.PREPARING, me)
         try:
             paths, sync = _stage(ctx, paths, note)
-        except TrainstackError as exc:
-            note(f"staging failed: {exc}")
-            result = _finished(me, None, FailureKind.INFRASTRUCTURE, f"staging on {me.name} failed: {exc}")
+        except Exception as exc:
+            result = _failed(me, note, "staging", exc)
         else:
-            result, lost = _prepare_and_run(ctx, paths, sync, me, shipper, note)
+            try:
+                result, lost = _prepare_and_run(ctx, paths, sync, me, shipper, note)
+            except Exception as exc:
+                result = _failed(me, note, "running the job", exc)
             try:
                 sync.sync()
-            except TrainstackError as exc:
-                note(f"could not upload outputs: {exc}")
+            except Exception as exc:
+                note(f"could not upload outputs: {_cause(exc)}")
+    except Exception as exc:
+        result = _failed(me, note, "starting the attempt", exc)
     finally:
         if not shipper.close():
             pass  # kept in the spool on this node: nothing more can be done for this attempt
     _report_patiently(ctx, lambda s: _if_attempt(ctx, s, lambda st: report(st, result, lost=lost)))
     shutil.rmtree(Path(paths.root) / "inputs", ignore_errors=True)
     return result
+
+
+def _cause(exc: BaseException) -> str:
+    """One line for a reason: ours say what to do; anything else gets its type named."""
+    return str(exc) if isinstance(exc, TrainstackError) else f"{type(exc).__name__}: {exc}"
+
+
+def _failed(me: NodeStatus, note: Callable[[str], None], step: str, exc: Exception) -> NodeStatus:
+    """End the attempt on this node after `exc` in `step`: USER when it is the job's own files
+    (`ConfigError`: its code, inputs or spec), INFRASTRUCTURE otherwise (the store, this node,
+    an error of the agent's), which requeues the run elsewhere up to the cap."""
+    kind = FailureKind.USER if isinstance(exc, ConfigError) else FailureKind.INFRASTRUCTURE
+    note(f"{step} failed: {_cause(exc)}")
+    return _finished(me, None, kind, f"{step} on {me.name} failed: {_cause(exc)}")
 
 
 def _report_patiently(ctx: AttemptContext, change: Callable[[RunStatus], RunStatus | None]) -> None:

@@ -21,15 +21,19 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from jobrunner.api import JobState
+from jobrunner.cli_help import flags_take_no_value
 from jobrunner.client import Client, default_pool
 from jobrunner.errors import ConfigError, TrainstackError
 from jobrunner.status import RunStatus
 from jobrunner.store import DEFAULT_DATASTORE
 
+flags_take_no_value()
 app = typer.Typer(
     name="jobrunner",
     help="Run Azure ML command-job files on a pool of agents (GPU pool, local pool).",
@@ -186,16 +190,22 @@ def _dry_run(file: Path, overrides: dict[str, str], as_json: bool) -> None:
 def _follow(client: Client, run_id: str, *, logs: bool) -> RunStatus:
     def on_status(s: RunStatus) -> None:
         where = ", ".join(n.name for n in s.nodes)
-        err.print(f"[dim]{s.id}[/] {_state(s.state)} attempt {s.attempt}" + (f" on {where}" if where else ""))
+        err.print(
+            f"[dim]{s.id}[/] {_state(s.state)} attempt {s.attempt}"
+            + (f" on {escape(where)}" if where else "")
+        )
 
     def sink(stream: str, text: str) -> None:
         for line in text.splitlines():
-            text_line = f"[dim]{stream}|[/] {line}" if out.is_terminal else f"{stream}| {line}"
+            # A job's output is data: brackets in it (`[bold]`, `[/tmp/x]`) print as they are.
+            text_line = (
+                f"[dim]{escape(stream)}|[/] {escape(line)}" if out.is_terminal else f"{stream}| {line}"
+            )
             out.print(text_line, markup=out.is_terminal, soft_wrap=True)
 
     final = client.follow(run_id, sink if logs else None, on_status=on_status)
     if final.reason:
-        err.print(f"{_state(final.state)}: {final.reason}")
+        err.print(f"{_state(final.state)}: {escape(final.reason)}")
     return final
 
 
@@ -214,13 +224,15 @@ def status(
     if as_json:
         _print_json(status_json(s))
         return
-    out.print(f"{s.id}  {_state(s.state)}  attempt {s.attempt}/{s.max_attempts}  experiment {s.experiment}")
+    out.print(
+        f"{s.id}  {_state(s.state)}  attempt {s.attempt}/{s.max_attempts}  experiment {escape(s.experiment)}"
+    )
     if s.exit_code is not None or s.reason:
         out.print(f"exit code {s.exit_code}  {s.reason or ''}", markup=False)
     table = Table("rank", "node", "exit code", "failure", "reason")
     for n in s.nodes:
-        table.add_row(str(n.rank), n.name, "" if n.exit_code is None else str(n.exit_code),
-                      n.failure_kind.value if n.failure_kind else "", n.reason or "")  # fmt: skip
+        table.add_row(str(n.rank), Text(n.name), "" if n.exit_code is None else str(n.exit_code),
+                      n.failure_kind.value if n.failure_kind else "", Text(n.reason or ""))  # fmt: skip
     if s.nodes:
         out.print(table)
     for t in s.transitions:
@@ -251,7 +263,7 @@ def list_(
     for name in ("state", "attempt", "nodes"):
         table.add_column(name, no_wrap=True)
     for r in runs:
-        table.add_row(r.id, r.experiment, _state(r.state), str(r.attempt), str(r.instance_count))
+        table.add_row(r.id, Text(r.experiment), _state(r.state), str(r.attempt), str(r.instance_count))
     out.print(table)
 
 
@@ -297,7 +309,7 @@ def cancel(run_id: Annotated[str, typer.Argument(help="The run id.")], as_json: 
             if not s.state.terminal
             else s.state.value
         )
-        out.print(f"{s.id}: {what}")
+        out.print(f"{s.id}: {what}", markup=False)
 
 
 @app.command()
@@ -314,7 +326,7 @@ def outputs(
     """
     client = _client()
     count = _with_progress("outputs", lambda p: client.download_outputs(run_id, download, progress=p))
-    out.print(f"{count} file(s) in {download}")
+    out.print(f"{count} file(s) in {download}", markup=False)
 
 
 # ------------------------------------------------------------------------- agent
@@ -329,11 +341,21 @@ def agent(
         str, typer.Option("--address", help="Address other gang members reach.")
     ] = "127.0.0.1",
     work_dir: Annotated[Path | None, typer.Option("--work-dir", help="Where runs are staged.")] = None,
-    heartbeat_s: Annotated[float, typer.Option("--heartbeat-s")] = 30.0,
-    idle_poll_max_s: Annotated[float, typer.Option("--idle-poll-max-s")] = 5.0,
-    board_poll_s: Annotated[float, typer.Option("--board-poll-s")] = 20.0,
-    stale_after_s: Annotated[float, typer.Option("--stale-after-s")] = 90.0,
-    visibility_timeout_s: Annotated[int, typer.Option("--visibility-timeout-s")] = 60,
+    heartbeat_s: Annotated[
+        float, typer.Option("--heartbeat-s", help="How often this agent says it is alive.")
+    ] = 30.0,
+    idle_poll_max_s: Annotated[
+        float, typer.Option("--idle-poll-max-s", help="Longest wait between looks at an empty queue.")
+    ] = 5.0,
+    board_poll_s: Annotated[
+        float, typer.Option("--board-poll-s", help="How often the gang board is read for a seat.")
+    ] = 20.0,
+    stale_after_s: Annotated[
+        float, typer.Option("--stale-after-s", help="Silence after which a node counts as lost.")
+    ] = 90.0,
+    visibility_timeout_s: Annotated[
+        int, typer.Option("--visibility-timeout-s", help="Seconds a taken queue message stays hidden.")
+    ] = 60,
     status_poll_s: Annotated[
         float, typer.Option("--status-poll-s", help="How often a running job's status and peers are checked.")
     ] = 2.0,
@@ -425,9 +447,9 @@ def _check_agent_config(path: Path, as_json: bool) -> None:
             {"file": str(path), "valid": True, "config": config.model_dump(mode="json", by_alias=True)}
         )
         return
-    table = Table("setting", "value", title=f"agent config {path}: valid")
+    table = Table("setting", "value", title=Text(f"agent config {path}: valid"))
     for key, value in summary(config).items():
-        table.add_row(key, value)
+        table.add_row(key, Text(str(value)))
     out.print(table)
 
 
@@ -473,7 +495,10 @@ def local_pool_start(
     if as_json:
         _print_json(_local_pool_json(state))
     else:
-        out.print(f"local pool {state.name}: " + ", ".join(f"{a.name} (pid {a.pid})" for a in state.agents))
+        out.print(
+            f"local pool {state.name}: " + ", ".join(f"{a.name} (pid {a.pid})" for a in state.agents),
+            markup=False,
+        )
 
 
 def _local_pool_json(state: Any) -> dict[str, Any]:
@@ -511,7 +536,7 @@ def local_pool_status(
         markup=False,
     )
     for a in state.agents:
-        out.print(f"  {a.name}  pid {a.pid}  {'running' if a in state.running() else 'gone'}")
+        out.print(f"  {a.name}  pid {a.pid}  {'running' if a in state.running() else 'gone'}", markup=False)
 
 
 @local_pool_app.command("stop")
@@ -555,11 +580,24 @@ def pool_status(pool: PoolOpt = None, as_json: JsonFlag = False) -> None:
         )  # fmt: skip
         return
     out.print(
-        f"pool {view.name}: {view.queue_length} message(s) queued, at most {view.max_nodes or '?'} node(s)"
+        f"pool {view.name}: {view.queue_length} message(s) queued, at most {view.max_nodes or '?'} node(s)",
+        markup=False,
     )
     table = Table("agent", "state", "job", "heartbeat", "address", "pid")
     for a in view.agents:
-        table.add_row(a.name, a.state, a.current_job or "", f"{a.age_s():.0f} s ago", a.address, str(a.pid))
+        table.add_row(
+            *(
+                Text(v)
+                for v in (
+                    a.name,
+                    a.state,
+                    a.current_job or "",
+                    f"{a.age_s():.0f} s ago",
+                    a.address,
+                    str(a.pid),
+                )
+            )
+        )
     out.print(table)
 
 
@@ -634,7 +672,7 @@ def data_download(
     count = _with_progress(
         f"download {path}", lambda p: client.download_data(dest, datastore=datastore, path=path, progress=p)
     )
-    out.print(f"{count} file(s) in {dest}")
+    out.print(f"{count} file(s) in {dest}", markup=False)
 
 
 def main() -> None:

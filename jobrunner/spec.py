@@ -88,6 +88,7 @@ def parse_job(
     except ConfigError as exc:
         raise JobSpecError(exc.problems) from None
     data, problems = apply_overrides(data, overrides, source)
+    problems += _nul_problems(data, source)
     data, refused = normalize(data, source)
     problems += refused
     try:
@@ -100,6 +101,17 @@ def parse_job(
     if problems:
         raise JobSpecError(problems)
     return spec
+
+
+def _nul_problems(data: Any, source: str | None, path: str = "") -> list[Problem]:
+    """A NUL byte (YAML's `"\\0"`) cannot be in a command, an argument or a variable."""
+    if isinstance(data, str):
+        return [Problem(source, path, "holds a NUL byte (\\0)", "remove it")] if "\0" in data else []
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _nul_problems(v, source, f"{path}.{k}".lstrip("."))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in _nul_problems(v, source, f"{path}[{i}]")]
+    return []
 
 
 def job_json_schema() -> dict[str, Any]:

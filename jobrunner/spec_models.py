@@ -10,6 +10,7 @@ mean nothing on a pool (`compute`, `services`, `identity`, ...) are accepted and
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator
@@ -18,6 +19,11 @@ from jobrunner.spec_expr import OUTPUT_PATH_EXPRESSIONS, unknown_output_path_exp
 from jobrunner.spec_uri import DataLocation, parse_data_uri
 
 Literal_ = str | int | float | bool
+
+
+# The most nodes any pool can have: a VM scale set's limit (`GpuPool`'s maxNodes).
+MAX_POOL_NODES = 1000
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _input_kind(value: Any) -> str | None:
@@ -155,13 +161,24 @@ Distribution = Annotated[
 
 
 class Resources(_Model):
-    instance_count: int = Field(1, ge=1, description="nodes the job runs on at once (gang scheduled)")
+    instance_count: int = Field(
+        1, ge=1, description="nodes the job runs on at once (gang scheduled)",
+        json_schema_extra={"maximum": MAX_POOL_NODES},
+    )  # fmt: skip
     instance_type: str | None = Field(None, description="ignored: the pool's VM size decides")
     shm_size: str | None = Field(None, pattern=r"^\d+[bkmgBKMG]?$", description="container shared memory")
     docker_args: str | list[str] | None = Field(None, description="extra `docker run` arguments")
     properties: dict[str, Any] | None = None
     locations: list[str] | None = None
     max_instance_count: int | None = None
+
+    @field_validator("instance_count")
+    @classmethod
+    def _fits_a_pool(cls, value: int) -> int:
+        # refused before anything is planned: a plan holds every node's processes
+        if value > MAX_POOL_NODES:
+            raise ValueError(f"asks for {value} nodes; no pool has more than {MAX_POOL_NODES}")
+        return value
 
 
 class Limits(_Model):
@@ -228,6 +245,18 @@ class JobSpec(_Model):
         # YAML turns `DEBUG: 1` into an int; the process sees text either way.
         if isinstance(value, dict):
             return {k: _as_text(v) for k, v in value.items()}
+        return value
+
+    @field_validator("environment_variables")
+    @classmethod
+    def _variable_names(cls, value: dict[str, str]) -> dict[str, str]:
+        # A name with `=` or a space cannot be set for a process: refused here, not on the node.
+        bad = [name for name in value if not ENV_NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(
+                f"`{bad[0]}` is not an environment variable name: letters, digits and `_`, not starting "
+                "with a digit (must be like `LEARNING_RATE`)"
+            )
         return value
 
     @property

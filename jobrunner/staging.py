@@ -20,19 +20,24 @@ datastore name that maps to no container.
 
 from __future__ import annotations
 
-import fnmatch
+import contextlib
+import http.client
 import io
 import os
 import tarfile
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
+import pathspec
+
 from jobrunner.datastores import LOCAL, Datastores
-from jobrunner.errors import LaunchError, NotFoundError
+from jobrunner.errors import ConfigError, LaunchError, NotFoundError
 from jobrunner.spec import JobSpec
 from jobrunner.spec_expr import render_output_path
 from jobrunner.spec_uri import parse_data_uri
@@ -45,53 +50,75 @@ Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 TRANSFER_THREADS = 8
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """Bounds of an http(s) input's download."""
+
+    connect_s: float = 10.0
+    read_s: float = 60.0  # the longest silence mid-download
+    max_bytes: int = 10 * 1024**3
+
+
 ALWAYS_EXCLUDED = (".git", "__pycache__", ".ipynb_checkpoints", ".venv", "node_modules")
 IGNORE_FILES = (".amlignore", ".gitignore")
 
 
 # ----------------------------------------------------------------- code snapshot
-def _ignore_patterns(root: Path) -> list[str]:
-    """Patterns from `.amlignore` (Azure ML's), else `.gitignore`, of the code folder's top."""
+def _ignore_spec(root: Path) -> pathspec.GitIgnoreSpec:
+    """`.amlignore` (Azure ML's), else `.gitignore`, of the code folder's top, as git reads it
+    (`!keep.log`, `dir/` only for folders, `a/**/b`)."""
     for name in IGNORE_FILES:
         f = root / name
         if f.is_file():
-            lines = (line.strip() for line in f.read_text(errors="replace").splitlines())
-            return [line for line in lines if line and not line.startswith(("#", "!"))]
-    return []
+            return pathspec.GitIgnoreSpec.from_lines(f.read_text(errors="replace").splitlines())
+    return pathspec.GitIgnoreSpec.from_lines([])
 
 
-def _excluded(rel: PurePosixPath, patterns: list[str]) -> bool:
+def _excluded(rel: PurePosixPath, spec: pathspec.GitIgnoreSpec, *, folder: bool) -> bool:
     if any(part in ALWAYS_EXCLUDED for part in rel.parts):
         return True
-    for pattern in patterns:
-        anchored = pattern.startswith("/")
-        pat = pattern.strip("/")
-        if anchored and fnmatch.fnmatch(str(rel), pat):
-            return True
-        if not anchored and (fnmatch.fnmatch(rel.name, pat) or fnmatch.fnmatch(str(rel), pat)):
-            return True
-    return False
+    return spec.match_file(f"{rel}/" if folder else str(rel))
+
+
+def _check_link(root: Path, rel: Path) -> None:
+    """A link in the snapshot must point inside the code folder: on the node, an absolute one
+    (`data -> /mnt/datasets`) or one that climbs out names something the job's node may not
+    have, and the snapshot is unpacked with such links refused."""
+    target = os.readlink(root / rel)
+    inside = (root / rel).parent.joinpath(target).resolve(strict=False)
+    if os.path.isabs(target) or not inside.is_relative_to(root.resolve()):
+        raise ConfigError(
+            f"code: {root / rel} is a link to {target}, outside the code folder",
+            fix="declare that location as an input (`inputs: {data: {type: uri_folder, path: ...}}`) "
+            "or list the link in .amlignore",
+        )
 
 
 def code_files(root: Path) -> list[Path]:
-    """The files of a code folder that go into its snapshot, relative to `root`."""
-    patterns = _ignore_patterns(root)
+    """The files (and links inside the folder) that go into `root`'s snapshot, relative to it.
+
+    ConfigError naming the link when one points outside the code folder."""
+    spec = _ignore_spec(root)
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath).relative_to(root)
-        dirnames[:] = sorted(
-            d for d in dirnames if not _excluded(PurePosixPath((base / d).as_posix()), patterns)
-        )
-        out.extend(
-            base / f
-            for f in sorted(filenames)
-            if not _excluded(PurePosixPath((base / f).as_posix()), patterns)
-        )
+        kept = [d for d in dirnames if not _excluded(PurePosixPath((base / d).as_posix()), spec, folder=True)]
+        linked = sorted(d for d in kept if (root / base / d).is_symlink())  # os.walk does not enter them
+        dirnames[:] = sorted(d for d in kept if d not in linked)
+        files = [
+            f for f in filenames if not _excluded(PurePosixPath((base / f).as_posix()), spec, folder=False)
+        ]
+        for name in sorted([*files, *linked]):
+            if (root / base / name).is_symlink():
+                _check_link(root, base / name)
+            out.append(base / name)
     return out
 
 
 def pack_code(root: Path) -> bytes:
-    """The code folder as a gzipped tar of `code_files(root)`."""
+    """The code folder as a gzipped tar of `code_files(root)` (links stay links)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for rel in code_files(root):
@@ -100,10 +127,17 @@ def pack_code(root: Path) -> bytes:
 
 
 def unpack_code(data: bytes, dest: Path) -> None:
-    """Extract a code snapshot into `dest` (links and paths outside `dest` are refused)."""
+    """Extract a code snapshot into `dest`. ConfigError (the job's own files) for a link or a
+    path that leads outside `dest`, or a snapshot that is not a tar.gz."""
     dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        tar.extractall(dest, filter="data")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, EOFError) as exc:
+        raise ConfigError(
+            f"code: the snapshot cannot be unpacked on this node: {exc}",
+            fix="keep links in the code folder relative and inside it; submit again",
+        ) from None
 
 
 # ------------------------------------------------------------------ trees
@@ -177,7 +211,8 @@ def download_tree(
 ) -> int:
     """Download every blob under `container/prefix` into `dest` (keeping relative paths).
 
-    A prefix naming one blob downloads that file into `dest`. NotFoundError when nothing is there.
+    A prefix naming one blob downloads that file into `dest`. NotFoundError when nothing is there;
+    ConfigError when a blob's name is also the folder of others (`a` and `a/b`).
     """
     clean = prefix.strip("/")
     blobs = [
@@ -190,6 +225,14 @@ def download_tree(
             f"nothing at {container}/{clean}",
             fix="check the datastore name and path (`jobrunner data upload`)",
         )
+    names = {b.name for b in blobs}
+    for blob in blobs:
+        if any(n.startswith(blob.name + "/") for n in names):
+            # a file system cannot hold a file `a` and a folder `a/` at once
+            raise ConfigError(
+                f"{container}/{blob.name} is a blob and also a folder of other blobs ({blob.name}/...)",
+                fix=f"rename or remove the blob {blob.name}, or download a path below it",
+            )
     tally = _Tally(sum(b.size for b in blobs), progress)
     todo = []
     for blob in blobs:
@@ -237,12 +280,7 @@ def stage_inputs(
         elif loc.kind == "local":
             download_tree(store, RUNS, ref.inputs_prefix(name), dest)
         elif loc.kind == "https":
-            dest.mkdir(parents=True, exist_ok=True)
-            filename = PurePosixPath(loc.url or "").name or "download"
-            try:
-                urllib.request.urlretrieve(loc.url or "", dest / filename)  # noqa: S310 - https by design
-            except OSError as exc:
-                raise LaunchError(f"inputs.{name}: cannot download {loc.url}: {exc}") from None
+            download_url(loc.url or "", dest, field=f"inputs.{name}")
         else:
             raise LaunchError(
                 f"inputs.{name}: {data.path} is on another storage account, which this pool cannot read",
@@ -250,6 +288,46 @@ def stage_inputs(
             )
         out[name] = str(_single_file(dest) if data.type == "uri_file" else dest)
     return out
+
+
+def download_url(url: str, dest: Path, *, field: str, limits: HttpLimits | None = None) -> Path:
+    """Download an http(s) input into `dest`, bounded: a server that does not answer within
+    `connect_s`, stalls for `read_s` mid-body or sends more than `max_bytes` fails the attempt.
+    LaunchError names the field, the URL without its query string (a SAS token stays out of
+    the status) and the cause; a partial file is removed."""
+    limits = limits or HttpLimits()
+    shown = urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / (PurePosixPath(urllib.parse.urlsplit(url).path).name or "download")
+    try:
+        # connect_s bounds the connection and the response's headers; then read_s each read
+        with urllib.request.urlopen(url, timeout=limits.connect_s) as response, open(target, "wb") as out:  # noqa: S310
+            with contextlib.suppress(AttributeError):  # the socket under http.client's response
+                response.fp.raw._sock.settimeout(limits.read_s)
+            size = 0
+            while chunk := response.read(1 << 16):
+                size += len(chunk)
+                if size > limits.max_bytes:
+                    raise LaunchError(
+                        f"{field}: {shown} is larger than {limits.max_bytes} bytes",
+                        fix="copy it to a datastore and use azureml://datastores/<d>/paths/<p>",
+                    )
+                out.write(chunk)
+            if response.length:  # the server closed before the Content-Length it announced
+                raise LaunchError(f"{field}: {shown} ended after {size} of {size + response.length} bytes")
+    except LaunchError:
+        target.unlink(missing_ok=True)
+        raise
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        target.unlink(missing_ok=True)
+        timed_out = isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+        cause = (
+            f"no answer within {limits.connect_s:g} s or a stall of {limits.read_s:g} s"
+            if timed_out
+            else str(exc)
+        )
+        raise LaunchError(f"{field}: cannot download {shown}: {cause}") from None
+    return target
 
 
 def _single_file(folder: Path) -> Path:

@@ -19,15 +19,29 @@ import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, ValidationError
 
 from jobrunner.api import FailureKind, JobState
 from jobrunner.errors import ConfigError, ConflictError, NotFoundError, problems_from_validation
 from jobrunner.store import RUNS, Store
 
 MAX_UPDATE_TRIES = 20
+MAX_REASON_CHARS = 500  # a reason or a note in status.json; the whole text stays in the logs
+_CUT = "... (cut: the whole text is in the run's logs)"
+
+
+def cut_reason(text: str | None) -> str | None:
+    """`text` at most MAX_REASON_CHARS long: a job's 10 MB stderr line, copied into a node's,
+    the run's and a transition's reason, must not make a 30 MB status.json."""
+    if text is None or len(text) <= MAX_REASON_CHARS:
+        return text
+    return text[: MAX_REASON_CHARS - len(_CUT)] + _CUT
+
+
+# Cut when read and when written (a `model_copy` update is not validated).
+Reason = Annotated[str | None, AfterValidator(cut_reason), PlainSerializer(cut_reason)]
 _ID_INDEX = "_ids"
 
 
@@ -90,7 +104,7 @@ class Transition(_Frozen):
     state: JobState
     at: str
     attempt: int
-    note: str | None = None
+    note: Reason = None
 
 
 class NodeStatus(_Frozen):
@@ -102,7 +116,7 @@ class NodeStatus(_Frozen):
     exit_code: int | None = None
     finished_at: str | None = None
     failure_kind: FailureKind | None = None
-    reason: str | None = None
+    reason: Reason = None
 
 
 class RunStatus(_Frozen):
@@ -118,7 +132,7 @@ class RunStatus(_Frozen):
     instance_count: int = 1
     nodes: tuple[NodeStatus, ...] = ()
     exit_code: int | None = None
-    reason: str | None = None
+    reason: Reason = None
     failure_kind: FailureKind | None = None
     cancel_requested: bool = False
     user_failures: int = 0  # attempts that failed in the user's command: the retry budget spent

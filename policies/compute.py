@@ -8,9 +8,9 @@ rules judge a missing field by that default, so a cluster that says nothing is f
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 
+from jobrunner.durations import iso_duration_seconds
 from policies.capacity import capacities
 from policies.model import Policy, PolicyContext, Resource, Severity, Violation
 from policies.tokens import ML_COMPUTE, SCALE_SET
@@ -84,16 +84,12 @@ def _evictable_from_zero(resources: Sequence[Resource], ctx: PolicyContext) -> I
             )
 
 
-_DURATION = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
-
-
 def iso_seconds(text: str) -> float | None:
     """Seconds in an ISO 8601 duration such as `PT120S` or `PT1H30M`; None if it is not one."""
-    m = _DURATION.match(text.strip().upper())
-    if not m or text.strip().upper() in ("P", "PT"):
+    try:
+        return iso_duration_seconds(text)
+    except ValueError:
         return None
-    d, h, mi, s = (float(m.group(k) or 0) for k in ("d", "h", "m", "s"))
-    return ((d * 24 + h) * 60 + mi) * 60 + s
 
 
 IDLE_LIMIT_SECONDS = 30 * 60

@@ -40,3 +40,17 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.connection_string
     finally:
         server.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """CI (`TRAINSTACK_REQUIRE_CORPUS=1`) stops here, in one line, when the corpus is missing."""
+    try:
+        import tests.corpus  # noqa: F401
+    except RuntimeError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from tests.corpus import CORPUS, PRESENT, REASON
+
+    return f"corpus: {CORPUS}" if PRESENT else f"corpus: {REASON}: corpus tests skip"

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import typer
 
+from jobrunner.cli_help import flags_take_no_value
+
+flags_take_no_value()
 app = typer.Typer(
     name="trainstack",
     help="GPU training infrastructure on Azure as Pulumi stacks: check, preview and review them offline.",

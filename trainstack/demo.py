@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from jobrunner.api import JobState
@@ -48,7 +49,7 @@ def run_demo(console: Console | None = None) -> int:
         final = client.follow(run.id, show, on_status=progress)
         return _summary(console, client, final)
     except TrainstackError as exc:
-        console.print(f"[red]demo failed:[/] {exc}", markup=True)
+        console.print(f"[red]demo failed:[/] {escape(str(exc))}")
         return 1
     finally:
         stop_local_pool(POOL, stop_store=False)
@@ -57,7 +58,7 @@ def run_demo(console: Console | None = None) -> int:
 
 def _summary(console: Console, client: Client, final: RunStatus) -> int:
     if final.state is not JobState.SUCCEEDED:
-        console.print(f"[red]{final.state.value}[/]: {final.reason}")
+        console.print(f"[red]{final.state.value}[/]: {escape(final.reason or '')}")
         return 1
     dest = home_dir() / "demo" / final.id
     client.download_outputs(final.id, dest)
@@ -69,6 +70,6 @@ def _summary(console: Console, client: Client, final: RunStatus) -> int:
         for key, value in json.loads(metrics_file.read_text()).items():
             table.add_row(key, str(value))
     console.print(table)
-    console.print(f"outputs: {dest} (also in the store under runs/{final.ref.prefix}outputs/)")
+    console.print(f"outputs: {escape(str(dest))} (also in the store under runs/{final.ref.prefix}outputs/)")
     console.print(f"again: jobrunner logs {final.id}  |  jobrunner outputs {final.id} --download DIR")
     return 0

@@ -10,8 +10,10 @@ import pytest
 from jobrunner.errors import JobSpecError
 from jobrunner.spec import JobSpec, load_job
 from tests.corpus import AML_CLI_V2 as CORPUS
+from tests.corpus import OWN_AML_CLI_V2, corpus_files, needs_corpus
 
-FILES = sorted(CORPUS.glob("*.yml")) + sorted(CORPUS.glob("*.yaml"))
+# The project's own job files (tests/fixtures) on every clone, the corpus's real ones beside them.
+FILES = sorted(OWN_AML_CLI_V2.glob("*.yml")) + corpus_files(CORPUS, "*.yml", "*.yaml")
 
 # Words that say why a pool cannot run something, one of which every refusal must carry.
 REASONS = (
@@ -26,7 +28,6 @@ REASONS = (
 )
 
 
-@pytest.mark.skipif(not FILES, reason="no corpus next to the checkout")
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_corpus_file_loads_or_is_refused_with_a_reason(path: Path) -> None:
     try:
@@ -45,6 +46,7 @@ def test_corpus_file_loads_or_is_refused_with_a_reason(path: Path) -> None:
     assert again == spec
 
 
+@needs_corpus
 def test_registered_environment_and_data_asset_are_refused_by_field() -> None:
     path = CORPUS / "single-step__pytorch__cifar-distributed__job.yml"
     if not path.exists():
@@ -57,6 +59,7 @@ def test_registered_environment_and_data_asset_are_refused_by_field() -> None:
     assert "cannot resolve" in str(caught.value)
 
 
+@needs_corpus
 def test_missing_code_folder_is_refused_when_paths_are_checked() -> None:
     path = CORPUS / "deepspeed__deepspeed-training__job.yml"
     hello = CORPUS / "basics__hello-world.yml"

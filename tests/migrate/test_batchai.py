@@ -19,13 +19,15 @@ from components.config import SECRETS_FROM_FILE, ClusterConfig, DatastoreConfig
 from jobrunner.errors import ConfigError
 from jobrunner.spec import load_job
 from tests.corpus import BATCHAI as CORPUS
+from tests.corpus import OWN_BATCHAI, batchai_files, needs_corpus
 from trainstack.batchai.convert import migrate
 from trainstack.batchai.render import uncovered
 from trainstack.batchai.schema import load, schema_problems
 from trainstack.cli import app
 
-JOBS = sorted((CORPUS / "jobs").glob("*.json"))
-CLUSTERS = sorted((CORPUS / "clusters").glob("*.json"))
+# The project's own files first (written from the schemas), then the corpus's when it is there.
+JOBS = batchai_files("jobs")
+CLUSTERS = batchai_files("clusters")
 ARM = "https://schema.management.azure.com/schemas/2015-01-01/deploymentTemplate.json"
 
 
@@ -51,11 +53,18 @@ def as_cli_sent(data: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path", JOBS + CLUSTERS, ids=lambda p: p.name)
-def test_corpus_file_is_valid_for_both_schemas(path: Path) -> None:
+def test_file_is_valid_for_our_schema(path: Path) -> None:
+    data = json.loads(path.read_text())
+    kind = "job" if path.parent.name == "jobs" else "cluster"
+    assert list(schema_problems(data, kind, file=str(path))) == []
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", JOBS + CLUSTERS, ids=lambda p: p.name)
+def test_file_is_valid_for_microsofts_schema(path: Path) -> None:
     data = json.loads(path.read_text())
     kind = "job" if path.parent.name == "jobs" else "cluster"
     assert list(real_validator(kind).iter_errors(as_cli_sent(data))) == []
-    assert list(schema_problems(data, kind, file=str(path))) == []
 
 
 def _broken_variants(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -81,30 +90,42 @@ def _broken_variants(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-@pytest.mark.parametrize("field,broken", _broken_variants(json.loads(JOBS[0].read_text())))
-def test_broken_job_is_refused_by_both_schemas(field: str, broken: dict[str, Any]) -> None:
-    assert list(real_validator("job").iter_errors(as_cli_sent(broken)))
+BROKEN_JOBS = _broken_variants(json.loads(JOBS[0].read_text()))
+BROKEN_CLUSTERS = [
+    ({"vmPriority": "low"}, "properties.vmPriority"),
+    ({"scaleSettings": {"manual": {}}}, "properties.scaleSettings.manual.targetNodeCount"),
+    ({"userAccountSettings": {"adminUserSshPublicKey": "k"}}, "properties.userAccountSettings.adminUserName"),
+    ({"subnet": {}}, "properties.subnet.id"),
+]
+
+
+def _broken_cluster(patch: dict[str, Any]) -> dict[str, Any]:
+    data = json.loads(CLUSTERS[0].read_text())
+    data["properties"].update(patch)
+    return data  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("field,broken", BROKEN_JOBS)
+def test_broken_job_is_refused_by_our_schema(field: str, broken: dict[str, Any]) -> None:
     problems = list(schema_problems(broken, "job", file="job.json"))
     assert problems and all(p.field.startswith(f"properties.{field}") for p in problems)
 
 
-@pytest.mark.parametrize(
-    "patch,expected",
-    [
-        ({"vmPriority": "low"}, "properties.vmPriority"),
-        ({"scaleSettings": {"manual": {}}}, "properties.scaleSettings.manual.targetNodeCount"),
-        (
-            {"userAccountSettings": {"adminUserSshPublicKey": "k"}},
-            "properties.userAccountSettings.adminUserName",
-        ),
-        ({"subnet": {}}, "properties.subnet.id"),
-    ],
-)
-def test_broken_cluster_is_refused_by_both_schemas(patch: dict[str, Any], expected: str) -> None:
-    data = json.loads(CLUSTERS[0].read_text())
-    data["properties"].update(patch)
-    assert list(real_validator("cluster").iter_errors(data))
-    assert [p.field for p in schema_problems(data, "cluster", file="c.json")] == [expected]
+@needs_corpus
+@pytest.mark.parametrize("field,broken", BROKEN_JOBS)
+def test_broken_job_is_refused_by_microsofts_schema(field: str, broken: dict[str, Any]) -> None:
+    assert list(real_validator("job").iter_errors(as_cli_sent(broken)))
+
+
+@pytest.mark.parametrize("patch,expected", BROKEN_CLUSTERS)
+def test_broken_cluster_is_refused_by_our_schema(patch: dict[str, Any], expected: str) -> None:
+    assert [p.field for p in schema_problems(_broken_cluster(patch), "cluster", file="c.json")] == [expected]
+
+
+@needs_corpus
+@pytest.mark.parametrize("patch,expected", BROKEN_CLUSTERS)
+def test_broken_cluster_is_refused_by_microsofts_schema(patch: dict[str, Any], expected: str) -> None:
+    assert list(real_validator("cluster").iter_errors(_broken_cluster(patch)))
 
 
 def test_unknown_key_says_did_you_mean(tmp_path: Path) -> None:
@@ -142,14 +163,33 @@ def test_every_corpus_job_converts_and_loads(path: Path, target: str, tmp_path: 
     assert "MIGRATION.md" in migration.files
 
 
-def test_tensorflow_recipe_keeps_roles_and_counts(tmp_path: Path) -> None:
-    migration = migrate(job=CORPUS / "jobs" / "tensorflow-gpu-distributed.json", target="pool")
+@pytest.mark.parametrize(
+    "path,script,scripts,model",
+    [
+        (OWN_BATCHAI / "jobs" / "tensorflow-ps-workers.json", "dist_train.py", "code", "model"),
+        pytest.param(
+            CORPUS / "jobs" / "tensorflow-gpu-distributed.json",
+            "tensorflow/mnist_replica.py",
+            "scripts",
+            "Models",
+            marks=needs_corpus,
+        ),
+    ],
+    ids=lambda v: v.name if isinstance(v, Path) else "",
+)
+def test_tensorflow_recipe_keeps_roles_and_counts(path: Path, script: str, scripts: str, model: str) -> None:
+    migration = migrate(job=path, target="pool")
     job = yaml.safe_load(migration.files["job.yml"])
-    assert job["distribution"] == {"type": "tensorflow", "worker_count": 2, "parameter_server_count": 1}
-    assert '"ps "*) python ${{inputs.scripts}}/tensorflow/mnist_replica.py --job_name=ps' in job["command"]
+    props = json.loads(path.read_text())["properties"]["tensorFlowSettings"]
+    assert job["distribution"] == {
+        "type": "tensorflow",
+        "worker_count": props["workerCount"],
+        "parameter_server_count": props["parameterServerCount"],
+    }
+    assert f'"ps "*) python ${{{{inputs.{scripts}}}}}/{script} --' in job["command"]
+    assert "--job_name=ps" in job["command"].split(";;")[0]
     # Batch AI's per-job folder is Azure ML's `${{name}}`: each run writes its own outputs.
-    assert job["outputs"]["MODEL"]["path"] == "azureml://datastores/logs/paths/${{name}}/Models"
-    assert job["inputs"]["data"]["path"] == "azureml://datastores/data/paths/"
+    assert job["outputs"]["MODEL"]["path"] == f"azureml://datastores/logs/paths/${{{{name}}}}/{model}"
 
 
 @pytest.mark.parametrize("path", CLUSTERS, ids=lambda p: p.name)
@@ -165,18 +205,38 @@ def test_every_corpus_cluster_converts(path: Path) -> None:
     assert secret is None or all(secret not in text for text in migration.files.values())
 
 
-def test_retired_size_is_mapped_to_its_successor_and_said_so() -> None:
-    migration = migrate(cluster=CORPUS / "clusters" / "nc6-lowpriority-manual.json")
+@pytest.mark.parametrize(
+    "path,successor,priority,nodes",
+    [
+        (
+            OWN_BATCHAI / "clusters" / "nc12-lowpriority-autoscale.json",
+            "Standard_NC16as_T4_v3",
+            "LowPriority",
+            (0, 4),
+        ),
+        pytest.param(
+            CORPUS / "clusters" / "nc6-lowpriority-manual.json",
+            "Standard_NC4as_T4_v3",
+            "LowPriority",
+            (2, 2),
+            marks=needs_corpus,
+        ),
+    ],
+    ids=lambda v: v.name if isinstance(v, Path) else "",
+)
+def test_retired_size_is_mapped_to_its_successor_and_said_so(
+    path: Path, successor: str, priority: str, nodes: tuple[int, int]
+) -> None:
+    migration = migrate(cluster=path)
     entry = yaml.safe_load(migration.files["stack.yaml"])["config"]["trainstack:clusters"][0]
-    assert (entry["vmSize"], entry["priority"], entry["minNodes"], entry["maxNodes"]) == (
-        "Standard_NC4as_T4_v3",
-        "LowPriority",
-        2,
-        2,
+    assert (entry["vmSize"], entry["priority"], (entry["minNodes"], entry["maxNodes"])) == (
+        successor,
+        priority,
+        nodes,
     )
     fate = migration.sources[0].ledger.fate_of("properties.vmSize")
     assert fate.fate.value == "approximated" and "retired" in fate.note
-    assert "Standard_NC4as_T4_v3" in migration.files["MIGRATION.md"]
+    assert successor in migration.files["MIGRATION.md"]
 
 
 def test_node_setup_chooses_the_pool(tmp_path: Path) -> None:
@@ -203,12 +263,16 @@ def test_node_setup_chooses_the_pool(tmp_path: Path) -> None:
     )
 
 
-def test_cli_folder_and_invalid_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "folder", [OWN_BATCHAI, pytest.param(CORPUS, marks=needs_corpus)], ids=["own", "corpus"]
+)
+def test_cli_folder_and_invalid_file(folder: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["migrate", "batchai", str(CORPUS), "--out", str(tmp_path / "all"), "--json"])
+    result = runner.invoke(app, ["migrate", "batchai", str(folder), "--out", str(tmp_path / "all"), "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
-    assert len(rows) == len(JOBS) + len(CLUSTERS) and all(r["ok"] for r in rows)
+    assert len(rows) == len(list(folder.glob("*/*.json"))) - len(list(folder.glob("schemas/*.json")))
+    assert all(r["ok"] for r in rows)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"properties": {"nodeCount": "two", "pyTorchSettings": {}}}))
     result = runner.invoke(app, ["migrate", "batchai", "--job", str(bad), "--out", str(tmp_path / "o")])

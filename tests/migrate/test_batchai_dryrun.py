@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from jobrunner.cli import app as jobrunner_app
 from tests.corpus import BATCHAI as CORPUS
+from tests.corpus import OWN_BATCHAI, needs_corpus
 from trainstack.batchai.convert import migrate, write
 
 RUN = "/var/lib/jobrunner/runs/dry-run/1"  # the dry run's attempt folder
@@ -26,6 +27,22 @@ class Expected:
     env: dict[str, str] = field(default_factory=dict)  # on every process
 
 
+# The project's own files, written from the schemas: they run on every clone.
+OWN_EXPECTED = {
+    "chainer-cluster-mount": Expected("mpi", [["node-0.mpirun"], []], env={"WORLD_SIZE": "2"}),
+    "custom-toolkit-with-preparation": Expected("none", [["node-0"]], preparation=True),
+    "horovod-four-nodes": Expected("mpi", [["node-0.mpirun"], [], [], []], env={"WORLD_SIZE": "4"}),
+    "pytorch-two-nodes-nccl": Expected(
+        "pytorch",
+        [["node-0"], ["node-1"]],
+        env={"AZ_BATCHAI_PYTORCH_INIT_METHOD": "env://", "WORLD_SIZE": "2"},
+    ),
+    "tensorflow-ps-workers": Expected(
+        "tensorflow",
+        [["node-0.worker-0", "node-0.ps-0"], ["node-1.worker-1"], ["node-2.worker-2"]],
+        env={"WORLD_SIZE": "4"},
+    ),
+}
 EXPECTED = {
     "caffe2-gpu-distributed": Expected("none", [["node-0"], ["node-1"]]),
     "chainer-gpu-distributed": Expected("mpi", [["node-0.mpirun"], []], env={"WORLD_SIZE": "2"}),
@@ -48,21 +65,33 @@ EXPECTED = {
 }
 
 
+def job_path(name: str) -> Path:
+    own = OWN_BATCHAI / "jobs" / f"{name}.json"
+    return own if name in OWN_EXPECTED else CORPUS / "jobs" / f"{name}.json"
+
+
 def dry_run(tmp_path: Path, name: str) -> list[dict[str, Any]]:
-    migration = migrate(job=CORPUS / "jobs" / f"{name}.json", target="pool")
+    migration = migrate(job=job_path(name), target="pool")
     write(migration, tmp_path)
     result = CliRunner().invoke(jobrunner_app, ["submit", str(tmp_path / "job.yml"), "--dry-run", "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
+def test_every_own_job_has_an_expectation() -> None:
+    assert sorted(OWN_EXPECTED) == sorted(p.stem for p in (OWN_BATCHAI / "jobs").glob("*.json"))
+
+
+@needs_corpus
 def test_every_corpus_job_has_an_expectation() -> None:
     assert sorted(EXPECTED) == sorted(p.stem for p in (CORPUS / "jobs").glob("*.json"))
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize(
+    "name", sorted(OWN_EXPECTED) + [pytest.param(n, marks=needs_corpus) for n in sorted(EXPECTED)]
+)
 def test_converted_job_dry_run_shows_the_toolkits_plan(name: str, tmp_path: Path) -> None:
-    expected = EXPECTED[name]
+    expected = {**EXPECTED, **OWN_EXPECTED}[name]
     nodes = dry_run(tmp_path, name)
     assert [n["distribution"] for n in nodes] == [expected.distribution] * len(expected.processes)
     assert [[p["log_name"] for p in n["processes"]] for n in nodes] == expected.processes
@@ -78,6 +107,7 @@ def test_converted_job_dry_run_shows_the_toolkits_plan(name: str, tmp_path: Path
             assert "${{" not in " ".join(process["argv"])  # every input and output was staged
 
 
+@needs_corpus
 def test_tensorflow_recipe_plans_two_workers_and_a_parameter_server(tmp_path: Path) -> None:
     nodes = dry_run(tmp_path, "tensorflow-gpu-distributed")
     processes = [p for n in nodes for p in n["processes"]]
@@ -101,6 +131,7 @@ def test_tensorflow_recipe_plans_two_workers_and_a_parameter_server(tmp_path: Pa
     assert f"--checkpoint_dir={RUN}/outputs/MODEL" in command
 
 
+@needs_corpus
 def test_pytorch_gloo_runs_torchrun_on_two_nodes(tmp_path: Path) -> None:
     nodes = dry_run(tmp_path, "pytorch-gpu-distributed-gloo")
     for rank, node in enumerate(nodes):
@@ -116,6 +147,7 @@ def test_pytorch_gloo_runs_torchrun_on_two_nodes(tmp_path: Path) -> None:
         assert command.endswith("--rank $AZ_BATCHAI_TASK_INDEX")
 
 
+@needs_corpus
 def test_mpi_toolkits_run_mpirun_on_the_leader_over_both_nodes(tmp_path: Path) -> None:
     leader, other = dry_run(tmp_path, "horovod-pytorch")
     (process,) = leader["processes"]

@@ -14,6 +14,7 @@ from components.config import SECRETS_FROM_FILE, DatastoreConfig
 from jobrunner.dryrun import dry_run
 from jobrunner.spec import load_job
 from tests.corpus import BATCHAI as CORPUS
+from tests.corpus import OWN_BATCHAI, needs_corpus
 from tests.migrate.test_batchai import real_validator
 from trainstack.batchai.convert import migrate
 from trainstack.batchai.fates import Fate
@@ -59,6 +60,7 @@ def stack_of(migration: Any) -> dict[str, Any]:
     return yaml.safe_load(migration.files["stack.yaml"])["config"]  # type: ignore[no-any-return]
 
 
+@needs_corpus
 @pytest.mark.parametrize("data", [NFS, MINIMAL_NFS], ids=["full", "minimal"])
 def test_file_server_files_are_valid_for_microsofts_schema(data: dict[str, Any]) -> None:
     assert list(real_validator("nfs").iter_errors(data)) == []
@@ -187,17 +189,29 @@ def test_unmanaged_file_system_runs_its_mount_command_on_a_pool(tmp_path: Path) 
     assert aml("properties.mountVolumes.unmanagedFileSystems[0].mountCommand").fate is Fate.UNSUPPORTED
 
 
-def test_cluster_mount_of_a_job_converted_alone_gets_a_datastore_to_check(tmp_path: Path) -> None:
-    migration = migrate(job=CORPUS / "jobs" / "cntk-gpu-brainscript.json", target="pool")
+@pytest.mark.parametrize(
+    "path,mount,output_id,output",
+    [
+        (OWN_BATCHAI / "jobs" / "chainer-cluster-mount.json", "shared", "RESULTS", "Results"),
+        pytest.param(
+            CORPUS / "jobs" / "cntk-gpu-brainscript.json", "external", "MODEL", "Models", marks=needs_corpus
+        ),
+    ],
+    ids=["own", "corpus"],
+)
+def test_cluster_mount_of_a_job_converted_alone_gets_a_datastore_to_check(
+    path: Path, mount: str, output_id: str, output: str
+) -> None:
+    migration = migrate(job=path, target="pool")
     (entry,) = stack_of(migration)["trainstack:datastores"]
-    assert entry == {"name": "external", "kind": "fileshare", "container": "external", "auth": "identity"}
+    assert entry == {"name": mount, "kind": "fileshare", "container": mount, "auth": "identity"}
     DatastoreConfig.model_validate(entry, context={SECRETS_FROM_FILE: True})
     record = migration.sources[0].ledger.fate_of("properties.inputDirectories[0].path")
     assert record.fate is Fate.APPROXIMATED and "guess" in record.note and "--cluster" in record.note
-    assert "datastore `external`" in record.became
+    assert f"datastore `{mount}`" in record.became
     assert "<CLUSTER_STORAGE_ACCOUNT>" in migration.files["MIGRATION.md"]
     job = yaml.safe_load(migration.files["job.yml"])
-    assert job["outputs"]["MODEL"]["path"] == "azureml://datastores/external/paths/${{name}}/Models"
+    assert job["outputs"][output_id]["path"] == f"azureml://datastores/{mount}/paths/${{{{name}}}}/{output}"
 
 
 def test_account_key_is_a_secret_placeholder_that_validates(tmp_path: Path) -> None:

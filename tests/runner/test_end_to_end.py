@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from tests.corpus import AML_CLI_V2 as CORPUS
+from tests.corpus import OWN_AML_CLI_V2 as OWN
+from tests.corpus import needs_corpus
 from tests.runner.conftest import REPO, write_job
 
 pytestmark = pytest.mark.slow
@@ -28,15 +30,19 @@ def logs_of(cli: Cli, run_id: str) -> str:
 @pytest.mark.parametrize(
     ("job", "expected"),
     [
-        ("basics__hello-world.yml", ["hello world"]),
-        ("basics__hello-world-env-var.yml", ["hello world"]),
-        ("basics__hello-world-input.yml", ["hello world", "42"]),
+        (OWN / "hello.yml", ["hello from a fixture"]),
+        (OWN / "hello-env-var.yml", ["hello from a variable"]),
+        (OWN / "hello-inputs.yml", ["hello from an input", "7"]),
+        pytest.param(CORPUS / "basics__hello-world.yml", ["hello world"], marks=needs_corpus),
+        pytest.param(CORPUS / "basics__hello-world-env-var.yml", ["hello world"], marks=needs_corpus),
+        pytest.param(CORPUS / "basics__hello-world-input.yml", ["hello world", "42"], marks=needs_corpus),
     ],
+    ids=lambda v: v.name if isinstance(v, Path) else None,
 )
 def test_azure_ml_hello_examples_succeed_with_their_text_in_the_logs(
-    pool_env: Cli, job: str, expected: list[str]
+    pool_env: Cli, job: Path, expected: list[str]
 ) -> None:
-    done = pool_env.run("submit", str(CORPUS / job), "--wait", timeout=120)
+    done = pool_env.run("submit", str(job), "--wait", timeout=120)
     assert done.returncode == 0, done.stderr
     run_id = done.stdout.splitlines()[0].strip()
     text = logs_of(pool_env, run_id)
@@ -44,13 +50,28 @@ def test_azure_ml_hello_examples_succeed_with_their_text_in_the_logs(
         assert word in text
 
 
-def test_outputs_written_by_the_job_can_be_downloaded(pool_env: Cli, tmp_path: Path) -> None:
-    written = pool_env.submit(CORPUS / "basics__hello-world-output-data.yml")
+@pytest.mark.parametrize(
+    "job,text",
+    [
+        (OWN / "hello-output.yml", "greeting/greeting.txt:hello to an output"),
+        pytest.param(
+            CORPUS / "basics__hello-world-output-data.yml",
+            "hello_output/helloworld.txt:hello world",
+            marks=needs_corpus,
+        ),
+    ],
+    ids=["own", "corpus"],
+)
+def test_outputs_written_by_the_job_can_be_downloaded(
+    pool_env: Cli, tmp_path: Path, job: Path, text: str
+) -> None:
+    written = pool_env.submit(job)
     hello = pool_env.submit(REPO / "examples" / "hello" / "job.yml")
     assert pool_env.wait_state(written, {"succeeded", "failed", "canceled"})["state"] == "succeeded"
     assert pool_env.wait_state(hello, {"succeeded", "failed", "canceled"})["state"] == "succeeded"
     pool_env.run("outputs", written, "--download", str(tmp_path / "a"), check=True)
-    assert (tmp_path / "a" / "hello_output" / "helloworld.txt").read_text().strip() == "hello world"
+    file, words = text.split(":")
+    assert (tmp_path / "a" / file).read_text().strip() == words
     pool_env.run("outputs", hello, "--download", str(tmp_path / "b"), check=True)
     assert "hello from trainstack" in (tmp_path / "b" / "outputs" / "x.txt").read_text()
 
@@ -153,7 +174,7 @@ def test_two_two_node_jobs_at_once_on_two_agents_both_finish(pool_env: Cli, tmp_
 
 
 def test_status_json_shape(pool_env: Cli) -> None:
-    done = pool_env.run("submit", str(CORPUS / "basics__hello-world.yml"), "--wait", "--json", timeout=120)
+    done = pool_env.run("submit", str(OWN / "hello.yml"), "--wait", "--json", timeout=120)
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert {"id", "state", "attempt", "nodes", "exit_code", "reason"} <= set(status)

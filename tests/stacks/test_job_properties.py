@@ -10,6 +10,7 @@ from components.job_properties import JobTarget, NotDeclarableError, command_job
 from jobrunner.errors import JobSpecError
 from jobrunner.spec import JobSpec, load_job, parse_job
 from tests.corpus import AML_CLI_V2 as CORPUS
+from tests.corpus import OWN_AML_CLI_V2, corpus_files
 
 TARGET = JobTarget(
     compute_id="/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w/computes/gpu",
@@ -22,7 +23,7 @@ TARGET = JobTarget(
 
 def pool_jobs() -> list[tuple[str, JobSpec]]:
     out = []
-    for path in sorted(CORPUS.glob("*.yml")):
+    for path in sorted(OWN_AML_CLI_V2.glob("*.yml")) + corpus_files(CORPUS, "*.yml"):
         try:
             out.append((path.name, load_job(path, check_paths=False)))
         except JobSpecError:
@@ -30,12 +31,12 @@ def pool_jobs() -> list[tuple[str, JobSpec]]:
     return out
 
 
-def test_some_corpus_files_are_accepted_by_a_pool() -> None:
+def test_some_job_files_are_accepted_by_a_pool() -> None:
     assert len(pool_jobs()) >= 3
 
 
 @pytest.mark.parametrize(("name", "spec"), pool_jobs(), ids=[n for n, _ in pool_jobs()])
-def test_corpus_job_maps_field_by_field(name: str, spec: JobSpec) -> None:
+def test_job_file_maps_field_by_field(name: str, spec: JobSpec) -> None:
     props = command_job_properties(spec, TARGET, display_name="run")
     assert props["job_type"] == "Command" and props["command"] == spec.command
     assert props["compute_id"] == TARGET.compute_id and props["experiment_name"] == "exp"

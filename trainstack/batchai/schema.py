@@ -19,7 +19,7 @@ import jsonschema
 from pydantic import BaseModel
 
 from jobrunner.errors import ConfigError, Problem, did_you_mean, field_path
-from jobrunner.files import read_text
+from jobrunner.files import MAX_DEPTH, check_depth, read_text
 from trainstack.batchai.models import ClusterFile, FileServerFile, JobFile
 from trainstack.batchai.timespan import parse_duration_seconds
 
@@ -112,6 +112,11 @@ def read_json(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
         raise ConfigError([Problem(str(path), where, f"not valid JSON: {exc.msg}")]) from None
+    except RecursionError:  # deeper than the decoder goes, far past the bound below
+        raise ConfigError(
+            [Problem(str(path), "", f"Batch AI file nests deeper than {MAX_DEPTH} levels")]
+        ) from None
+    check_depth(data, source=str(path), what="Batch AI file")
     if not isinstance(data, dict):
         raise ConfigError([Problem(str(path), "", "a Batch AI file is a JSON object with `properties`")])
     return data

@@ -9,13 +9,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from jobrunner.errors import TrainstackError
 
 
-def _value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+def _value(value: Any) -> Text:
+    # Values are data: brackets in a stack's values print as they are.
+    return Text(value if isinstance(value, str) else json.dumps(value, sort_keys=True))
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -60,18 +63,18 @@ def diff(
         return
     console = Console(highlight=False)
     if result.empty:
-        console.print(f"{a} and {b} declare the same resources with the same inputs.")
+        console.print(f"{a} and {b} declare the same resources with the same inputs.", markup=False)
         return
     for title, only in ((f"only in {a}", result.only_a), (f"only in {b}", result.only_b)):
         if only:
             table = _table(title, "type", "name")
             for r in only:
-                table.add_row(r.type, r.name)
+                table.add_row(Text(r.type), Text(r.name))
             console.print(table)
     for change in result.changed:
-        table = _table(f"changed: {change.name} ({change.type})", "property", a, b)
+        table = _table(f"changed: {escape(change.name)} ({escape(change.type)})", "property", a, b)
         for c in change.changes:
-            table.add_row(c.path, _value(c.a), _value(c.b))
+            table.add_row(Text(c.path), _value(c.a), _value(c.b))
         console.print(table)
 
 

@@ -12,7 +12,9 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from jobrunner.errors import ConfigError, TrainstackError
 from trainstack.batchai.convert import Migration, migrate, migrate_folder, write
@@ -74,13 +76,14 @@ def batchai(
         print(json.dumps(_summary(migration, [str(p) for p in written]), indent=2, sort_keys=True))
         return
     counts = migration.counts()
-    console.print(f"Target: [bold]{migration.target}[/bold] ({migration.target_reason})")
+    console.print(f"Target: [bold]{migration.target}[/bold] ({escape(migration.target_reason)})")
     console.print(", ".join(f"{counts[f]} {f.value}" for f in Fate) + " fields")
     for path in written:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", markup=False)
     if migration.placeholders:
         console.print(
-            "values to fill in: " + ", ".join(migration.placeholders) + f" (see {out / 'MIGRATION.md'})"
+            "values to fill in: " + ", ".join(migration.placeholders) + f" (see {out / 'MIGRATION.md'})",
+            markup=False,
         )
 
 
@@ -105,7 +108,7 @@ def _folder(folder: Path, out: Path, target: str | None, console: Console, as_js
         print(json.dumps(rows, indent=2, sort_keys=True))
     else:
         # The file name is what a person acts on: never cut it; the counts are narrow.
-        table = Table(title=f"Batch AI files in {folder}", box=box.SIMPLE_HEAD)
+        table = Table(title=Text(f"Batch AI files in {folder}"), box=box.SIMPLE_HEAD)
         table.add_column("file", no_wrap=True)
         for col in ("kind", "target"):
             table.add_column(col, no_wrap=True)
@@ -115,12 +118,12 @@ def _folder(folder: Path, out: Path, target: str | None, console: Console, as_js
             m = r.migration
             if m is None:
                 table.add_row(
-                    str(r.path.relative_to(folder)), "invalid", "-", "-", "-", "-", str(len(r.problems))
+                    Text(str(r.path.relative_to(folder))), "invalid", "-", "-", "-", "-", str(len(r.problems))
                 )
                 continue
             c = m.counts()
             table.add_row(
-                str(r.path.relative_to(folder)),
+                Text(str(r.path.relative_to(folder))),
                 r.kind,
                 m.target,
                 *(str(c[f]) for f in Fate),

@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=False)
         names = stack or stack_names(project_dir)
         if not names:
-            console.print(f"no stack files under {project_dir / 'stacks'}")
+            console.print(f"no stack files under {project_dir / 'stacks'}", markup=False)
             raise typer.Exit(1)
         results = {name: check_stack(name, project_dir) for name in names}
         if as_json:
@@ -97,8 +97,8 @@ def register(app: typer.Typer) -> None:
             for name, problems in results.items():
                 if problems:
                     print_problems(console, problems)
-                    console.print(f"[red]✗[/red] stack {name}: {len(problems)} problem(s)")
+                    console.print(f"[red]✗[/red] stack {escape(name)}: {len(problems)} problem(s)")
                 else:
-                    console.print(f"[green]✓[/green] stack {name} is valid")
+                    console.print(f"[green]✓[/green] stack {escape(name)} is valid")
         if any(results.values()):
             raise typer.Exit(1)
