@@ -43,7 +43,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """CI (`TRAINSTACK_REQUIRE_CORPUS=1`) stops here, in one line, when the corpus is missing."""
+    """CI (`TRAINSTACK_CI=1`) stops here, in one line, when the corpus is missing."""
     try:
         import tests.corpus  # noqa: F401
     except RuntimeError as exc:

@@ -3,7 +3,7 @@
 The corpus (`shared/corpus` beside the checkout, or `$TRAINSTACK_CORPUS`) holds real files
 written outside the project. A user's clone has none: tests that need it skip with `REASON`,
 while the same behaviours run over the project's fixtures in `tests/fixtures`, written from the
-schemas. CI sets `TRAINSTACK_REQUIRE_CORPUS=1`, which makes a missing corpus a collection error,
+schemas. CI sets `TRAINSTACK_CI=1`, which makes a missing corpus a collection error,
 so CI never skips the corpus tests.
 """
 
@@ -18,12 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("TRAINSTACK_CORPUS") or REPO.parent / "shared" / "corpus")
 AML_CLI_V2 = CORPUS / "aml-cli-v2"
 BATCHAI = CORPUS / "batchai"
+AML_SWEEPS = CORPUS / "aml-cli-v2-sweeps"
 PRESENT = AML_CLI_V2.is_dir() and BATCHAI.is_dir()
 REASON = (
     f"no configuration corpus at {CORPUS} (put shared/corpus beside the checkout or set TRAINSTACK_CORPUS)"
 )
-if not PRESENT and os.environ.get("TRAINSTACK_REQUIRE_CORPUS") == "1":
-    raise RuntimeError(f"TRAINSTACK_REQUIRE_CORPUS=1 and {REASON}")
+if not PRESENT and os.environ.get("TRAINSTACK_CI") == "1":
+    raise RuntimeError(f"TRAINSTACK_CI=1 and {REASON}")
 
 # For a test that reads a named corpus file, or all of them.
 needs_corpus = pytest.mark.skipif(not PRESENT, reason=REASON)
