@@ -205,8 +205,8 @@ def review_change(stack: str, ref: str, project_dir: str | Path = ".") -> Change
     from trainstack.baseref import plan_at_ref
     from trainstack.review import plan_stack
 
+    base = plan_at_ref(stack, ref, project_dir)  # first: a wrong ref is the cheaper mistake to report
     head = plan_stack(stack, project_dir)
-    base = plan_at_ref(stack, ref, project_dir)
     diff = diff_stacks(
         base.resources,
         head.resources,
