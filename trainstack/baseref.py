@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -145,6 +146,10 @@ def _plan_in(project: Path, stack: str, ref: str, commit: str, tmp: Path) -> Bas
     if not out.exists():
         raise BaseRefError(f"planning {stack!r} at {ref} failed:\n{done.stderr.strip()[-4000:]}")
     data = json.loads(out.read_text(encoding="utf-8"))
+    if "crash" in data:
+        crash = data["crash"]
+        where = f"{_at_ref(crash['file'], project, ref)}:{crash['line']}"
+        raise BaseRefError(f"planning {stack!r} at {ref} failed: {where}: {crash['error']}")
     if "problems" in data:
         problems = [
             Problem(_at_ref(p["file"], project, ref), p["field"], p["message"], p["fix"])
@@ -232,6 +237,13 @@ def _child(stack: str, project: Path, out: Path) -> None:
             result = {"problems": [vars(p) for p in err.problems]}
         except ValueError as err:
             result = {"problems": [vars(Problem(str(stack_path(stack, project)), "", str(err)))]}
+        except Exception as err:  # the ref's program or components crashed: say where
+            frames = traceback.extract_tb(err.__traceback__)
+            ours = [f for f in frames if Path(f.filename).resolve().is_relative_to(project.resolve())]
+            last = (ours or frames)[-1]
+            result = {
+                "crash": {"file": last.filename, "line": last.lineno, "error": f"{type(err).__name__}: {err}"}
+            }
     out.write_text(json.dumps(result), encoding="utf-8")
 
 

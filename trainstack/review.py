@@ -153,7 +153,8 @@ def _diff_section(review: Review) -> list[str]:
         if only:
             out += [f"**{title}:** " + ", ".join(f"`{r.name}` ({r.type})" for r in only), ""]
     for change in diff.changed:
-        out += [f"**Changed:** `{change.name}` ({change.type})", ""]
+        why = f": {'; '.join(r.describe() for r in change.replace)}" if change.replace else ""
+        out += [f"**{change.action.capitalize()}:** `{change.name}` ({change.type}){why}", ""]
         rows = [(f"`{c.path}`", c.a, c.b) for c in change.changes]
         out += [*table(["property", diff.a, diff.b], rows), ""]
     return out[:-1]

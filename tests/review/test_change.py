@@ -7,6 +7,7 @@ and a reworded component (an update that only the ref's own components can show)
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,20 @@ def test_base_and_base_ref_together_is_a_usage_error(repo: Path) -> None:
     assert code == 2 and "give one" in err
     code, _, err = run("review", "--stack", "prod", "--fail-on-replace", "--project-dir", str(repo))
     assert code == 2 and "--fail-on-replace needs --base-ref" in err
+
+
+def test_a_crash_of_the_refs_program_names_its_file_and_line(repo: Path) -> None:
+    git(repo, "checkout", "--quiet", "-b", "crash", "main")
+    try:
+        cluster = repo / "components" / "cluster.py"
+        good = cluster.read_text()
+        bad = good.replace("    credentials = None\n", "    raise RuntimeError('boom')\n", 1)
+        assert bad != good
+        cluster.write_text(bad)
+        git(repo, "commit", "--quiet", "--all", "-m", "crash")
+        cluster.write_text(good)
+        code, _, err = run("review", "--stack", "prod", "--base-ref", "HEAD", "--project-dir", str(repo))
+        assert code == 2
+        assert re.search(r"failed: HEAD:components/cluster\.py:\d+: RuntimeError: boom", err), err
+    finally:
+        git(repo, "checkout", "--quiet", "--force", "main")
