@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -133,13 +132,13 @@ def plan_at_ref(stack: str, ref: str, project_dir: str | Path = ".") -> BasePlan
 
 def _plan_in(project: Path, stack: str, ref: str, commit: str, tmp: Path) -> BasePlan:
     out = tmp / "plan.json"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # `-P` and a neutral working directory: the tool comes from where it is installed (or
+    # PYTHONPATH), never from the worktree; only the project's modules come from the ref.
     done = subprocess.run(
         [sys.executable, "-P", "-m", "trainstack.baseref", stack, str(project), str(out)],
         capture_output=True,
         text=True,
         cwd=tmp,
-        env=env,
         timeout=CHILD_TIMEOUT_S,
         check=False,
     )
