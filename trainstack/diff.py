@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policies.model import Resource
+from trainstack.replacement import ReplaceOptions, ReplaceReason, replace_reasons
 
 _MISSING = "(not set)"
 
@@ -40,22 +41,33 @@ class PropertyChange:
 
 @dataclass(frozen=True)
 class ResourceChange:
-    """A resource both stacks declare, with the inputs that differ."""
+    """A resource both stacks declare, with the inputs that differ and, when some of them
+    cannot change in place, why it is replaced (`replace`; see `trainstack.replacement`)."""
 
     type: str
     name_a: str
     name_b: str
     changes: tuple[PropertyChange, ...]
+    replace: tuple[ReplaceReason, ...] = ()
+    delete_before_replace: bool = False
 
     @property
     def name(self) -> str:
         return self.name_a if self.name_a == self.name_b else f"{self.name_a} → {self.name_b}"
+
+    @property
+    def action(self) -> str:
+        """`replace` or `update` (in place)."""
+        return "replace" if self.replace else "update"
 
     def as_json(self) -> dict[str, Any]:
         return {
             "type": self.type,
             "name_a": self.name_a,
             "name_b": self.name_b,
+            "action": self.action,
+            "replace_reasons": [r.as_json() for r in self.replace],
+            "delete_before_replace": self.delete_before_replace if self.replace else False,
             "changes": [c.as_json() for c in self.changes],
         }
 
@@ -73,6 +85,14 @@ class StackDiff:
     @property
     def empty(self) -> bool:
         return not (self.only_a or self.only_b or self.changed)
+
+    @property
+    def replaced(self) -> tuple[ResourceChange, ...]:
+        return tuple(c for c in self.changed if c.replace)
+
+    @property
+    def updated(self) -> tuple[ResourceChange, ...]:
+        return tuple(c for c in self.changed if not c.replace)
 
     def as_json(self) -> dict[str, Any]:
         def brief(r: Resource) -> dict[str, str]:
@@ -165,10 +185,15 @@ def diff_stacks(
     name_b: str = "b",
     env_a: str = "",
     env_b: str = "",
+    same_stack: bool = False,
+    options: Mapping[tuple[str, str], ReplaceOptions] | None = None,
 ) -> StackDiff:
     """Compare two stacks' resources. `env_a`/`env_b` are their environment names, used to
-    pair resources whose names differ only by it. Never fails: a resource whose inputs are
-    not mappings compares as a single value."""
+    pair resources whose names differ only by it. With `same_stack` (one stack before and
+    after a change) resources pair by type and name alone, as Pulumi identifies them: a
+    renamed resource is a delete and a create. `options` are B's replace options by (type,
+    name); each changed resource says whether the change replaces it. Never fails: a
+    resource whose inputs are not mappings compares as a single value."""
     by_key_b = {(r.type, r.name): r for r in b}
     pairs: list[tuple[Resource, Resource]] = []
     left_a: list[Resource] = []
@@ -178,6 +203,8 @@ def diff_stacks(
             pairs.append((r, other))
         else:
             left_a.append(r)
+    if same_stack:
+        return _stack_diff(name_a, name_b, pairs, left_a, list(by_key_b.values()), options or {})
     neutral_b = {(r.type, _neutral(r.name, env_b)): r for r in by_key_b.values()}
     still_a: list[Resource] = []
     for r in left_a:
@@ -188,11 +215,27 @@ def diff_stacks(
             still_a.append(r)
     similar, only_a, only_b = _pair_similar(still_a, list(neutral_b.values()), env_a, env_b)
     pairs.extend(similar)
-    changed = [
-        ResourceChange(ra.type, ra.name, rb.name, changes)
-        for ra, rb in pairs
-        if (changes := property_changes(ra.inputs, rb.inputs))
-    ]
+    return _stack_diff(name_a, name_b, pairs, only_a, only_b, options or {})
+
+
+def _stack_diff(
+    name_a: str,
+    name_b: str,
+    pairs: list[tuple[Resource, Resource]],
+    only_a: list[Resource],
+    only_b: list[Resource],
+    options: Mapping[tuple[str, str], ReplaceOptions],
+) -> StackDiff:
+    changed = []
+    for ra, rb in pairs:
+        changes = property_changes(ra.inputs, rb.inputs)
+        if not changes:
+            continue
+        opts = options.get((rb.type, rb.name), ReplaceOptions())
+        reasons = replace_reasons(rb.type, [c.path for c in changes], opts.replace_on_changes)
+        changed.append(
+            ResourceChange(ra.type, ra.name, rb.name, changes, reasons, opts.delete_before_replace)
+        )
     return StackDiff(
         a=name_a,
         b=name_b,

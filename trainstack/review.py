@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from policies import Finding, PolicyContext, Resource, Severity, evaluate
 from trainstack.cost import CostEstimate, CostLine, estimate
 from trainstack.diff import StackDiff
+from trainstack.replacement import ReplaceOptions
+from trainstack.review_text import money, table
 
 
 @dataclass(frozen=True)
@@ -80,24 +82,8 @@ def to_json(review: Review) -> str:
 # --- Markdown -------------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> str:
-    """A table cell: strings as they are, other values as JSON, pipes and newlines escaped."""
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
-    return lines
-
-
-def _money(value: float) -> str:
-    return f"{value:,.2f}"
-
-
 def _range(cost: CostEstimate) -> str:
-    return f"{_money(cost.monthly_min)} – {_money(cost.monthly_max)} {cost.currency}/month"
+    return f"{money(cost.monthly_min)} – {money(cost.monthly_max)} {cost.currency}/month"
 
 
 def _price_source(line: CostLine) -> str:
@@ -121,18 +107,18 @@ def _cost_section(cost: CostEstimate) -> list[str]:
             line.priority or "—",
             f"{line.min_nodes}–{line.max_nodes}" if line.vm_size else "—",
             f"{line.hourly_usd:g}" if line.hourly_usd is not None and line.vm_size else "—",
-            _money(line.monthly_min),
-            _money(line.monthly_max),
+            money(line.monthly_min),
+            money(line.monthly_max),
             _price_source(line),
             line.note,
         )
         for line in cost.lines
     ]
-    total_min, total_max = f"**{_money(cost.monthly_min)}**", f"**{_money(cost.monthly_max)}**"
+    total_min, total_max = f"**{money(cost.monthly_min)}**", f"**{money(cost.monthly_max)}**"
     rows.append(("**total**", "", "", "", "", "", total_min, total_max, cost.currency, ""))
     header = ["resource", "kind", "VM size", "priority", "nodes", "USD/h per node", "monthly at min",
               "monthly at max", "price (region, date)", "note"]  # fmt: skip
-    out.extend(_table(header, rows))
+    out.extend(table(header, rows))
     if cost.usage_based:
         out += ["", "Billed by use, not estimated: " + "; ".join(cost.usage_based) + "."]
     return out
@@ -148,7 +134,7 @@ def _findings_section(findings: Sequence[Finding]) -> list[str]:
             continue
         out += [f"#### {severity.value.capitalize()} ({len(group)})", ""]
         rows = [(f"`{f.policy}`", f"`{f.resource}`", f.resource_type, f.message, f.fix) for f in group]
-        out += [*_table(["policy", "resource", "type", "problem", "fix"], rows), ""]
+        out += [*table(["policy", "resource", "type", "problem", "fix"], rows), ""]
     return out[:-1]
 
 
@@ -167,9 +153,10 @@ def _diff_section(review: Review) -> list[str]:
         if only:
             out += [f"**{title}:** " + ", ".join(f"`{r.name}` ({r.type})" for r in only), ""]
     for change in diff.changed:
-        out += [f"**Changed:** `{change.name}` ({change.type})", ""]
+        why = f": {'; '.join(r.describe() for r in change.replace)}" if change.replace else ""
+        out += [f"**{change.action.capitalize()}:** `{change.name}` ({change.type}){why}", ""]
         rows = [(f"`{c.path}`", c.a, c.b) for c in change.changes]
-        out += [*_table(["property", diff.a, diff.b], rows), ""]
+        out += [*table(["property", diff.a, diff.b], rows), ""]
     return out[:-1]
 
 
@@ -189,7 +176,7 @@ def render_markdown(review: Review) -> str:
         "",
     ]
     by_type = Counter(r.type for r in review.resources)
-    out += _table(["type", "count"], [(f"`{t}`", n) for t, n in sorted(by_type.items())])
+    out += table(["type", "count"], [(f"`{t}`", n) for t, n in sorted(by_type.items())])
     out += ["", *_cost_section(review.cost), "", *_findings_section(review.findings)]
     if review.diff is not None:
         out += ["", *_diff_section(review)]
@@ -201,11 +188,13 @@ def render_markdown(review: Review) -> str:
 
 @dataclass(frozen=True)
 class PlannedStack:
-    """A stack file, checked and run offline: its declared Azure resources and policy context."""
+    """A stack file, checked and run offline: its declared Azure resources, policy context,
+    and each resource's replace options by (type, name)."""
 
     name: str
     resources: tuple[Resource, ...]
     context: PolicyContext
+    options: Mapping[tuple[str, str], ReplaceOptions] = field(default_factory=dict)
 
 
 def plan_stack(name: str, project_dir: str | Path = ".") -> PlannedStack:
@@ -222,9 +211,13 @@ def plan_stack(name: str, project_dir: str | Path = ".") -> PlannedStack:
 
     loaded = load_stack(name, project_dir)
     plan = record_stack(name, project_dir, stack=loaded)
-    resources = tuple(Resource(r.type, r.name, r.parent, r.inputs) for r in plan.resources if r.custom)
+    custom = [r for r in plan.resources if r.custom]
+    resources = tuple(Resource(r.type, r.name, r.parent, r.inputs) for r in custom)
+    options = {
+        (r.type, r.name): ReplaceOptions(r.replace_on_changes, r.delete_before_replace) for r in custom
+    }
     ctx = context_for(loaded.config, name, catalog_prices(), file=str(loaded.path))
-    return PlannedStack(name, resources, ctx)
+    return PlannedStack(name, resources, ctx, options)
 
 
 def review_stack(name: str, base: str | None = None, project_dir: str | Path = ".") -> Review:
@@ -242,5 +235,6 @@ def review_stack(name: str, base: str | None = None, project_dir: str | Path = "
         name_b=name,
         env_a=other.context.environment,
         env_b=head.context.environment,
+        options=head.options,
     )
     return build_review(name, head.resources, head.context, diff=diff, base_resources=other.resources)
