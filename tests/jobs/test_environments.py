@@ -26,12 +26,13 @@ SUB = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.MachineLearning
 @pytest.mark.parametrize(
     ("text", "name", "version", "registry"),
     [
-        ("azureml:AzureML-sklearn-1.0-ubuntu20.04-py38-cpu:33", "AzureML-sklearn-1.0-ubuntu20.04-py38-cpu", "33", None),
+        ("azureml:AzureML-sklearn-1.0-cpu:33", "AzureML-sklearn-1.0-cpu", "33", None),
         ("azureml:AzureML-lightgbm-3.3@latest", "AzureML-lightgbm-3.3", None, None),
         ("azureml:myTestEnv:18.04:2022", "myTestEnv", "18.04:2022", None),
         ("azureml:my-env", "my-env", None, None),
         (f"azureml:{SUB}/environments/train-env/versions/4", "train-env", "4", None),
-        ("azureml://registries/azureml/environments/sklearn-1.5/labels/latest", "sklearn-1.5", None, "azureml"),
+        ("azureml://registries/azureml/environments/sklearn-1.5/labels/latest", "sklearn-1.5", None,
+         "azureml"),
         ("azureml://registries/azureml/environments/sklearn-1.5/versions/41", "sklearn-1.5", "41", "azureml"),
         ("azureml://registries/team/environment/tools/versions/2", "tools", "2", "team"),
     ],
@@ -82,7 +83,8 @@ def test_the_map_is_checked_where_it_is_written() -> None:
         check_map({"azureml:a": "img"})
     with pytest.raises(ValueError, match="not an image name"):
         check_map({"a": "two words"})
-    config = AgentConfig(store="https://acct.blob.core.windows.net", pool="gpu", environments={"a:1": "x/y:1"})
+    store = "https://acct.blob.core.windows.net"
+    config = AgentConfig(store=store, pool="gpu", environments={"a:1": "x/y:1"})
     assert config.environments == {"a:1": "x/y:1"}
     text = f"store: {config.store}\npool: gpu\nenvironments: {{'a b': x}}\n"
     with pytest.raises(ConfigError, match=r"agent.yaml: environments: environment key 'a b'"):
@@ -149,7 +151,8 @@ def test_without_a_container_runtime_any_environment_runs_on_the_node_with_one_n
     image, notes, argv = plan_for("azureml:team-env:7")
     assert image is None and argv[:2] == ("bash", "-c")
     assert notes == (
-        "environment `azureml:team-env:7` not used: no container runtime on node0; the command runs on the node",
+        "environment `azureml:team-env:7` not used: no container runtime on node0; "
+        "the command runs on the node",
     )
 
 

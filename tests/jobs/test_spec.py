@@ -161,7 +161,7 @@ def test_bad_overrides_name_the_key() -> None:
             "a registered Azure ML asset: give a datastore URI",
         ),
         (
-            "command: x\ninputs: {d: {path: '/subscriptions/s/resourceGroups/g/providers/x/data/d/versions/1'}}\n",
+            "command: x\ninputs: {d: {path: '/subscriptions/s/resourceGroups/g/providers/d/versions/1'}}",
             "inputs.d.path",
             "a registered Azure ML asset: give a datastore URI",
         ),
