@@ -156,7 +156,7 @@ def submit(
     notes.append(client.check_environment(spec, client.pool, source=str(file)))
     for line in [n for n in notes if n] + list(spec.notes):
         if not as_json:
-            err.print(f"note: {line}", markup=False)
+            err.print(f"note: {line}", markup=False, soft_wrap=True)
     status = client.submit_spec(spec)
     if as_json and not wait:
         _print_json({"id": status.id, "experiment": status.experiment, "pool": status.pool})
@@ -176,11 +176,10 @@ def _dry_run(file: Path, overrides: dict[str, str], as_json: bool) -> None:
 
     spec = load_job(file, overrides)
     plans = dry_run(spec, spec.instance_count)
-    # What a submit would say (the pool's own checks aside: a dry run asks no pool), then the
-    # nodes' notes, each once.
-    notes = [*spec.notes, *dict.fromkeys(n for p in plans for n in p.notes)]
-    for line in notes:
-        err.print(f"note: {line}", markup=False)
+    # What a submit would say (the pool's own checks aside: a dry run asks no pool), then
+    # each node's notes.
+    for line in [*spec.notes, *(n for p in plans for n in p.notes)]:
+        err.print(f"note: {line}", markup=False, soft_wrap=True)
     if as_json:
         _print_json(render_plans(plans, as_json=True))
     else:

@@ -145,3 +145,27 @@ def test_a_null_in_a_current_file_is_still_an_error(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="properties.nodeCount"):
         load(path, "job")
+
+
+def test_the_report_says_which_root_a_guessed_mount_was_under(tmp_path: Path) -> None:
+    job = {
+        "properties": {
+            "nodeCount": 1,
+            "stdOutErrPathPrefix": "$AZ_BATCHAI_MOUNT_ROOT/logs",
+            "inputDirectories": [
+                {"id": "OWN", "path": "$AZ_BATCHAI_JOB_MOUNT_ROOT/own/data"},
+                {"id": "SHARED", "path": "$AZ_BATCHAI_MOUNT_ROOT/shared/data"},
+            ],
+            "customToolkitSettings": {"commandLine": "ls $AZ_BATCHAI_INPUT_OWN $AZ_BATCHAI_INPUT_SHARED"},
+        }
+    }
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    (source,) = migrate(job=path).sources
+    notes = {f.path: f.note for f in source.ledger.fates}
+    own, shared = notes["properties.inputDirectories[0].path"], notes["properties.inputDirectories[1].path"]
+    assert (
+        "is one of the job's own mounts ($AZ_BATCHAI_JOB_MOUNT_ROOT holds what the job's mountVolumes" in own
+    )
+    assert "cluster" not in own.split(":")[0]
+    assert "was mounted by the cluster (its nodeSetup.mountVolumes, under $AZ_BATCHAI_MOUNT_ROOT)" in shared
