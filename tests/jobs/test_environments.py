@@ -196,3 +196,25 @@ def test_submit_refuses_an_unresolved_environment_on_a_pool_that_runs_containers
     job.write_text("command: x\nenvironment: azureml:other-env:3\n")
     with pytest.raises(JobSpecError, match="other-env:3"):
         client.submit(job, pool="containers")
+
+
+def test_a_pool_stack_gives_its_agents_the_experiments_environments_and_its_own() -> None:
+    from components.config import environment_name, environment_version
+    from components.gpu_pool import agent_config
+    from trainstack.stack import load_stack
+
+    stack = load_stack("pool", Path(__file__).resolve().parents[2], check_jobs=False).config
+    (pool,) = stack.pools
+    own = pool.model_copy(update={"environments": {"team-env": "r/team:1", "mnist-env": "r/override:2"}})
+    environments = stack.pool_environments(own)
+    (experiment,) = stack.experiments
+    name, image = environment_name(experiment.name), experiment.environment.image
+    assert environments == {
+        f"{name}:{environment_version(image)}": image,
+        name: "r/override:2",  # the pool's own entry wins
+        "team-env": "r/team:1",
+    }
+    config = agent_config(own, account="acct", client_id=None, datastores={}, environments=environments)
+    assert config.environments == environments
+    ref = parse_environment_ref(f"azureml:{name}:{environment_version(image)}")
+    assert resolve_environment(ref, config.environments).image == image  # type: ignore[union-attr]
