@@ -27,6 +27,7 @@ OLDER_KEYS = {
         "location": Fate.APPROXIMATED,
         "tags": Fate.APPROXIMATED,
         "properties.experimentName": Fate.MAPPED,
+        "properties.toolType": Fate.MAPPED,
         "properties.priority": Fate.APPROXIMATED,
         "properties.outputDirectories[0].type": Fate.MAPPED,
         "properties.outputDirectories[0].createNew": Fate.MAPPED,
@@ -88,8 +89,6 @@ def test_every_older_key_is_listed_with_what_became_of_it() -> None:
         for path, fate in OLDER_KEYS[source.kind].items():
             assert fates[path].fate == fate, path
             assert "older-API key" in fates[path].note, path
-        if source.kind == "job":  # what `az batchai job show` printed, copied into the file
-            assert "reported by the service" in fates["properties.toolType"].note
     report = migration.files["MIGRATION.md"]
     assert "`properties.priority` | approximated | properties.schedulingPriority = high" in report
     assert (

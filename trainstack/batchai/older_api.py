@@ -104,7 +104,10 @@ def _keys(out: dict[str, Any], kind: str, up: Upgrade) -> None:
     for key in _SHOWN.get(kind, ()):
         if key in props:
             props.pop(key)
-            up.note(f"properties.{key}", Fate.MAPPED, "-", "left out: reported by the service, not an input")
+            note = "left out: reported by the service, not an input"
+            if key == "toolType":  # 2018-03-01 files given to `az batchai job create` often carry it
+                note = f"{OLDER}: left out, the toolkit is the job's `*Settings` key; the service reported it"
+            up.note(f"properties.{key}", Fate.MAPPED, "-", note)
     if kind == "job":
         _job(props, up)
     if kind == "cluster":
