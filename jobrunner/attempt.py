@@ -37,7 +37,14 @@ from pathlib import Path
 from jobrunner.api import FailureKind, Gang, JobState, LaunchPlan, NodeFacts, NodePaths
 from jobrunner.batchai_runtime import BatchAiLogFiles, link_mounts
 from jobrunner.datastores import LOCAL, Datastores
-from jobrunner.errors import ConflictError, LaunchError, NotFoundError, StoreError, TrainstackError
+from jobrunner.errors import (
+    ConflictError,
+    JobSpecError,
+    LaunchError,
+    NotFoundError,
+    StoreError,
+    TrainstackError,
+)
 from jobrunner.launch import LaunchResult, run_plan
 from jobrunner.liveness import read_heartbeats
 from jobrunner.logship import LogShipper
@@ -270,6 +277,8 @@ def _prepare_and_run(
 ) -> tuple[NodeStatus, tuple[str, ...]]:
     try:
         plan = plan_launch(ctx.spec, ctx.node, ctx.gang, paths)
+    except JobSpecError as exc:  # the job asks for what this node cannot give: its fault
+        return _finished(me, None, FailureKind.USER, f"cannot run here: {exc}"), ()
     except TrainstackError as exc:
         return _finished(me, None, FailureKind.INFRASTRUCTURE, f"cannot plan the launch: {exc}"), ()
     for line in plan.notes:

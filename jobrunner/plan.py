@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from jobrunner import plan_env as V
 from jobrunner.api import Gang, LaunchPlan, NodeFacts, NodePaths, ProcessPlan
 from jobrunner.environments import resolve_environment, unresolved_fix
-from jobrunner.errors import LaunchError
+from jobrunner.errors import JobSpecError, LaunchError, Problem
 from jobrunner.spec import (
     DataInput,
     Environment,
@@ -126,9 +126,9 @@ def choose_image(spec: JobSpec, node: NodeFacts) -> tuple[str | None, list[str]]
 
     A registered environment resolves through the node's environments map, then Azure ML's
     curated rule (`jobrunner.environments`). Without a container runtime nothing runs in an
-    image, whatever the environment, and a note says so. Raises LaunchError for a registered
-    environment that does not resolve on a node that runs containers (submit refuses those
-    when the pool has published its map).
+    image, whatever the environment, and a note says so. Raises JobSpecError (the job's fault,
+    not the node's) for a registered environment that does not resolve on a node that runs
+    containers; submit refuses those already when the pool has published its map.
     """
     ref = spec.environment_ref
     if ref is None:
@@ -137,10 +137,8 @@ def choose_image(spec: JobSpec, node: NodeFacts) -> tuple[str | None, list[str]]
     else:
         resolved = resolve_environment(ref, dict(node.environments))
         if resolved is None and node.container_runtime:
-            raise LaunchError(
-                f"environment `{ref.text}` does not resolve to an image on {node.name}",
-                fix=unresolved_fix(ref),
-            )
+            message = f"`{ref.text}` does not resolve to an image on {node.name}"
+            raise JobSpecError([Problem(None, "environment", message, unresolved_fix(ref))])
         image = resolved.image if resolved else None
         how = f" (`{ref.text}` by {resolved.how})" if resolved else ""
     if node.container_runtime or (image is None and ref is None):

@@ -11,7 +11,7 @@ import pytest
 from jobrunner.client import Client
 from jobrunner.config import AgentConfig, parse_agent_config
 from jobrunner.environments import EnvironmentRef, check_map, parse_environment_ref, resolve_environment
-from jobrunner.errors import ConfigError, JobSpecError, LaunchError
+from jobrunner.errors import ConfigError, JobSpecError
 from jobrunner.plan import plan_launch
 from jobrunner.registry import PoolConfig, write_pool_config
 from jobrunner.spec import Environment, JobSpec, load_job, parse_job
@@ -167,8 +167,9 @@ def test_with_a_container_runtime_a_resolved_environment_runs_in_its_image() -> 
 
 
 def test_with_a_container_runtime_an_unresolved_environment_names_the_key_to_add() -> None:
-    with pytest.raises(LaunchError, match=r"add `team-env:7: <image>` to the `environments` map"):
+    with pytest.raises(JobSpecError, match=r"add `team-env:7: <image>` to the `environments` map") as caught:
         plan_for("azureml:team-env:7", container_runtime=True)
+    assert caught.value.problems[0].field == "environment"
 
 
 def test_submit_refuses_an_unresolved_environment_on_a_pool_that_runs_containers(
