@@ -177,8 +177,12 @@ def _missing_paths(data: Mapping[str, Any], base: Path, source: str | None) -> l
                 wanted.append((f"inputs.{name}.path", rel, exists, str(kind)))
     problems = []
     for field, rel, exists, what in wanted:
-        path = _absolute(base, rel)
-        if not exists(path):
+        try:
+            path = _absolute(base, rel)
+            found = exists(path)
+        except (OSError, ValueError):  # a NUL in the path, a loop of links
+            path, found = base / rel, False
+        if not found:
             problems.append(
                 Problem(source, field, f"{what} `{rel}` not found (looked at {path})", "check the path")
             )

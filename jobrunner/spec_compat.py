@@ -194,13 +194,14 @@ def _environment_file(ref: str, refuse: Refuse, base_dir: Path | None) -> Any:
     """The mapping in the environment YAML `ref` names (relative to the job file), judged
     afterwards as if it were written inline; None (refused) when it cannot be read."""
     rel = ref.removeprefix("file:")
-    path = ((base_dir or Path(".")) / Path(rel).expanduser()).resolve()
+    path = (base_dir or Path(".")) / rel
     try:
+        path = path.expanduser().resolve()
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         refuse("environment", f"environment file `{rel}` not found (looked at {path})", "check the path")
         return None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: undecodable, NUL in the path
         refuse("environment", f"cannot read environment file `{rel}`: {exc}".splitlines()[0])
         return None
     if not isinstance(data, dict):

@@ -126,7 +126,7 @@ def _job(props: dict[str, Any], up: Upgrade) -> None:
         note = f"{OLDER}: -1000..1000 became low (<0), normal (0) or high (>0)"
         became = f"properties.schedulingPriority = {level}" if level else "-"
         up.note("properties.priority", Fate.APPROXIMATED, became, note if level else f"{note}; not a number")
-    for i, out in enumerate(props.get("outputDirectories") or ()):
+    for i, out in enumerate(_items(props.get("outputDirectories"))):
         if not isinstance(out, dict):
             continue
         if "type" in out:
@@ -167,7 +167,7 @@ def _mount_volumes(volumes: Any, where: str, up: Upgrade) -> None:
     if not isinstance(volumes, dict):
         return
     for kind in ("azureFileShares", "azureBlobFileSystems"):
-        for i, mount in enumerate(volumes.get(kind) or ()):
+        for i, mount in enumerate(_items(volumes.get(kind))):
             if not isinstance(mount, dict) or "credentialsInfo" not in mount:
                 continue
             path = f"{where}.{kind}[{i}].credentialsInfo"
@@ -182,6 +182,11 @@ def _mount_volumes(volumes: Any, where: str, up: Upgrade) -> None:
             up.note(
                 path, Fate.MAPPED, f"{where}.{kind}[{i}].credentials", f"{PREVIEW}: renamed `credentials`"
             )
+
+
+def _items(value: Any) -> list[Any]:
+    """A list member as a list; anything else (the schema check reports it) as none."""
+    return value if isinstance(value, list) else []
 
 
 def _scheduling_priority(value: Any) -> str | None:
