@@ -14,6 +14,7 @@ text, which components pass on wrapped in `pulumi.Output.secret`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -239,6 +240,16 @@ class EnvironmentConfig(ConfigModel):
     image: str = Field(description="container image the runs use, e.g. mcr.microsoft.com/azureml/...")
 
 
+def environment_name(experiment: str) -> str:
+    """The name an experiment's environment is registered under in the workspace."""
+    return f"{experiment}-env"
+
+
+def environment_version(image: str) -> str:
+    """The version an experiment's environment is registered with: a new image, a new version."""
+    return hashlib.sha256(image.encode()).hexdigest()[:12]
+
+
 class RunConfig(ConfigModel):
     """A declared run: a job file submitted as an Azure ML command job on a cluster."""
 
@@ -331,6 +342,11 @@ class GpuPoolConfig(ConfigModel):
     datastores: list[str] = Field(
         [], description="names of blob datastores in `datastores` that jobs on the pool read and write"
     )
+    environments: dict[str, str] = Field(
+        {},
+        description="registered environment `<name>` or `<name>:<version>` -> image, on top of the "
+        "stack's experiment environments (`<experiment>-env`)",
+    )
     ssh: SshConfig = Field(description="the nodes' admin user and SSH public key (no password login)")
 
     @field_validator("name")
@@ -341,6 +357,13 @@ class GpuPoolConfig(ConfigModel):
             r"(?!.*--)[a-z][a-z0-9-]{0,56}[a-z0-9]",
             "2-58 lowercase letters, digits or single `-`, starting with a letter (it names the job queue)",
         )
+
+    @field_validator("environments")
+    @classmethod
+    def _pool_environments(cls, value: dict[str, str]) -> dict[str, str]:
+        from jobrunner.environments import check_map
+
+        return check_map(value)  # the agent's own rule: the stack cannot write what it refuses
 
     @field_validator("vm_size")
     @classmethod
@@ -473,6 +496,16 @@ class StackConfig(ConfigModel):
                         )
                     )
         return out
+
+    def pool_environments(self, pool: GpuPoolConfig) -> dict[str, str]:
+        """The environments map `pool`'s agents get: each experiment's environment under the
+        name and version the stack registers it with (`<experiment>-env`,
+        `<experiment>-env:<version>`), then the pool's own entries, which win."""
+        out: dict[str, str] = {}
+        for experiment in self.experiments:
+            name, image = environment_name(experiment.name), experiment.environment.image
+            out[name] = out[f"{name}:{environment_version(image)}"] = image
+        return {**out, **pool.environments}
 
     def datastore_names(self) -> set[str]:
         """Datastores a job may name: the declared ones and the workspace's built-in ones."""

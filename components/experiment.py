@@ -19,7 +19,7 @@ import pulumi
 from pulumi_azure_native import machinelearningservices as ml
 from pulumi_azure_native import storage
 
-from components.config import ExperimentConfig
+from components.config import ExperimentConfig, environment_name, environment_version
 from components.job_properties import JobTarget, command_job_properties, job_name
 from components.workspace import WorkspaceRef
 from jobrunner.spec import JobSpec
@@ -71,11 +71,10 @@ class Experiment(pulumi.ComponentResource):
         self._prefix = name
         self._workspace = workspace
         self._child = pulumi.ResourceOptions(parent=self)
-        image_hash = hashlib.sha256(config.environment.image.encode()).hexdigest()[:12]
         environment = ml.EnvironmentVersion(
             f"{name}-env",
-            name=f"{config.name}-env",
-            version=image_hash,
+            name=environment_name(config.name),
+            version=environment_version(config.environment.image),
             resource_group_name=workspace.resource_group_name,
             workspace_name=workspace.workspace_name,
             properties=ml.EnvironmentVersionPropertiesArgs(

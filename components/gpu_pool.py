@@ -24,6 +24,7 @@ the agents then get a termination notice and requeue the job.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
@@ -41,9 +42,15 @@ SCALE_OUT_WINDOW = "PT5M"
 
 
 def agent_config(
-    config: GpuPoolConfig, *, account: str, client_id: str | None, datastores: dict[str, str]
+    config: GpuPoolConfig,
+    *,
+    account: str,
+    client_id: str | None,
+    datastores: dict[str, str],
+    environments: Mapping[str, str] | None = None,
 ) -> AgentConfig:
-    """The agent config every node of `config`'s pool gets (`datastores`: name -> container)."""
+    """The agent config every node of `config`'s pool gets (`datastores`: name -> container;
+    `environments`: the stack's map, `StackConfig.pool_environments`; default the pool's own)."""
     return AgentConfig(
         store=f"https://{account}.blob.core.windows.net",
         identity_client_id=client_id,
@@ -51,6 +58,7 @@ def agent_config(
         max_nodes=config.max_nodes,
         node_setup=config.node_setup,
         datastores={name: DatastoreLocation(container=c) for name, c in sorted(datastores.items())},
+        environments=dict(sorted((config.environments if environments is None else environments).items())),
     )
 
 
@@ -182,6 +190,7 @@ class GpuPool(pulumi.ComponentResource):
         storage_account_name: pulumi.Input[str],
         datastores: dict[str, str],
         scope: tuple[str, ...],
+        environments: Mapping[str, str] | None = None,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -219,7 +228,13 @@ class GpuPool(pulumi.ComponentResource):
         def user_data(values: list[Any]) -> str:
             account, client_id = values
             return custom_data(
-                agent_config(config, account=account, client_id=client_id, datastores=datastores)
+                agent_config(
+                    config,
+                    account=account,
+                    client_id=client_id,
+                    datastores=datastores,
+                    environments=environments,
+                )  # fmt: skip
             )
 
         self.scale_set = compute.VirtualMachineScaleSet(

@@ -101,6 +101,7 @@ def _build_pools(
                 storage_account_name=workspace.ref.storage_account_name,
                 datastores={name: containers[name] for name in p.datastores},
                 scope=scope,
+                environments=config.pool_environments(p),
                 tags=tags,
             )
         )

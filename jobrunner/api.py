@@ -62,6 +62,8 @@ class NodeFacts:
     gpu_model: str | None = None
     cpus: int = 1
     container_runtime: bool = False  # a working Docker engine, not just the binary
+    # The pool's environments map (`<name>[:<version>]` -> image), as (key, image) pairs.
+    environments: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.errors import (
     ConfigError,
     ConflictError,
+    JobSpecError,
     LaunchError,
     NotFoundError,
     StoreError,
@@ -297,6 +298,8 @@ def _prepare_and_run(
 ) -> tuple[NodeStatus, tuple[str, ...]]:
     try:
         plan = plan_launch(ctx.spec, ctx.node, ctx.gang, paths)
+    except JobSpecError as exc:  # the job asks for what this node cannot give: its fault
+        return _finished(me, None, FailureKind.USER, f"cannot run here: {exc}"), ()
     except TrainstackError as exc:
         return _finished(me, None, FailureKind.INFRASTRUCTURE, f"cannot plan the launch: {exc}"), ()
     for line in plan.notes:

@@ -156,12 +156,11 @@ def submit(
     from jobrunner.spec import load_job
 
     spec = load_job(file, overrides)
-    note = client.check_capacity(spec, client.pool, source=str(file))
-    if note and not as_json:
-        err.print(f"note: {note}", markup=False)
-    for line in spec.notes:
+    notes = [client.check_capacity(spec, client.pool, source=str(file))]
+    notes.append(client.check_environment(spec, client.pool, source=str(file)))
+    for line in [n for n in notes if n] + list(spec.notes):
         if not as_json:
-            err.print(f"note: {line}", markup=False)
+            err.print(f"note: {line}", markup=False, soft_wrap=True)
     status = client.submit_spec(spec)
     if as_json and not wait:
         _print_json({"id": status.id, "experiment": status.experiment, "pool": status.pool})
@@ -181,6 +180,10 @@ def _dry_run(file: Path, overrides: dict[str, str], as_json: bool) -> None:
 
     spec = load_job(file, overrides)
     plans = dry_run(spec, spec.instance_count)
+    # What a submit would say (the pool's own checks aside: a dry run asks no pool), then
+    # each node's notes.
+    for line in [*spec.notes, *(n for p in plans for n in p.notes)]:
+        err.print(f"note: {line}", markup=False, soft_wrap=True)
     if as_json:
         _print_json(render_plans(plans, as_json=True))
     else:
@@ -469,10 +472,11 @@ def _serve_from_config(path: Path) -> None:
     if node_setup_once(config):
         err.print("node setup done", markup=False)
     store = connect_store(config)
-    publish_pool_size(store, config)
+    facts = node_facts(config)
+    publish_pool_size(store, config, facts)
     loop = agent_settings(config, source=str(path))
     err.print(f"agent {loop.name} serving pool {loop.pool} (pid {os.getpid()})", markup=False)
-    Agent(store, loop, facts=node_facts(config)).serve(stop)
+    Agent(store, loop, facts=facts).serve(stop)
 
 
 # -------------------------------------------------------------------- local pool

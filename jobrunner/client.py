@@ -23,6 +23,7 @@ from pathlib import Path
 from jobrunner.api import JobState
 from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.doorbell import ring
+from jobrunner.environments import resolve_environment, unresolved_fix
 from jobrunner.errors import JobSpecError, Problem
 from jobrunner.localpool import doorbell_folder
 from jobrunner.logship import LogReader
@@ -98,6 +99,34 @@ class Client:
             )  # fmt: skip
         return None
 
+    def check_environment(self, spec: JobSpec, pool: str, *, source: str | None) -> str | None:
+        """Refuse a registered environment that resolves to no image on a pool whose nodes run
+        containers (the fix names the map key to add); returns a note on what it runs in."""
+        ref = spec.environment_ref
+        if ref is None:
+            return None
+        config = read_pool_config(self.store, pool)
+        resolved = resolve_environment(ref, config.environments if config else {})
+        if config is None or config.containers is None:
+            runs = f"would run in {resolved.image} ({resolved.how})" if resolved else "resolves to no image"
+            return f"pool {pool!r} has not said whether its nodes run containers: `{ref.text}` {runs}"
+        if not config.containers:
+            return (
+                f"environment `{ref.text}` not used: pool {pool!r} has no container runtime; "
+                "the command runs on the node"
+            )
+        if resolved is None:
+            raise JobSpecError(
+                [
+                    Problem(
+                        source, "environment",
+                        f"`{ref.text}` resolves to no image on pool {pool!r}, whose nodes run containers",
+                        unresolved_fix(ref, pool),
+                    )
+                ]
+            )  # fmt: skip
+        return f"environment `{ref.text}` runs in {resolved.image} ({resolved.how})"
+
     def submit(
         self,
         path: str | Path,
@@ -110,6 +139,7 @@ class Client:
         pool = pool or self.pool
         spec = load_job(path, overrides or {})
         self.check_capacity(spec, pool, source=str(path))
+        self.check_environment(spec, pool, source=str(path))
         return self.submit_spec(spec, pool=pool, progress=progress)
 
     def submit_spec(

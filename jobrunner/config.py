@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from jobrunner.environments import check_map
 from jobrunner.errors import ConfigError, Problem
 from jobrunner.files import file_json_schema, parse_mapping, validate_model
 
@@ -109,6 +110,11 @@ class AgentConfig(_FileModel):
     datastores: dict[str, DatastoreLocation] = Field(
         {}, description="datastore name (as in azureml://datastores/<name>/...) -> its container"
     )
+    environments: dict[str, str] = Field(
+        {},
+        description="registered environment `<name>` or `<name>:<version>` (as a job file names it after "
+        "`azureml:`) -> the container image it runs in; Azure ML's curated `AzureML-<name>` need no entry",
+    )
     scheduled_events_url: str | None = Field(
         SCHEDULED_EVENTS_URL,
         description="Azure Scheduled Events endpoint watched for eviction notices (null: none watched)",
@@ -118,6 +124,11 @@ class AgentConfig(_FileModel):
     board_poll_s: float = Field(20.0, gt=0)
     stale_after_s: float = Field(90.0, gt=0)
     visibility_timeout_s: int = Field(60, ge=10)
+
+    @field_validator("environments")
+    @classmethod
+    def _environments(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_map(value)
 
     @field_validator("store")
     @classmethod
@@ -321,6 +332,8 @@ def summary(config: AgentConfig) -> dict[str, str]:
         "work dir": config.work_dir,
         "node setup": config.node_setup or "none",
         "datastores": datastores or "none (container named after the datastore, `_` as `-`)",
+        "environments": ", ".join(f"{k} -> {v}" for k, v in sorted(config.environments.items()))
+        or "none (curated AzureML-<name> only)",
         "scheduled events": config.scheduled_events_url or "not watched",
     }
 

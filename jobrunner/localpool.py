@@ -101,7 +101,11 @@ def start_local_pool(nodes: int, pool: str = "local") -> LocalPool:
         )
     target, _ = _store_target()
     store = Store.connect(target)
-    write_pool_config(store, PoolConfig(name=pool, max_nodes=nodes, kind="local"))
+    from jobrunner.node import container_runtime_works
+
+    write_pool_config(
+        store, PoolConfig(name=pool, max_nodes=nodes, kind="local", containers=container_runtime_works())
+    )
     env = {**os.environ, STORE_ENV: target, "PYTHONUNBUFFERED": "1"}
     folder = _pool_dir()
     folder.mkdir(parents=True, exist_ok=True)

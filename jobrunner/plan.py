@@ -20,9 +20,10 @@ what `jobrunner.launch` executes. Per `distribution`:
   mpirun reaches them itself (over ssh, which the pool must allow between its nodes); each
   rank gets `AZ_BATCHAI_TASK_INDEX` from OpenMPI's `OMPI_COMM_WORLD_RANK`.
 
-With a container runtime and an `environment.image`, each process runs in
-`docker run --rm --network host --ipc host` (`--gpus all` on GPU nodes) with the job's folders
-mounted at the same paths and the same variables; without one, the image is not used and
+With a container runtime and an image (`environment.image`, or a registered environment that
+the node's environments map or Azure ML's curated rule resolves: `choose_image`), each process
+runs in `docker run --rm --network host --ipc host` (`--gpus all` on GPU nodes) with the job's
+folders mounted at the same paths and the same variables; without one, no image is used and
 the plan's notes say so.
 """
 
@@ -37,8 +38,16 @@ from dataclasses import dataclass
 
 from jobrunner import plan_env as V
 from jobrunner.api import Gang, LaunchPlan, NodeFacts, NodePaths, ProcessPlan
-from jobrunner.errors import LaunchError
-from jobrunner.spec import DataInput, JobSpec, MpiDistribution, PyTorchDistribution, TensorFlowDistribution
+from jobrunner.environments import resolve_environment, unresolved_fix
+from jobrunner.errors import JobSpecError, LaunchError, Problem
+from jobrunner.spec import (
+    DataInput,
+    Environment,
+    JobSpec,
+    MpiDistribution,
+    PyTorchDistribution,
+    TensorFlowDistribution,
+)
 from jobrunner.spec_expr import Ref, render
 
 SHELL = ("bash", "-c")
@@ -91,19 +100,13 @@ def plan_launch(spec: JobSpec, node: NodeFacts, gang: Gang, paths: NodePaths) ->
         prep_env = {**base, V.WORLD_SIZE: str(planned.world_size)}
         prep_cmd = render_command(spec.trainstack.preparation.command, spec, paths)
         prep = ProcessPlan((*SHELL, prep_cmd), prep_env, paths.code, f"node-{gang.node_rank}.preparation")
-    notes: list[str] = []
-    image = spec.environment.image if spec.environment else None
+    image, notes = choose_image(spec, node)
     processes = planned.processes
-    if image and node.container_runtime:
+    if image:
         processes = tuple(
             _in_container(p, i, spec, node, gang, paths, image) for i, p in enumerate(processes)
         )
         prep = _in_container(prep, len(processes), spec, node, gang, paths, image) if prep else None
-    elif image:
-        notes.append(
-            f"image {image} not used: no container runtime on {node.name}; the command runs on the node"
-        )
-        image = None
     if planned.waits_for_leader:
         notes.append(f"mpirun on the leader ({gang.leader.name}) starts this node's ranks")
     return LaunchPlan(
@@ -116,6 +119,32 @@ def plan_launch(spec: JobSpec, node: NodeFacts, gang: Gang, paths: NodePaths) ->
         files=planned.files,
         waits_for_leader=planned.waits_for_leader,
     )
+
+
+def choose_image(spec: JobSpec, node: NodeFacts) -> tuple[str | None, list[str]]:
+    """The image the job's processes run in on `node` (None: on the node itself), and notes.
+
+    A registered environment resolves through the node's environments map, then Azure ML's
+    curated rule (`jobrunner.environments`). Without a container runtime nothing runs in an
+    image, whatever the environment, and a note says so. Raises JobSpecError (the job's fault,
+    not the node's) for a registered environment that does not resolve on a node that runs
+    containers; submit refuses those already when the pool has published its map.
+    """
+    ref = spec.environment_ref
+    if ref is None:
+        image = spec.environment.image if isinstance(spec.environment, Environment) else None
+        how = ""
+    else:
+        resolved = resolve_environment(ref, dict(node.environments))
+        if resolved is None and node.container_runtime:
+            message = f"`{ref.text}` does not resolve to an image on {node.name}"
+            raise JobSpecError([Problem(None, "environment", message, unresolved_fix(ref))])
+        image = resolved.image if resolved else None
+        how = f" (`{ref.text}` by {resolved.how})" if resolved else ""
+    if node.container_runtime or (image is None and ref is None):
+        return image, []
+    what = f"image {image}{how}" if image else f"environment `{ref.text if ref else ''}`"
+    return None, [f"{what} not used: no container runtime on {node.name}; the command runs on the node"]
 
 
 def render_command(command: str, spec: JobSpec, paths: NodePaths) -> str:

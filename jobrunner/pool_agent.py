@@ -122,8 +122,9 @@ def connect_store(config: AgentConfig) -> Store:
     return Store.connect(config.store)
 
 
-def publish_pool_size(store: Store, config: AgentConfig) -> bool:
-    """Record the pool's largest size for `submit`; False when the config does not say it.
+def publish_pool_size(store: Store, config: AgentConfig, facts: NodeFacts | None = None) -> bool:
+    """Record the pool's largest size, environments map and (from `facts`) whether its nodes
+    run containers, for `submit`; False when the config does not say the size.
 
     Every node writes the same document, so the last writer wins with the same content.
     """
@@ -131,7 +132,10 @@ def publish_pool_size(store: Store, config: AgentConfig) -> bool:
         return False
     from jobrunner.registry import PoolConfig, read_pool_config, write_pool_config
 
-    wanted = PoolConfig(name=config.pool, max_nodes=config.max_nodes, kind="vmss")
+    wanted = PoolConfig(
+        name=config.pool, max_nodes=config.max_nodes, kind="vmss",
+        containers=facts.container_runtime if facts else None, environments=config.environments,
+    )  # fmt: skip
     if read_pool_config(store, config.pool) != wanted:
         write_pool_config(store, wanted)
     return True
@@ -161,6 +165,7 @@ def node_facts(config: AgentConfig) -> NodeFacts:
     from jobrunner.node import detect_node_facts
 
     facts = detect_node_facts(config.name or socket.gethostname(), config.address or primary_address())
+    facts = replace(facts, environments=tuple(sorted(config.environments.items())))
     return facts if config.gpus is None else replace(facts, gpus=config.gpus)
 
 

@@ -4,7 +4,7 @@ Blobs in the `pools` container:
 
 - `<pool>/config.json`: `PoolConfig`, written by `jobrunner local-pool start` (its node
   count) or by the pool's deployment (the scale set's maximum). Submit reads it to refuse a
-  job larger than the pool can ever be.
+  job larger than the pool can ever be, or a registered environment its nodes cannot resolve.
 - `<pool>/agents/<name>.json`: `AgentRecord`, rewritten by each agent every heartbeat:
   name, pid, address, idle/busy, current job, last heartbeat. An agent whose heartbeat is
   older than the stale limit counts as gone (gang members, `jobrunner pool status`).
@@ -31,6 +31,10 @@ class PoolConfig(_Frozen):
     name: str
     max_nodes: int
     kind: str = "local"  # "local" (jobrunner local-pool) or "vmss" (a GpuPool stack)
+    # Whether its nodes run jobs in containers (None: not said), and its environments map:
+    # submit refuses a registered environment that would not resolve there.
+    containers: bool | None = None
+    environments: dict[str, str] = {}
 
 
 class AgentRecord(_Frozen):

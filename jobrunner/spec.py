@@ -34,6 +34,7 @@ from jobrunner.spec_models import (
     Retry,
     TensorFlowDistribution,
 )
+from jobrunner.spec_uri import parse_data_uri
 
 __all__ = [
     "DataInput",
@@ -87,20 +88,22 @@ def parse_job(
         data = parse_mapping(text, source=source, what="job file")
     except ConfigError as exc:
         raise JobSpecError(exc.problems) from None
+    base = Path(base_dir)
     data, problems = apply_overrides(data, overrides, source)
     problems += _nul_problems(data, source)
-    data, refused = normalize(data, source)
+    data, refused = normalize(data, source, base)
     problems += refused
+    # Checked on the raw mapping, so a missing folder is reported with the schema's problems.
+    missing = _missing_paths(data, base, source) if check_paths else []
     try:
         spec = validate_model(JobSpec, data, file=source, error=JobSpecError)
     except JobSpecError as exc:
-        raise JobSpecError([*problems, *exc.problems]) from None
+        raise JobSpecError([*problems, *exc.problems, *missing]) from None
     problems += _reference_problems(spec, source)
-    spec, missing = _resolve_paths(spec, Path(base_dir), source, check_paths)
     problems += missing
     if problems:
         raise JobSpecError(problems)
-    return spec
+    return _resolve_paths(spec, base)
 
 
 def _nul_problems(data: Any, source: str | None, path: str = "") -> list[Problem]:
@@ -159,28 +162,57 @@ def _reference_problems(spec: JobSpec, source: str | None) -> list[Problem]:
     return problems
 
 
-def _resolve_paths(
-    spec: JobSpec, base: Path, source: str | None, check: bool
-) -> tuple[JobSpec, list[Problem]]:
-    """`code` and local inputs made absolute against `base`; missing ones reported when `check`."""
-    problems: list[Problem] = []
+def _local(path: Any) -> str | None:
+    """`path` when it names a local file or folder, else None (URIs, assets, junk)."""
+    if not isinstance(path, str):
+        return None
+    try:
+        location = parse_data_uri(path)
+    except ValueError:
+        return None  # the schema check says why
+    return location.path if location.kind == "local" else None
 
-    def resolve(field: str, rel: str, exists: Callable[[Path], bool], what: str) -> str:
-        path = (base / Path(rel).expanduser()).resolve()
-        if check and not exists(path):
+
+def _missing_paths(data: Mapping[str, Any], base: Path, source: str | None) -> list[Problem]:
+    """`code` and local data inputs of the raw file that do not exist under `base`."""
+    wanted: list[tuple[str, str, Callable[[Path], bool], str]] = []
+    code = data.get("code")
+    if isinstance(code, str):
+        wanted.append(("code", code, Path.is_dir, "code folder"))
+    inputs = data.get("inputs")
+    for name, value in inputs.items() if isinstance(inputs, dict) else ():
+        if isinstance(value, dict):
+            rel = _local(value.get("path"))
+            kind = value.get("type", "uri_folder")
+            if rel is not None and kind in ("uri_file", "uri_folder"):
+                exists = Path.is_file if kind == "uri_file" else Path.is_dir
+                wanted.append((f"inputs.{name}.path", rel, exists, str(kind)))
+    problems = []
+    for field, rel, exists, what in wanted:
+        try:
+            path = _absolute(base, rel)
+            found = exists(path)
+        except (OSError, ValueError):  # a NUL in the path, a loop of links
+            path, found = base / rel, False
+        if not found:
             problems.append(
                 Problem(source, field, f"{what} `{rel}` not found (looked at {path})", "check the path")
             )
-        return str(path)
+    return problems
 
+
+def _absolute(base: Path, rel: str) -> Path:
+    return (base / Path(rel).expanduser()).resolve()
+
+
+def _resolve_paths(spec: JobSpec, base: Path) -> JobSpec:
+    """`code` and local inputs made absolute against `base`."""
     update: dict[str, Any] = {}
     if spec.code is not None:
-        update["code"] = resolve("code", spec.code, Path.is_dir, "code folder")
+        update["code"] = str(_absolute(base, spec.code))
     inputs: dict[str, Any] = dict(spec.inputs)
     for name, value in spec.data_inputs.items():
         if value.location.kind == "local":
-            exists = Path.is_file if value.type == "uri_file" else Path.is_dir
-            local = resolve(f"inputs.{name}.path", value.location.path, exists, value.type)
-            inputs[name] = value.model_copy(update={"path": local})
+            inputs[name] = value.model_copy(update={"path": str(_absolute(base, value.location.path))})
     update["inputs"] = inputs
-    return spec.model_copy(update=update), problems
+    return spec.model_copy(update=update)

@@ -6,8 +6,9 @@ Three jobs, all on the raw mapping before validation:
 - older Azure ML CLI v2 forms (`compute: {target, instance_count}`, `distribution.process_count`,
   `code: {local_path}`, `{inputs.x}` in the command) and literal inputs written as objects
   (`{type: integer, value: 3}`);
-- refusals that need a reason rather than a type error: a registered environment or code
-  asset, an environment that must be built, a distribution type a pool cannot start.
+- environment files (`environment: file:env.yml`) read in and judged as if written inline;
+- refusals that need a reason rather than a type error: git or registered code, an
+  environment that must be built, a distribution type a pool cannot start.
 
 Every function here returns `Problem`s instead of raising, so one pass reports them all.
 """
@@ -16,10 +17,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from jobrunner.environments import parse_environment_ref
 from jobrunner.errors import Problem, did_you_mean
 from jobrunner.spec_expr import modernize
 
@@ -77,8 +80,13 @@ def _typed(raw: str) -> Any:
     return value if isinstance(value, str | int | float | bool) else raw
 
 
-def normalize(data: dict[str, Any], source: str | None) -> tuple[dict[str, Any], list[Problem]]:
-    """Older forms rewritten to the current ones, and refusals that need their reason said."""
+def normalize(
+    data: dict[str, Any], source: str | None, base_dir: Path | None = None
+) -> tuple[dict[str, Any], list[Problem]]:
+    """Older forms rewritten to the current ones, and refusals that need their reason said.
+
+    `base_dir` (the job file's folder) anchors `environment: file:<path>`.
+    """
     out = dict(data)
     problems: list[Problem] = []
 
@@ -99,7 +107,7 @@ def normalize(data: dict[str, Any], source: str | None) -> tuple[dict[str, Any],
         )
         out.pop("component")
     _normalize_code(out, refuse)
-    _normalize_environment(out, refuse)
+    _normalize_environment(out, refuse, base_dir)
     _normalize_compute(out)
     _normalize_distribution(out, refuse)
     if isinstance(out.get("command"), str):
@@ -118,28 +126,46 @@ def _normalize_code(out: dict[str, Any], refuse: Refuse) -> None:
     code = out.get("code")
     if isinstance(code, dict) and isinstance(code.get("local_path"), str):
         out["code"] = code = code["local_path"]
-    if isinstance(code, str) and (code.startswith("azureml:") or "://" in code):
+    if not isinstance(code, str):
+        return
+    if code.startswith("git+"):
         refuse(
             "code",
-            f"`{code}` is not a local folder: a pool takes the code from a folder next to the job file",
+            f"`{code}` is git code: a pool takes the code from a local folder next to the job file",
+            "clone the repository and set `code` to the folder, e.g. `code: src`",
+        )
+    elif code.startswith("azureml:") or "://" in code:
+        refuse(
+            "code",
+            f"`{code}` is a registered Azure ML code asset: a pool takes the code from a local folder",
             "set `code` to a local path, e.g. `code: src`",
         )
+    else:
+        return
+    out.pop("code")  # said once: no "folder not found" for the same value
 
 
-def _normalize_environment(out: dict[str, Any], refuse: Refuse) -> None:
+def _normalize_environment(out: dict[str, Any], refuse: Refuse, base_dir: Path | None) -> None:
     env = out.get("environment")
-    if isinstance(env, str):
-        if env.startswith("azureml:"):
+    if isinstance(env, str) and not env.startswith("azureml:"):
+        if env.startswith("file:") or env.endswith((".yml", ".yaml")):
+            env = _environment_file(env, refuse, base_dir)
+            out["environment"] = env
+        else:
             refuse(
                 "environment",
-                f"`{env}` is a registered Azure ML environment, which exists only inside a workspace: "
-                "a pool cannot resolve it",
-                "write `environment: {image: <docker image>}` with the image it was built on, "
-                "or leave `environment` out to run on the node itself",
+                f"`{env}` is not an environment: write a mapping with `image`, a registered "
+                "`azureml:<name>@latest`, or `file:<environment.yml>`",
+                f"for an image, write `environment: {{image: {env}}}`",
             )
-        else:
-            refuse("environment", "must be a mapping with `image`", f"write `environment: {{image: {env}}}`")
-        out.pop("environment")
+            out.pop("environment")
+            return
+    if isinstance(env, str):
+        try:
+            parse_environment_ref(env)
+        except ValueError as exc:
+            refuse("environment", str(exc))
+            out.pop("environment")
     elif isinstance(env, dict):
         if "build" in env:
             refuse(
@@ -153,10 +179,35 @@ def _normalize_environment(out: dict[str, Any], refuse: Refuse) -> None:
                 "a pool does not build conda environments on top of an image",
                 "bake the packages into the image, or install them in `trainstack.preparation.command`",
             )
-        if "build" in env or "conda_file" in env:
-            out["environment"] = {k: v for k, v in env.items() if k not in ("build", "conda_file")}
+        dropped = ("build", "conda_file", *_ENVIRONMENT_FILE_ONLY)
+        if any(k in env for k in dropped):
+            out["environment"] = {k: v for k, v in env.items() if k not in dropped}
             if "image" not in env:
                 out["environment"] = None
+
+
+# Keys of an environment YAML that say nothing about where a job runs.
+_ENVIRONMENT_FILE_ONLY = ("$schema", "inference_config")
+
+
+def _environment_file(ref: str, refuse: Refuse, base_dir: Path | None) -> Any:
+    """The mapping in the environment YAML `ref` names (relative to the job file), judged
+    afterwards as if it were written inline; None (refused) when it cannot be read."""
+    rel = ref.removeprefix("file:")
+    path = (base_dir or Path(".")) / rel
+    try:
+        path = path.expanduser().resolve()
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        refuse("environment", f"environment file `{rel}` not found (looked at {path})", "check the path")
+        return None
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: undecodable, NUL in the path
+        refuse("environment", f"cannot read environment file `{rel}`: {exc}".splitlines()[0])
+        return None
+    if not isinstance(data, dict):
+        refuse("environment", f"environment file `{rel}` does not hold a mapping", "write `image: <image>`")
+        return None
+    return data
 
 
 def _normalize_compute(out: dict[str, Any]) -> None:

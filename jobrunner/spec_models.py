@@ -13,8 +13,18 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
 
+from jobrunner.environments import EnvironmentRef, parse_environment_ref
 from jobrunner.spec_expr import OUTPUT_PATH_EXPRESSIONS, unknown_output_path_expressions
 from jobrunner.spec_uri import DataLocation, parse_data_uri
 
@@ -120,6 +130,20 @@ class Environment(_Model):
     os_type: Literal["linux", "Linux"] | None = None
 
 
+def _registered(value: str) -> str:
+    parse_environment_ref(value)  # raises ValueError with the forms a pool reads
+    return value
+
+
+# `azureml:<name>@latest`, `azureml:<name>:<version>`, `azureml://registries/...`: resolved to an
+# image by the pool's environments map or Azure ML's curated rule (`jobrunner.environments`).
+RegisteredEnvironment = Annotated[
+    str,
+    AfterValidator(_registered),
+    Field(description="a registered Azure ML environment: azureml:<name>@latest or azureml:<name>:<version>"),
+]
+
+
 class PyTorchDistribution(_Model):
     type: Literal["pytorch"]
     process_count_per_instance: int | None = Field(
@@ -223,7 +247,10 @@ class JobSpec(_Model):
     tags: dict[str, Any] | None = None
     command: str = Field(min_length=1)
     code: str | None = Field(None, description="the code folder, relative to the job file")
-    environment: Environment | None = Field(None, description="an image; none: run on the node itself")
+    environment: Environment | RegisteredEnvironment | None = Field(
+        None,
+        description="an image, or a registered environment the pool resolves; none: run on the node itself",
+    )
     environment_variables: dict[str, str] = {}
     inputs: dict[str, Input] = {}
     outputs: dict[str, Output] = {}
@@ -263,6 +290,11 @@ class JobSpec(_Model):
     def distribution_type(self) -> str:
         """ "none", "pytorch", "tensorflow" or "mpi"."""
         return self.distribution.type if self.distribution else "none"
+
+    @property
+    def environment_ref(self) -> EnvironmentRef | None:
+        """The registered environment the file names, or None (an image, or none)."""
+        return parse_environment_ref(self.environment) if isinstance(self.environment, str) else None
 
     @property
     def instance_count(self) -> int:

@@ -5,7 +5,8 @@ local path (relative to the job file; `file:` allowed), an https URL, or a blob 
 account (`wasbs://<container>@<account>.blob.core.windows.net/<path>`,
 `abfss://<filesystem>@<account>.dfs.core.windows.net/<path>`). It cannot resolve Azure ML's
 registered assets (`azureml:<name>@latest`, `azureml:<name>:<version>`, `azureml://registries/...`,
-`azureml://subscriptions/...`): those exist only inside a workspace.
+`azureml://subscriptions/...`, an Azure resource ID `/subscriptions/.../data/<name>/versions/<v>`):
+those exist only inside a workspace.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 _DATASTORE = re.compile(r"^azureml://datastores/(?P<store>[^/]+)/paths/(?P<path>.*)$")
+# An Azure resource ID (`/subscriptions/<id>/resourceGroups/...`): a workspace's data asset.
+_RESOURCE_ID = re.compile(r"^/subscriptions/[^/]+/resourceGroups/", re.IGNORECASE)
 _STORAGE = re.compile(
     r"^(?P<scheme>wasbs?|abfss?)://(?P<container>[^@/]+)@(?P<account>[^./]+)\.(?:blob|dfs)\.core\.windows\.net/?(?P<path>.*)$"
 )
@@ -44,10 +47,10 @@ def parse_data_uri(uri: str) -> DataLocation:
     m = _DATASTORE.match(uri)
     if m:
         return DataLocation("datastore", path=m["path"], store=m["store"])
-    if uri.startswith("azureml:"):
+    if uri.startswith("azureml:") or _RESOURCE_ID.match(uri):
         raise ValueError(
-            f"`{uri}` is a registered Azure ML asset, which exists only inside a workspace: a pool "
-            "cannot resolve it; use azureml://datastores/<name>/paths/<path> or a local path"
+            f"`{uri}` is a registered Azure ML asset: give a datastore URI "
+            "(azureml://datastores/<name>/paths/<path>) or a local path"
         )
     m = _STORAGE.match(uri)
     if m:

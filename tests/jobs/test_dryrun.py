@@ -57,3 +57,30 @@ def test_json_and_tables() -> None:
     console.print(render_plans(dry_run(spec, 2), as_json=False))
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "node-1: pytorch" in text and "WORLD_SIZE=4" in text and "torchrun" in text
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_the_command_prints_every_note_a_submit_prints(tmp_path, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from jobrunner.cli import app
+
+    job = tmp_path / "job.yml"
+    job.write_text(
+        "command: echo hi\ncompute: azureml:gpu\nidentity: {type: managed}\nresources: {instance_count: 2}\n"
+        "environment: azureml:AzureML-sklearn-1.5@latest\n"
+    )
+    result = CliRunner().invoke(app, ["submit", str(job), "--dry-run", *(["--json"] if as_json else [])])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    spec_notes = list(parse_job(job.read_text(), check_paths=False).notes)
+    assert notes[: len(spec_notes)] == [f"note: {n}" for n in spec_notes]
+    assert "note: `identity` is not used on a pool" in notes
+    # Each node's note about the environment, on one line each.
+    env_notes = [n for n in notes if "curated" in n]
+    assert [n.endswith(f"on node-{i}; the command runs on the node") for i, n in enumerate(env_notes)] == [
+        True
+    ] * 2
+    assert all("mcr.microsoft.com/azureml/curated/sklearn-1.5:latest" in n for n in env_notes)
+    if as_json:
+        assert len(json.loads(result.stdout)) == 2  # stdout stays the plans' JSON

@@ -143,10 +143,11 @@ def test_bad_overrides_name_the_key() -> None:
 @pytest.mark.parametrize(
     ("text", "field", "words"),
     [
-        ("command: x\nenvironment: azureml:AzureML-Minimal@latest\n", "environment", "registered"),
+        ("command: x\nenvironment: azureml:AzureML-Minimal@1\n", "environment", "azureml:<name>@latest"),
         ("command: x\nenvironment: python:3.11\n", "environment", "environment: {image: python:3.11}"),
         ("command: x\nenvironment: {conda_file: c.yml, image: python}\n", "environment.conda_file", "conda"),
         ("command: x\ncode: azureml:my-code:1\n", "code", "local path"),
+        ("command: x\ncode: git+https://github.com/o/r.git\n", "code", "is git code"),
         ("command: x\ndistribution: {type: ray}\n", "distribution.type", "not `ray`"),
         ("command: x\ndistribution: {type: pytoch}\n", "distribution.type", "did you mean `pytorch`"),
         (
@@ -154,7 +155,16 @@ def test_bad_overrides_name_the_key() -> None:
             "resources.instance_count",
             "greater than or equal to 1",
         ),
-        ("command: x\ninputs: {d: {path: 'azureml:cifar@latest'}}\n", "inputs.d.path", "registered"),
+        (
+            "command: x\ninputs: {d: {path: 'azureml:cifar@latest'}}\n",
+            "inputs.d.path",
+            "a registered Azure ML asset: give a datastore URI",
+        ),
+        (
+            "command: x\ninputs: {d: {path: '/subscriptions/s/resourceGroups/g/providers/d/versions/1'}}",
+            "inputs.d.path",
+            "a registered Azure ML asset: give a datastore URI",
+        ),
         ("command: x\ninputs: {d: {path: 's3://bucket/x'}}\n", "inputs.d.path", "s3://"),
         ("command: x\noutputs: {o: {path: './local'}}\n", "outputs.o.path", "azureml://datastores"),
         ("command: x\ntype: pipeline\n", "type", "command jobs only"),
@@ -186,6 +196,24 @@ def test_refusals_name_field_and_fix(text: str, field: str, words: str) -> None:
 def test_all_problems_are_reported_at_once() -> None:
     problems = refusal("command: x\nenvironment: azureml:e@1\ndistribution: {type: ray}\n")
     assert set(problems) == {"environment", "distribution.type"}
+
+
+def test_git_code_is_reported_once(tmp_path: Path) -> None:
+    with pytest.raises(JobSpecError) as caught:
+        parse("command: x\ncode: git+https://github.com/o/r.git@main\n", tmp_path)
+    (problem,) = caught.value.problems
+    assert problem.field == "code" and "git code" in problem.message
+
+
+def test_path_checks_report_with_the_schema_problems(tmp_path: Path) -> None:
+    with pytest.raises(JobSpecError) as caught:
+        parse(
+            "command: x\ncode: src\nresources: {instance_count: 0}\n"
+            "inputs: {d: {path: data}, r: {path: 'azureml:d@latest'}}\n",
+            tmp_path,
+        )
+    fields = [p.field for p in caught.value.problems]
+    assert sorted(fields) == ["code", "inputs.d.path", "inputs.r.path", "resources.instance_count"]
 
 
 def test_missing_local_input_is_refused(tmp_path: Path) -> None:

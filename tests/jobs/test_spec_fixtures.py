@@ -11,14 +11,14 @@ from jobrunner.spec import load_job
 from tests.corpus import OWN_AML_CLI_V2 as OWN
 
 
-def test_registered_environment_and_data_asset_are_refused_by_field() -> None:
+def test_a_curated_environment_resolves_and_a_registered_data_asset_is_refused_by_field() -> None:
     path = OWN / "registered-assets.yml"
     with pytest.raises(JobSpecError) as caught:
         load_job(path, check_paths=False)
-    assert {p.field for p in caught.value.problems} == {"environment", "inputs.images.path"}
-    assert all(p.file == str(path) for p in caught.value.problems)
-    assert "azureml:AzureML-sklearn-1.5@latest" in str(caught.value)
-    assert "cannot resolve" in str(caught.value)
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.field) == (str(path), "inputs.images.path")
+    assert "`azureml:images-train:3` is a registered Azure ML asset" in problem.message
+    assert "datastore URI" in problem.message
 
 
 def test_missing_code_folder_is_refused_when_paths_are_checked() -> None:

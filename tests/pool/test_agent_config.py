@@ -180,6 +180,7 @@ def test_agent_from_a_cloud_init_config_sets_up_the_node_and_serves(azurite: str
     import sys
     import time
 
+    from jobrunner.node import container_runtime_works
     from jobrunner.registry import list_agents
 
     marker = tmp_path / "setup-ran"
@@ -205,7 +206,7 @@ def test_agent_from_a_cloud_init_config_sets_up_the_node_and_serves(azurite: str
         assert record.name == "vm-0" and record.state == "idle"
         assert marker.exists()
         assert read_pool_config(store, "cloud-init-pool") == PoolConfig(
-            name="cloud-init-pool", max_nodes=3, kind="vmss"
+            name="cloud-init-pool", max_nodes=3, kind="vmss", containers=container_runtime_works()
         )
     finally:
         proc.send_signal(signal.SIGTERM)

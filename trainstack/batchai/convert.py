@@ -14,6 +14,7 @@ from trainstack.batchai.fates import Fate, Ledger
 from trainstack.batchai.fileserver import convert_fileserver
 from trainstack.batchai.job import Target, convert_job
 from trainstack.batchai.mounts import MountTable
+from trainstack.batchai.older_api import upgrade
 from trainstack.batchai.render import Source, migration_md, stack_yaml, to_yaml
 from trainstack.batchai.schema import SUPPORTED_VERSION, Kind, declared_version, detect_kind, load, read_json
 
@@ -84,7 +85,9 @@ def migrate(
         path, model = parsed["job"]
         ledger = Ledger()
         job_name = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem)
-        files["job.yml"] = to_yaml(convert_job(model.properties, job_name, mounts, ledger, target=chosen))
+        job_file = convert_job(model.properties, job_name, mounts, ledger, target=chosen)
+        job_file.update(upgrade(read_json(path), "job").job_fields)  # e.g. 2018-03-01 experimentName
+        files["job.yml"] = to_yaml(job_file)
         sources.append(_source(path, "job", ledger))
     if "fileserver" in parsed:
         path, model = parsed["fileserver"]
@@ -107,12 +110,15 @@ def migrate(
 def _source(path: Path, kind: str, ledger: Ledger) -> Source:
     data = read_json(path)
     version = declared_version(data)
+    older = upgrade(data, "fileserver" if kind == "file server" else kind).fates
     if version and version != SUPPORTED_VERSION:
         ledger.approximated(
             "$schema",
             "-",
-            f"the file names schema {version}; it was read as {SUPPORTED_VERSION}, whose fields it uses",
+            f"the file names schema {version}; it was read as {SUPPORTED_VERSION}"
+            + (", its older-API keys mapped as listed" if older else ", whose fields it uses"),
         )
+    ledger.fates.extend(older)
     return Source(str(path), kind, data, ledger)
 
 

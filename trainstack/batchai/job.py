@@ -240,10 +240,7 @@ def _data_uri(path: str, mounts: MountTable, field: str, ledger: Ledger) -> str:
             ledger.approximated(
                 field,
                 f"{Y}: {uri}; stack.yaml: datastore `{mount.datastore}`",
-                f"${mount.root}/{mount.relative} was mounted by the cluster, whose file was not "
-                f"given: stack.yaml declares datastore `{mount.datastore}` for it as a guess (an "
-                f"Azure Files share `{mount.datastore}`); check it, or convert the cluster too "
-                "with --cluster",
+                _guessed_mount_note(mount.root, mount.relative, mount.datastore),
             )
             return uri
     ledger.approximated(
@@ -253,6 +250,26 @@ def _data_uri(path: str, mounts: MountTable, field: str, ledger: Ledger) -> str:
         "outputs, kept with the run; move the data to a datastore",
     )
     return path
+
+
+def _guessed_mount_note(root: str, relative: str, datastore: str) -> str:
+    """Why a mount was guessed: Batch AI put the job's own mounts under
+    `$AZ_BATCHAI_JOB_MOUNT_ROOT` and the cluster's under `$AZ_BATCHAI_MOUNT_ROOT`."""
+    guess = (
+        f"stack.yaml declares datastore `{datastore}` for it as a guess (an Azure Files share "
+        f"`{datastore}`); check it"
+    )
+    if root == JOB_ROOT:
+        return (
+            f"${root}/{relative} is one of the job's own mounts ($AZ_BATCHAI_JOB_MOUNT_ROOT holds what "
+            "the job's mountVolumes, or `az batchai job create --afs-name/--bfs-name`, mounted), and "
+            f"the file declares none at `{relative}`: {guess}, or add it to the job's mountVolumes"
+        )
+    return (
+        f"${root}/{relative} was mounted by the cluster (its nodeSetup.mountVolumes, under "
+        f"$AZ_BATCHAI_MOUNT_ROOT), whose file was not given: {guess}, or convert the cluster too "
+        "with --cluster"
+    )
 
 
 def _free(key: str, *taken: dict[str, Any]) -> str:

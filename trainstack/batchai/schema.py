@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from jobrunner.errors import ConfigError, Problem, did_you_mean, field_path
 from jobrunner.files import MAX_DEPTH, check_depth, read_text
 from trainstack.batchai.models import ClusterFile, FileServerFile, JobFile
+from trainstack.batchai.older_api import upgrade
 from trainstack.batchai.timespan import parse_duration_seconds
 
 Kind = Literal["job", "cluster", "fileserver"]
@@ -125,6 +126,7 @@ def read_json(path: Path) -> dict[str, Any]:
 def load(path: str | Path, kind: Kind | None = None) -> tuple[Kind, BatchAiFile]:
     """Read, validate and parse a Batch AI file; `kind` None means: detect it.
 
+    Keys of the APIs before 2018-05-01 are mapped first (`trainstack.batchai.older_api`).
     Raises ConfigError with every problem found (file, JSON path, fix) when the file cannot
     be read, is not JSON, is of an unknown kind, breaks the schema, or breaks a rule of the
     service (no toolkit, two toolkits, both manual and auto scale, ...).
@@ -133,6 +135,8 @@ def load(path: str | Path, kind: Kind | None = None) -> tuple[Kind, BatchAiFile]
     data = read_json(p)
     detected = detect_kind(data)
     kind = kind or detected
+    if kind is not None:
+        data = upgrade(data, kind).data  # older-API keys mapped; each is recorded by the converter
     if kind is None:
         raise ConfigError(
             [
