@@ -87,6 +87,7 @@ def parse_job(
         data = parse_mapping(text, source=source, what="job file")
     except ConfigError as exc:
         raise JobSpecError(exc.problems) from None
+    _refuse_other_job_types(data, source)
     data, problems = apply_overrides(data, overrides, source)
     data, refused = normalize(data, source)
     problems += refused
@@ -100,6 +101,25 @@ def parse_job(
     if problems:
         raise JobSpecError(problems)
     return spec
+
+
+def _refuse_other_job_types(data: Mapping[str, Any], source: str | None) -> None:
+    """A file of another job type gets one line saying so, not every key a command job lacks."""
+    kind = data.get("type")
+    if kind is None or str(kind).lower() == "command":
+        return
+    if str(kind).lower() == "sweep":
+        problem = Problem(
+            source, "type", "is a sweep job, not a command job", "`jobrunner submit` reads it as a sweep"
+        )
+    else:
+        problem = Problem(
+            source,
+            "type",
+            f"a pool runs command and sweep jobs, not `{kind}` jobs",
+            "submit each step as a command job",
+        )
+    raise JobSpecError([problem])
 
 
 def job_json_schema() -> dict[str, Any]:
