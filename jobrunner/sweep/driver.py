@@ -109,7 +109,7 @@ def drive(spec: SweepSpec, record: SweepRecord, backend: TrialBackend, *, now: d
         trial.intervals = len(history)
         trial.metric = _best(goal, history)
         trial.state = state
-        if trial.finished:
+        if state in _FINISHED:
             trial.finished_at = now
         histories[trial.index] = history
 

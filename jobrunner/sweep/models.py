@@ -200,9 +200,12 @@ class BayesianSampling(_Model):
 Sampling = Annotated[RandomSampling | GridSampling | BayesianSampling, Field(discriminator="type")]
 
 
+Goal = Literal["minimize", "maximize"]
+
+
 class Objective(_Model):
     primary_metric: str = Field(min_length=1, description="the MLflow metric each trial logs")
-    goal: Literal["minimize", "maximize"]
+    goal: Goal
 
 
 class _Policy(_Model):

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from jobrunner.sweep.models import (
     BayesianSampling,
     Choice,
+    Goal,
     GridSampling,
     Parameter,
     RandomSampling,
@@ -97,7 +98,7 @@ class SobolSampler:
         self.seed = seed
 
     def draw(self, index: int, finished: Sequence[Finished]) -> Point | None:
-        from scipy.stats import qmc
+        from scipy.stats import qmc  # type: ignore[import-untyped]  # scipy ships no stubs
 
         engine = qmc.Sobol(d=len(self.space), scramble=True, seed=self.seed)
         if index:  # fast_forward(0) is refused
@@ -132,7 +133,7 @@ class BayesianSampler:
     draw, told every finished trial first; trials that ended with no metric are told as
     failed, so TPE does not draw near them as if they had been good."""
 
-    def __init__(self, space: Mapping[str, Parameter], *, seed: int, goal: str) -> None:
+    def __init__(self, space: Mapping[str, Parameter], *, seed: int, goal: Goal) -> None:
         self.space = space
         self.seed = seed
         self.goal = goal
