@@ -3,7 +3,8 @@
     preview = sweep_preview(spec, trials=5)    -> {"sampling", "objective", "limits", "trials"}
 
 The first trials' points are drawn with the file's seed (or 0 when it has none, so the preview
-is the same every time it is asked), each with its command as the trial would run it. The
+is the same every time it is asked), each with its command as the trial would run it (inputs
+in place, data inputs at their placeholder paths, as `--dry-run` shows a command job). The
 Bayesian sampler's later points depend on results, so its preview shows the first draws only.
 """
 
@@ -15,6 +16,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from jobrunner.dryrun import placeholder_paths
+from jobrunner.plan import render_command
 from jobrunner.sweep.load import SweepSpec
 from jobrunner.sweep.sampling import make_sampler
 
@@ -31,7 +34,8 @@ def sweep_preview(spec: SweepSpec, *, trials: int = 5) -> dict[str, Any]:
         if point is None:
             break
         job = spec.trial_job(point.params)
-        points.append({"index": index, "params": point.params, "command": job.command})
+        command = render_command(job.command, job, placeholder_paths(job))
+        points.append({"index": index, "params": point.params, "command": command})
     return {
         "sampling": sweep.sampling_algorithm.model_dump(exclude_none=True),
         "search_space": {name: p.model_dump() for name, p in sweep.search_space.items()},
@@ -55,7 +59,8 @@ def render_preview(preview: dict[str, Any]) -> RenderableType:
     policy = preview["early_termination"]
     lines: list[RenderableType] = [head]
     if policy:
-        lines.append(Text("early termination: " + ", ".join(f"{k} {v}" for k, v in policy.items())))
+        rest = ", ".join(f"{k} {v}" for k, v in policy.items() if k != "type")
+        lines.append(Text(f"early termination: {policy['type']}" + (f", {rest}" if rest else "")))
     table = Table(title=f"first {len(preview['trials'])} trials", title_justify="left")
     table.add_column("trial", justify="right")
     for name in preview["search_space"]:
