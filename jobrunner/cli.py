@@ -149,6 +149,9 @@ def submit(
         jobrunner submit examples/hello/job.yml --set inputs.greeting=hi --wait
     """
     overrides = _parse_sets(set_)
+    if _is_sweep(file):
+        _sweep(file, dry_run=dry_run, as_json=as_json)
+        return
     if dry_run:
         _dry_run(file, overrides, as_json)
         return
@@ -172,6 +175,38 @@ def submit(
         if as_json:
             _print_json({"id": final.id, **status_json(final)})
         raise typer.Exit(EXIT_FOR.get(final.state, 1))
+
+
+def _is_sweep(file: Path) -> bool:
+    from jobrunner.errors import ConfigError
+    from jobrunner.files import read_mapping
+    from jobrunner.sweep.load import is_sweep_file
+
+    try:
+        return is_sweep_file(read_mapping(file))
+    except ConfigError:
+        return False  # the job loader reports what is wrong with the file
+
+
+def _sweep(file: Path, *, dry_run: bool, as_json: bool) -> None:
+    from jobrunner.sweep.load import load_sweep
+    from jobrunner.sweep.preview import render_preview, sweep_preview
+
+    spec = load_sweep(file)
+    preview = sweep_preview(spec)
+    if as_json:
+        _print_json(preview)
+    else:
+        for line in spec.notes:
+            err.print(f"note: {line}", markup=False)
+        out.print(render_preview(preview))
+    if not dry_run:
+        err.print(
+            f"{file}: a pool checks sweep jobs (as shown) but does not run them yet; "
+            "submit each trial's command job, or use --dry-run",
+            markup=False,
+        )
+        raise typer.Exit(2)
 
 
 def _dry_run(file: Path, overrides: dict[str, str], as_json: bool) -> None:

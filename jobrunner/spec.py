@@ -88,6 +88,7 @@ def parse_job(
         data = parse_mapping(text, source=source, what="job file")
     except ConfigError as exc:
         raise JobSpecError(exc.problems) from None
+    _refuse_other_job_types(data, source)
     base = Path(base_dir)
     data, problems = apply_overrides(data, overrides, source)
     problems += _nul_problems(data, source)
@@ -115,6 +116,25 @@ def _nul_problems(data: Any, source: str | None, path: str = "") -> list[Problem
     if isinstance(data, list):
         return [p for i, v in enumerate(data) for p in _nul_problems(v, source, f"{path}[{i}]")]
     return []
+
+
+def _refuse_other_job_types(data: Mapping[str, Any], source: str | None) -> None:
+    """A file of another job type gets one line saying so, not every key a command job lacks."""
+    kind = data.get("type")
+    if kind is None or str(kind).lower() == "command":
+        return
+    if str(kind).lower() == "sweep":
+        problem = Problem(
+            source, "type", "is a sweep job, not a command job", "`jobrunner submit` reads it as a sweep"
+        )
+    else:
+        problem = Problem(
+            source,
+            "type",
+            f"a pool runs command and sweep jobs, not `{kind}` jobs",
+            "submit each step as a command job",
+        )
+    raise JobSpecError([problem])
 
 
 def job_json_schema() -> dict[str, Any]:

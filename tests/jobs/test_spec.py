@@ -167,7 +167,7 @@ def test_bad_overrides_name_the_key() -> None:
         ),
         ("command: x\ninputs: {d: {path: 's3://bucket/x'}}\n", "inputs.d.path", "s3://"),
         ("command: x\noutputs: {o: {path: './local'}}\n", "outputs.o.path", "azureml://datastores"),
-        ("command: x\ntype: pipeline\n", "type", "command jobs only"),
+        ("command: x\ntype: pipeline\n", "type", "not `pipeline` jobs"),
         ("command: echo ${{inputs.epoch}}\ninputs: {epochs: 1}\n", "command", "did you mean `inputs.epochs`"),
         ("command: echo ${{outputs.o}}\n", "command", "declare `outputs.o`"),
         ("command: echo ${{parent.inputs.x}}\n", "command", "only inputs and outputs"),

@@ -18,11 +18,13 @@ def schema_factories() -> dict[str, SchemaFactory]:
     """Committed schema path (from the project root) -> the function that generates it."""
     from jobrunner.config import agent_json_schema
     from jobrunner.spec import job_json_schema
+    from jobrunner.sweep.load import sweep_json_schema
     from trainstack.stack import stack_json_schema
 
     return {
         "schemas/stack.schema.json": stack_json_schema,
         "schemas/job.schema.json": job_json_schema,
+        "schemas/sweep.schema.json": sweep_json_schema,
         "schemas/agent.schema.json": agent_json_schema,
     }
 
