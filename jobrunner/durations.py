@@ -7,7 +7,7 @@ they agree on what a duration is.
 
 from __future__ import annotations
 
-import isodate
+import isodate  # type: ignore[import-untyped]  # isodate ships no type information
 
 
 def iso_duration_seconds(text: str) -> float:

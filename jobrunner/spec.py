@@ -205,7 +205,7 @@ def _missing_paths(data: Mapping[str, Any], base: Path, source: str | None) -> l
             rel = _local(value.get("path"))
             kind = value.get("type", "uri_folder")
             if rel is not None and kind in ("uri_file", "uri_folder"):
-                exists = Path.is_file if kind == "uri_file" else Path.is_dir
+                exists: Callable[[Path], bool] = Path.is_file if kind == "uri_file" else Path.is_dir
                 wanted.append((f"inputs.{name}.path", rel, exists, str(kind)))
     problems = []
     for field, rel, exists, what in wanted:
