@@ -50,8 +50,10 @@ class ReplaceReason:
     rule: str  # the pattern or the Azure rule that matched
 
     def describe(self) -> str:
+        if self.source == COMPONENT and self.rule == self.path:
+            return f"`{self.path}` (immutable: the component replaces on a change of it)"
         if self.source == COMPONENT:
-            return f"`{self.path}` (the component replaces on `{self.rule}`)"
+            return f"`{self.path}` (immutable: the component replaces on a change under `{self.rule}`)"
         return f"`{self.path}` ({self.rule})"
 
     def as_json(self) -> dict[str, str]:
