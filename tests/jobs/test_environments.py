@@ -3,6 +3,7 @@ them to, what a node without a container runtime does, and what submit refuses."
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -219,3 +220,30 @@ def test_a_pool_stack_gives_its_agents_the_experiments_environments_and_its_own(
     assert config.environments == environments
     ref = parse_environment_ref(f"azureml:{name}:{environment_version(image)}")
     assert resolve_environment(ref, config.environments).image == image  # type: ignore[union-attr]
+
+
+def test_a_node_with_containers_fails_an_unresolved_environment_as_the_jobs_fault(
+    azurite: str, tmp_path: Path
+) -> None:
+    """A pool that published nothing lets submit through with a note; the node that then
+    cannot resolve the environment fails the run as the job's fault, naming the key."""
+    from jobrunner.agent import Agent, AgentSettings
+    from jobrunner.api import FailureKind, JobState, NodeFacts
+    from jobrunner.attempt import Timing
+
+    store = Store.connect(azurite)
+    pool = "env-unresolved"
+    write_pool_config(store, PoolConfig(name=pool, max_nodes=1))  # says nothing of containers
+    job = tmp_path / "job.yml"
+    job.write_text("command: 'true'\nenvironment: azureml:team-env:7\n")
+    client = Client(store, pool=pool)
+    assert "has not said" in str(client.check_environment(load_job(job), pool, source=str(job)))
+    run = client.submit(job)
+    settings = AgentSettings(
+        pool=pool, name=f"{pool}-0", work_dir=tmp_path / "agent", timing=Timing(status_poll_s=0.2)
+    )
+    facts = NodeFacts(name=f"{pool}-0", address="127.0.0.1", container_runtime=True)
+    assert Agent(store, settings, facts=facts).step(threading.Event()) is True
+    final = client.status(run.id)
+    assert final.state is JobState.FAILED and final.failure_kind is FailureKind.USER, final
+    assert "add `team-env:7: <image>`" in str(final.reason)
