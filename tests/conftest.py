@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from jobrunner.azurite import start_azurite
+from tests.runner.http_inputs import misbehaving_http  # noqa: F401 - a fixture for every suite
 
 
 @pytest.fixture(scope="session")
