@@ -59,6 +59,7 @@ JOBS = {
     "deep.yml": "command: echo hi\ntags:\n  x: " + deep(3000) + "\n",
     "big.yml": "command: echo hi\n" + "# padding\n" * 120_000,
     "huge-gang.yml": "command: echo hi\nresources:\n  instance_count: 100000000\n",
+    "tf-tasks.yml": "command: echo hi\ndistribution: {type: tensorflow, parameter_server_count: 100000000}\n",
     "env-name.yml": "command: echo hi\nenvironment_variables:\n  A=B: x\n",
     "env-space.yml": "command: echo hi\nenvironment_variables:\n  'MY VAR': x\n",
     "nul.yml": 'command: "echo \\0 hi"\n',
@@ -68,6 +69,7 @@ EXPECTED = {
     "deep.yml": f"nests deeper than {MAX_DEPTH} levels",
     "big.yml": "a job file may be at most 1048576 (1 MiB)",
     "huge-gang.yml": "resources.instance_count: asks for 100000000 nodes; no pool has more than 1000",
+    "tf-tasks.yml": "distribution.tensorflow.parameter_server_count: Input should be less than or equal to 8000",  # noqa: E501
     "env-name.yml": "environment_variables: `A=B` is not an environment variable name",
     "env-space.yml": "environment_variables: `MY VAR` is not an environment variable name",
     "nul.yml": "command: holds a NUL byte",
