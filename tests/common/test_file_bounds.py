@@ -120,3 +120,21 @@ def test_aliases_within_the_bound_still_load() -> None:
 def test_an_alias_that_contains_itself_is_refused() -> None:
     with pytest.raises(ConfigError, match="an alias must not contain itself"):
         parse_mapping("a: &a [1, *a]\n", source="loop.yml")
+
+
+def test_a_set_value_nested_past_any_bound_is_kept_as_text(tmp_path: Path) -> None:
+    job = tmp_path / "job.yml"
+    job.write_text("command: echo ${{inputs.x}}\ninputs: {x: 1}\n")
+    done = run(
+        "jobrunner",
+        "submit",
+        str(job),
+        "--dry-run",
+        "--json",
+        "--set",
+        "inputs.x=" + "[" * 3000,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done
+    (node,) = json.loads(done.stdout)
+    assert node["processes"][0]["argv"][-1] == "echo " + "[" * 3000
