@@ -75,7 +75,7 @@ def apply_overrides(
 def _typed(raw: str) -> Any:
     try:
         value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # not a scalar: kept as the text it is
         return raw
     return value if isinstance(value, str | int | float | bool) else raw
 

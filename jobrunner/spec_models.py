@@ -33,6 +33,7 @@ Literal_ = str | int | float | bool
 
 # The most nodes any pool can have: a VM scale set's limit (`GpuPool`'s maxNodes).
 MAX_POOL_NODES = 1000
+MAX_TASKS = MAX_POOL_NODES * 8  # TensorFlow tasks: one per GPU of the largest pool; each is planned
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -153,8 +154,10 @@ class PyTorchDistribution(_Model):
 
 class TensorFlowDistribution(_Model):
     type: Literal["tensorflow"]
-    worker_count: int | None = Field(None, ge=1, description="default: resources.instance_count")
-    parameter_server_count: int = Field(0, ge=0)
+    worker_count: int | None = Field(
+        None, ge=1, le=MAX_TASKS, description="default: resources.instance_count"
+    )
+    parameter_server_count: int = Field(0, ge=0, le=MAX_TASKS)
 
 
 class MpiDistribution(_Model):

@@ -26,6 +26,7 @@ import io
 import os
 import tarfile
 import threading
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
@@ -292,9 +293,10 @@ def stage_inputs(
 
 def download_url(url: str, dest: Path, *, field: str, limits: HttpLimits | None = None) -> Path:
     """Download an http(s) input into `dest`, bounded: a server that does not answer within
-    `connect_s`, stalls for `read_s` mid-body or sends more than `max_bytes` fails the attempt.
-    LaunchError names the field, the URL without its query string (a SAS token stays out of
-    the status) and the cause; a partial file is removed."""
+    `connect_s`, stalls for `read_s` mid-body or sends less than it announced is LaunchError
+    (this node's or the network's trouble); a 4xx answer or more than `max_bytes` is
+    ConfigError (the job's input). Both name the field, the URL without its query string (a
+    SAS token stays out of the status) and the cause; a partial file is removed."""
     limits = limits or HttpLimits()
     shown = urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()
     dest.mkdir(parents=True, exist_ok=True)
@@ -308,16 +310,21 @@ def download_url(url: str, dest: Path, *, field: str, limits: HttpLimits | None 
             while chunk := response.read(1 << 16):
                 size += len(chunk)
                 if size > limits.max_bytes:
-                    raise LaunchError(
+                    raise ConfigError(
                         f"{field}: {shown} is larger than {limits.max_bytes} bytes",
                         fix="copy it to a datastore and use azureml://datastores/<d>/paths/<p>",
                     )
                 out.write(chunk)
             if response.length:  # the server closed before the Content-Length it announced
                 raise LaunchError(f"{field}: {shown} ended after {size} of {size + response.length} bytes")
-    except LaunchError:
+    except (LaunchError, ConfigError):
         target.unlink(missing_ok=True)
         raise
+    except urllib.error.HTTPError as exc:
+        target.unlink(missing_ok=True)
+        if 400 <= exc.code < 500:  # the job's URL is wrong (missing, forbidden): the user's to fix
+            raise ConfigError(f"{field}: cannot download {shown}: {exc}", fix="check the URL") from None
+        raise LaunchError(f"{field}: cannot download {shown}: {exc}") from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
         target.unlink(missing_ok=True)
         timed_out = isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)

@@ -59,6 +59,7 @@ JOBS = {
     "deep.yml": "command: echo hi\ntags:\n  x: " + deep(3000) + "\n",
     "big.yml": "command: echo hi\n" + "# padding\n" * 120_000,
     "huge-gang.yml": "command: echo hi\nresources:\n  instance_count: 100000000\n",
+    "tf-tasks.yml": "command: echo hi\ndistribution: {type: tensorflow, parameter_server_count: 100000000}\n",
     "env-name.yml": "command: echo hi\nenvironment_variables:\n  A=B: x\n",
     "env-space.yml": "command: echo hi\nenvironment_variables:\n  'MY VAR': x\n",
     "nul.yml": 'command: "echo \\0 hi"\n',
@@ -68,6 +69,7 @@ EXPECTED = {
     "deep.yml": f"nests deeper than {MAX_DEPTH} levels",
     "big.yml": "a job file may be at most 1048576 (1 MiB)",
     "huge-gang.yml": "resources.instance_count: asks for 100000000 nodes; no pool has more than 1000",
+    "tf-tasks.yml": "distribution.tensorflow.parameter_server_count: Input should be less than or equal to 8000",  # noqa: E501
     "env-name.yml": "environment_variables: `A=B` is not an environment variable name",
     "env-space.yml": "environment_variables: `MY VAR` is not an environment variable name",
     "nul.yml": "command: holds a NUL byte",
@@ -118,3 +120,21 @@ def test_aliases_within_the_bound_still_load() -> None:
 def test_an_alias_that_contains_itself_is_refused() -> None:
     with pytest.raises(ConfigError, match="an alias must not contain itself"):
         parse_mapping("a: &a [1, *a]\n", source="loop.yml")
+
+
+def test_a_set_value_nested_past_any_bound_is_kept_as_text(tmp_path: Path) -> None:
+    job = tmp_path / "job.yml"
+    job.write_text("command: echo ${{inputs.x}}\ninputs: {x: 1}\n")
+    done = run(
+        "jobrunner",
+        "submit",
+        str(job),
+        "--dry-run",
+        "--json",
+        "--set",
+        "inputs.x=" + "[" * 3000,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done
+    (node,) = json.loads(done.stdout)
+    assert node["processes"][0]["argv"][-1] == "echo " + "[" * 3000

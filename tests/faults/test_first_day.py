@@ -169,3 +169,26 @@ def test_submit_refuses_what_a_node_could_not_run_with_the_field(pool: FaultPool
         assert field in done.stderr and str(job) in done.stderr
     listed = json.loads(pool.cli.run("list", "--json", check=True).stdout)
     assert all(r.get("display_name") != "refused" for r in listed)
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "cause"),
+    [
+        ("gone/data.csv", "user", "HTTP Error 404"),
+        ("short/data.csv", "infrastructure", "ended after 10 of 100"),
+    ],
+)
+def test_an_http_input_that_fails_names_the_url_without_its_query(
+    pool: FaultPool, tmp_path: Path, misbehaving_http: str, path: str, kind: str, cause: str
+) -> None:
+    url = f"{misbehaving_http}/{path}"
+    status = run_job(
+        pool,
+        tmp_path,
+        f"command: cat ${{{{inputs.d}}}}\ninputs:\n  d: {{type: uri_file, path: '{url}?sv=1&sig=SECRET'}}\n",
+        timeout=300,
+    )
+    assert status["state"] == "failed" and status["failure_kind"] == kind, pool.dump()
+    assert f"staging on {AGENT} failed: inputs.d: " in status["reason"] and url in status["reason"]
+    assert cause in status["reason"] and "SECRET" not in status_blob(pool, status).decode()
+    still_serves(pool, tmp_path)

@@ -4,10 +4,7 @@ that leave the code folder refused at submit with the path, a datastore holding 
 
 from __future__ import annotations
 
-import http.server
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,71 +105,32 @@ def test_a_blob_that_is_also_a_folder_is_refused_by_name(azurite: str, tmp_path:
     assert "clash/set/a is a blob and also a folder" in str(caught.value)
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-
-@pytest.fixture
-def server() -> Iterator[str]:
-    """A loopback server: /stall sends headers then nothing, /big more than the cap, /short less
-    than it announced, /gone 404."""
-    release = threading.Event()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path.startswith("/short"):
-                self.send_response(200)
-                self.send_header("Content-Length", "100")
-                self.end_headers()
-                self.wfile.write(b"z" * 10)
-                return
-            if self.path.startswith("/gone"):
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(10**9))
-            self.end_headers()
-            if self.path.startswith("/stall"):
-                self.wfile.write(b"x" * 10)
-                self.wfile.flush()
-                release.wait(60)
-                return
-            for _ in range(64):
-                self.wfile.write(b"y" * 1024)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = _Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        release.set()
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def test_http_input_that_stalls_fails_with_the_url_and_no_query(server: str, tmp_path: Path) -> None:
+def test_http_input_that_stalls_fails_with_the_url_and_no_query(
+    misbehaving_http: str, tmp_path: Path
+) -> None:
     # The server holds the body for a minute: only a read timeout of its own ends this sooner
     # with a stall (the connect timeout, 120 s, would see the connection close instead).
     limits = HttpLimits(connect_s=120, read_s=0.5, max_bytes=10**6)
     with pytest.raises(LaunchError) as caught:
-        download_url(f"{server}/stall/data.csv?sig=SECRET", tmp_path, field="inputs.d", limits=limits)
+        download_url(
+            f"{misbehaving_http}/stall/data.csv?sig=SECRET", tmp_path, field="inputs.d", limits=limits
+        )
     message = str(caught.value)
-    assert message.startswith(f"inputs.d: cannot download {server}/stall/data.csv: ")
+    assert message.startswith(f"inputs.d: cannot download {misbehaving_http}/stall/data.csv: ")
     assert "SECRET" not in message and "stall of 0.5 s" in message
     assert not (tmp_path / "data.csv").exists()
 
 
-def test_http_input_over_the_size_cap_or_missing_fails_with_the_cause(server: str, tmp_path: Path) -> None:
-    with pytest.raises(LaunchError, match=r"inputs.d: .*/big/x.bin is larger than 4096 bytes"):
-        download_url(f"{server}/big/x.bin?k=v", tmp_path, field="inputs.d", limits=HttpLimits(max_bytes=4096))
+def test_http_input_over_the_size_cap_or_missing_fails_with_the_cause(
+    misbehaving_http: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match=r"inputs.d: .*/big/x.bin is larger than 4096 bytes"):
+        download_url(
+            f"{misbehaving_http}/big/x.bin?k=v", tmp_path, field="inputs.d", limits=HttpLimits(max_bytes=4096)
+        )
     assert not (tmp_path / "x.bin").exists()
-    with pytest.raises(LaunchError, match=r"cannot download .*/gone/y: HTTP Error 404"):
-        download_url(f"{server}/gone/y", tmp_path, field="inputs.d")
+    with pytest.raises(ConfigError, match=r"cannot download .*/gone/y: HTTP Error 404"):
+        download_url(f"{misbehaving_http}/gone/y", tmp_path, field="inputs.d")
     with pytest.raises(LaunchError, match=r"inputs.d: .*/short/z ended after 10 of 100 bytes"):
-        download_url(f"{server}/short/z", tmp_path, field="inputs.d")
+        download_url(f"{misbehaving_http}/short/z", tmp_path, field="inputs.d")
     assert list(tmp_path.iterdir()) == []
