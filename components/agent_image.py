@@ -2,9 +2,11 @@
 
 Declares a compute gallery and a Gen2 image definition, a user-assigned identity for Image
 Builder, a blob container holding the build's files (the jobrunner wheel, the install script
-and the systemd unit from `packaging/`), and the `VirtualMachineImageTemplate` that bakes
-them onto a GPU-ready marketplace image (`microsoft-dsvm:ubuntu-hpc:2204`: drivers, CUDA,
-InfiniBand) and distributes the result to the gallery. The template builds once, when it is
+and the systemd unit from `packaging/`, each with its SHA-256 in the template; the container is
+in the deployment's own account, `DeployArtifacts`, where no node can write), and the
+`VirtualMachineImageTemplate` that bakes them onto a GPU-ready marketplace image
+(`microsoft-dsvm:ubuntu-hpc:2204`: drivers, CUDA, InfiniBand) and distributes the result to
+the gallery. The template builds once, when it is
 created (`autoRun`).
 
 Image Builder cannot update a template. Its name therefore carries a hash of everything it
@@ -64,13 +66,32 @@ def gallery_name(name: str) -> str:
     return ("gal_" + re.sub(r"[^A-Za-z0-9_.]", "_", name))[:80]
 
 
-def customize_steps(wheel_name: str, urls: dict[str, pulumi.Input[str]]) -> list[Any]:
+# What the wheel's checksum reads as in a plan made before `make wheel` (`pulumi up` cannot
+# upload a missing file, so such a plan is never deployed).
+WHEEL_NOT_BUILT = "wheel-not-built-run-make-wheel"
+
+
+def wheel_sha256(wheel: Path) -> str:
+    """The wheel's SHA-256 (Image Builder refuses a download that does not match), or
+    WHEEL_NOT_BUILT when the file is not there yet."""
+    if not wheel.is_file():
+        return WHEEL_NOT_BUILT
+    return hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+def customize_steps(
+    wheel_name: str, urls: dict[str, pulumi.Input[str]], *, wheel_checksum: str = WHEEL_NOT_BUILT
+) -> list[Any]:
     """Copy the three files onto the build VM (Linux File steps may only write under /tmp),
-    then run the install script as root."""
+    each checked against its SHA-256, then run the install script as root."""
     shas = {f: hashlib.sha256((PACKAGING / f).read_bytes()).hexdigest() for f in (INSTALL_SCRIPT, UNIT_FILE)}
     return [
         vmi.ImageTemplateFileCustomizerArgs(
-            type="File", name="jobrunner-wheel", source_uri=urls[wheel_name], destination=f"/tmp/{wheel_name}"
+            type="File",
+            name="jobrunner-wheel",
+            source_uri=urls[wheel_name],
+            destination=f"/tmp/{wheel_name}",
+            sha256_checksum=wheel_checksum,
         ),
         *[
             vmi.ImageTemplateFileCustomizerArgs(
@@ -240,7 +261,7 @@ class AgentImage(pulumi.ComponentResource):
             source=vmi.ImageTemplatePlatformImageSourceArgs(
                 type="PlatformImage", publisher=publisher, offer=offer, sku=sku, version=version
             ),
-            customize=customize_steps(wheel_name, urls),
+            customize=customize_steps(wheel_name, urls, wheel_checksum=wheel_sha256(args.wheel)),
             distribute=[
                 vmi.ImageTemplateSharedImageDistributorArgs(
                     type="SharedImage",
