@@ -37,6 +37,8 @@ from components.config import PoolImageConfig
 PACKAGING = Path(__file__).resolve().parents[1] / "packaging"
 INSTALL_SCRIPT = "install-agent.sh"
 UNIT_FILE = "jobrunner-agent.service"
+GUARD_FILE = "guard-metadata.sh"  # the job user's firewall rule (install-agent.sh finds it beside itself)
+PACKAGED = (INSTALL_SCRIPT, UNIT_FILE, GUARD_FILE)
 # Gen2-capable and cheap: the build VM only installs files, it needs no GPU.
 BUILD_VM_SIZE = "Standard_D4ds_v5"
 BUILD_TIMEOUT_MINUTES = 90
@@ -82,9 +84,9 @@ def wheel_sha256(wheel: Path) -> str:
 def customize_steps(
     wheel_name: str, urls: dict[str, pulumi.Input[str]], *, wheel_checksum: str = WHEEL_NOT_BUILT
 ) -> list[Any]:
-    """Copy the three files onto the build VM (Linux File steps may only write under /tmp),
+    """Copy the wheel and the packaged files onto the build VM (Linux File steps may only write under /tmp),
     each checked against its SHA-256, then run the install script as root."""
-    shas = {f: hashlib.sha256((PACKAGING / f).read_bytes()).hexdigest() for f in (INSTALL_SCRIPT, UNIT_FILE)}
+    shas = {f: hashlib.sha256((PACKAGING / f).read_bytes()).hexdigest() for f in PACKAGED}
     return [
         vmi.ImageTemplateFileCustomizerArgs(
             type="File",
@@ -101,14 +103,14 @@ def customize_steps(
                 destination=f"/tmp/{f}",
                 sha256_checksum=shas[f],
             )
-            for f in (INSTALL_SCRIPT, UNIT_FILE)
+            for f in PACKAGED
         ],
         vmi.ImageTemplateShellCustomizerArgs(
             type="Shell",
             name="install-jobrunner-agent",
             inline=[
                 f"sudo bash /tmp/{INSTALL_SCRIPT} /tmp/{wheel_name} /tmp/{UNIT_FILE}",
-                f"sudo rm -f /tmp/{INSTALL_SCRIPT} /tmp/{UNIT_FILE} /tmp/{wheel_name}",
+                f"sudo rm -f /tmp/{INSTALL_SCRIPT} /tmp/{UNIT_FILE} /tmp/{GUARD_FILE} /tmp/{wheel_name}",
             ],
         ),
     ]
@@ -118,7 +120,7 @@ def recipe_digest(image: PoolImageConfig, wheel_name: str) -> str:
     """Hash of what the image is built from, apart from the wheel's bytes (see the module doc)."""
     h = hashlib.sha256()
     h.update(json.dumps({"base": image.base_image, "wheel": wheel_name, "vm": BUILD_VM_SIZE}).encode())
-    for f in (INSTALL_SCRIPT, UNIT_FILE):
+    for f in PACKAGED:
         h.update((PACKAGING / f).read_bytes())
     return h.hexdigest()
 
@@ -198,8 +200,7 @@ class AgentImage(pulumi.ComponentResource):
         )
         sources = {
             wheel_name: args.wheel,
-            INSTALL_SCRIPT: PACKAGING / INSTALL_SCRIPT,
-            UNIT_FILE: PACKAGING / UNIT_FILE,
+            **{f: PACKAGING / f for f in PACKAGED},
         }
         blobs = {
             file: storage.Blob(

@@ -237,6 +237,8 @@ class DatastoreConfig(ConfigModel):
     @field_validator("container")
     @classmethod
     def _container_name(cls, value: str) -> str:
+        if value in ("runs", "pools"):
+            raise ValueError(f"container {value!r} is the job runner's own (every run's files): pick another")
         return _check_name(
             value, r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", "3-63 lowercase letters, digits or single `-`"
         )

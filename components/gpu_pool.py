@@ -34,6 +34,7 @@ from components import roles
 from components.config import GpuPoolConfig
 from components.job_store import pool_queues
 from jobrunner.config import AgentConfig, DatastoreLocation, custom_data
+from jobrunner.isolation import IMAGE_JOB_USER
 from jobrunner.store import POOLS, RUNS, queue_name
 
 # Azure Scheduled Events: how long a node may finish up before a scale-in deletes it.
@@ -52,6 +53,7 @@ def agent_config(
         pool=config.name,
         max_nodes=config.max_nodes,
         node_setup=config.node_setup,
+        job_user=IMAGE_JOB_USER,  # the baked image's unprivileged user, refused the metadata service
         datastores={name: DatastoreLocation(container=c) for name, c in sorted(datastores.items())},
     )
 

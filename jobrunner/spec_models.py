@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from jobrunner import spec_safety
 from jobrunner.spec_expr import OUTPUT_PATH_EXPRESSIONS, unknown_output_path_expressions
 from jobrunner.spec_uri import DataLocation, parse_data_uri
 
@@ -113,6 +114,8 @@ class Environment(_Model):
     tags: dict[str, Any] | None = None
     os_type: Literal["linux", "Linux"] | None = None
 
+    _image = field_validator("image")(classmethod(lambda cls, v: spec_safety.check_image(v)))
+
 
 class PyTorchDistribution(_Model):
     type: Literal["pytorch"]
@@ -162,6 +165,10 @@ class Resources(_Model):
     properties: dict[str, Any] | None = None
     locations: list[str] | None = None
     max_instance_count: int | None = None
+
+    _docker_args = field_validator("docker_args")(
+        classmethod(lambda cls, v: spec_safety.check_docker_args(v))
+    )
 
 
 class Limits(_Model):
@@ -221,6 +228,11 @@ class JobSpec(_Model):
     queue_settings: dict[str, Any] | None = None
     properties: dict[str, Any] | None = None
     parent_job_name: str | None = None
+
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _io_names(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        return spec_safety.check_io_names(value, info.field_name)
 
     @field_validator("environment_variables", mode="before")
     @classmethod

@@ -33,6 +33,7 @@ from typing import TypeVar
 
 from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.errors import LaunchError, NotFoundError
+from jobrunner.isolation import confined
 from jobrunner.spec import JobSpec
 from jobrunner.spec_expr import render_output_path
 from jobrunner.spec_uri import parse_data_uri
@@ -231,7 +232,7 @@ def stage_inputs(
         if data.mode == "direct":
             out[name] = data.path
             continue
-        dest = root / name
+        dest = Path(confined(root, name, what=f"inputs.{name}"))
         if loc.kind == "datastore":
             download_tree(*datastores.resolve(store, loc.store or ""), loc.path, dest)
         elif loc.kind == "local":

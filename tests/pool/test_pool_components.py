@@ -213,6 +213,7 @@ def test_agent_image_bakes_the_wheel_onto_the_hpc_image_and_distributes_to_the_g
         "/tmp/jobrunner-0.1.0-py3-none-any.whl",
         "/tmp/install-agent.sh",
         "/tmp/jobrunner-agent.service",
+        "/tmp/guard-metadata.sh",
     }
     assert all(s["sourceUri"].startswith("https://sttest.blob.core.windows.net/") for s in files.values())
     (shell,) = [s for s in steps if s["type"] == "Shell"]

@@ -116,7 +116,10 @@ def test_workspace_declares_its_dependencies_with_safe_defaults() -> None:
     assert "/components/appi-mlw-test" in workspace["applicationInsights"]
 
 
-SUBNET = "/subscriptions/s/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/vnet/subnets/endpoints"
+SUBNET = (
+    "/subscriptions/s/resourceGroups/rg-net/providers/Microsoft.Network/"
+    "virtualNetworks/vnet/subnets/endpoints"
+)
 
 
 def test_private_workspace_closes_every_public_endpoint() -> None:
