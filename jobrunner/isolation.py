@@ -132,3 +132,18 @@ def confined(root: str | Path, *parts: str, what: str = "path") -> str:
             fix="use a name of letters, digits, `_`, `.` and `-`, and datastore paths without `..`",
         )
     return joined
+
+
+_QUERY = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s?#'\"]*)\?[^\s#'\"]*", re.IGNORECASE)
+_SECRET_PARTS = re.compile(r"(?i)\b(AccountKey|SharedAccessSignature|SharedAccessKey)=[^;]*")
+
+
+def without_query(text: str) -> str:
+    """`text` with every URL's query string dropped (a SAS token is one)."""
+    return _QUERY.sub(lambda m: m.group(1), text)
+
+
+def redact_store(target: str) -> str:
+    """A store target as people and logs may see it: a connection string without its account
+    key or SAS, a URL without its query."""
+    return without_query(_SECRET_PARTS.sub(lambda m: f"{m.group(1)}=[redacted]", target))

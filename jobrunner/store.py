@@ -49,6 +49,7 @@ from azure.storage.queue import (
 
 from jobrunner.azurite import ensure_local_azurite, project_root
 from jobrunner.errors import ConflictError, NotFoundError, StoreError
+from jobrunner.isolation import redact_store, without_query
 
 T = TypeVar("T")
 
@@ -156,14 +157,16 @@ class Store:
                 description = target
             else:
                 raise StoreError(
-                    f"{STORE_ENV}={target[:40]!r} is neither a connection string nor a blob account URL",
+                    f"{STORE_ENV}={redact_store(target)[:60]!r} is neither a connection string "
+                    "nor a blob account URL",
                     fix="set it to `https://<account>.blob.core.windows.net` or a connection string",
                 )
         except ValueError as exc:
             raise StoreError(
                 f"{STORE_ENV} cannot be used: {exc}", fix="check the connection string"
             ) from None
-        return cls(blobs, queues, description=description, retry=retry)
+        # A SAS travels in the URL's query: it stays out of every message that names the store.
+        return cls(blobs, queues, description=without_query(description), retry=retry)
 
     @classmethod
     def from_env(cls, *, start_local: bool = True, retry: Retry | None = None) -> Store:
@@ -197,7 +200,7 @@ class Store:
                     self._trouble_at = time.monotonic()
                 delay = next(delays, None) if _transient(exc) else None
                 if delay is None:
-                    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    detail = without_query(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
                     raise StoreError(
                         f"{what}: the job store ({self.description}) failed: {detail}",
                         fix="check that the store is reachable and JOBRUNNER_STORE is right",

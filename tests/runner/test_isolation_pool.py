@@ -4,6 +4,8 @@ refused at submit, before anything reaches the store."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +63,13 @@ def test_a_job_naming_what_is_not_its_own_is_refused_at_submit(
     assert done.returncode != 0 and said in done.stderr, done.stderr
     assert "evil.yml" in done.stderr  # the file is named, with the field
     assert {r["id"] for r in pool_env.json("list")} == before  # nothing was submitted
+
+
+def test_the_local_pools_state_is_private_and_its_json_views_hide_the_key(pool_env: Cli) -> None:
+    state = Path(pool_env.env["JOBRUNNER_HOME"]) / "pool" / "local.json"
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o600
+    assert "AccountKey=" in state.read_text()  # the agents' own record keeps what they need
+    key = pool_env.env["JOBRUNNER_STORE"].split("AccountKey=", 1)[1].split(";", 1)[0]
+    for args in (("local-pool", "status"), ("local-pool", "start", "--nodes", "2")):
+        shown = pool_env.run(*args, "--json", check=True).stdout
+        assert key not in shown and "AccountKey=[redacted]" in shown, args
