@@ -301,7 +301,7 @@ def _prepare_and_run(
             result = run_plan(
                 plan, sink, timeout=ctx.spec.limits.timeout, cancel=watch.cancel,
                 grace_s=_grace_s(ctx), error_file=Path(paths.root) / "error.json", on_processes=started,
-                user=user,
+                user=user, child_errors_dir=Path(paths.temp or paths.root) if user else None,
             )  # fmt: skip
         except LaunchError as exc:
             return _finished(me, None, FailureKind.INFRASTRUCTURE, str(exc)), ()
@@ -325,7 +325,7 @@ def _job_user(ctx: AttemptContext, paths: NodePaths) -> JobUser | None:
         return None
     user = JobUser.resolve(ctx.job_user)
     writable = [p for p in (paths.code, paths.temp, paths.mounts, *paths.outputs.values()) if p]
-    hand_over(user, Path(paths.root), writable)
+    hand_over(user, writable)
     return user
 
 

@@ -15,13 +15,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import IO
 
 from jobrunner.api import NodePaths
 from jobrunner.errors import LaunchError
-from jobrunner.isolation import confined
+from jobrunner.isolation import confined, open_no_follow
 from jobrunner.plan_env import shared_job_temp
 from jobrunner.spec import JobSpec
 from jobrunner.spec_uri import parse_data_uri
@@ -118,7 +119,9 @@ class BatchAiLogFiles:
         if name not in self._files:
             try:
                 self._folder.mkdir(parents=True, exist_ok=True)
-                self._files[name] = open(self._folder / name, "a", encoding="utf-8")  # noqa: SIM115
+                # ./logs is the job's: a link it left there must not make the agent write elsewhere
+                fd = open_no_follow(self._folder / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+                self._files[name] = os.fdopen(fd, "a", encoding="utf-8")
             except OSError:
                 self._files[name] = None  # the merged log still has every line
         f = self._files[name]

@@ -11,7 +11,10 @@ user they run as, and the folders they may write.
   user the image creates (`jobUser` in the agent config, `trainstack-job` on a baked image),
   on the node and inside containers (`docker run --user`). The image's firewall rule refuses
   that user any packet to the instance metadata service (169.254.169.254), so a job cannot
-  get a token for the node's identity. `hand_over` gives that user the attempt's folders.
+  get a token for the node's identity. `hand_over` gives that user the attempt's writable
+  folders, never the attempt's root (the agent's log spool stays out of its reach), and the
+  agent opens what it writes or reads in those folders without following links
+  (`open_no_follow`): a job's link must not make root write or read elsewhere.
 - Folders (`confined`): every path the agent makes for a job is normalised and refused when it
   leaves the attempt's root.
 """
@@ -22,6 +25,7 @@ import os
 import posixpath
 import pwd
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,12 +108,11 @@ class JobUser:
         return f"{self.uid}:{self.gid}"
 
 
-def hand_over(user: JobUser, root: Path, writable: Iterable[str]) -> None:
-    """Give `user` the attempt's `root` folder itself and everything under `writable` (code,
-    outputs, temp, mounts), so the job can write there and nowhere else the agent owns.
-    Links are changed, never followed. LaunchError when a folder cannot be changed."""
+def hand_over(user: JobUser, writable: Iterable[str]) -> None:
+    """Give `user` everything under `writable` (the attempt's code, outputs, temp and mounts),
+    so the job can write there and nowhere else the agent owns. Links are changed, never
+    followed. LaunchError when a folder cannot be changed."""
     try:
-        os.chown(root, user.uid, user.gid, follow_symlinks=False)
         for top in writable:
             if not Path(top).exists():
                 continue
@@ -147,3 +150,22 @@ def redact_store(target: str) -> str:
     """A store target as people and logs may see it: a connection string without its account
     key or SAS, a URL without its query."""
     return without_query(_SECRET_PARTS.sub(lambda m: f"{m.group(1)}=[redacted]", target))
+
+
+def open_no_follow(path: str | Path, flags: int, mode: int = 0o644) -> int:
+    """`os.open` that refuses a link as the last part of `path` (OSError ELOOP): for the files
+    the agent, as root, writes into or reads from folders a job can write."""
+    return os.open(path, flags | os.O_NOFOLLOW, mode)
+
+
+def read_job_file(path: str | Path, limit: int = 1 << 20) -> str | None:
+    """A small regular file a job wrote (up to `limit` bytes), or None when it is missing, a
+    link, not a regular file or unreadable."""
+    try:
+        fd = open_no_follow(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        return f.read(limit).decode("utf-8", "replace")

@@ -38,7 +38,7 @@ from typing import IO, Any, Protocol
 
 from jobrunner.api import LaunchPlan, ProcessPlan
 from jobrunner.errors import LaunchError
-from jobrunner.isolation import JobUser, job_environment
+from jobrunner.isolation import JobUser, job_environment, open_no_follow, read_job_file
 
 TORCHELASTIC_ERROR_FILE = "TORCHELASTIC_ERROR_FILE"
 GRACE_S = 30.0  # torchelastic's: what a process gets between SIGTERM and SIGKILL
@@ -114,6 +114,7 @@ def run_plan(
     error_file: str | Path | None = None,
     on_processes: Callable[[], None] | None = None,
     user: JobUser | None = None,
+    child_errors_dir: Path | None = None,
 ) -> LaunchResult:
     """Run `plan` to the end and say how it went.
 
@@ -121,7 +122,9 @@ def run_plan(
     another thread) stop every process; so does the first process that exits non-zero.
     `on_processes` is called once the preparation command (if any) succeeded, just before the
     job's processes start (the run moves from preparing to running then). `user`: the
-    unprivileged user the processes run as (None: the agent's own).
+    unprivileged user the processes run as (None: the agent's own); `child_errors_dir`: where
+    processes write their own error files (default: beside `error_file`; one the user may
+    write when there is one).
     Raises LaunchError when a file cannot be written or a process cannot be started (a
     missing program or working directory); anything already started is stopped first.
     """
@@ -129,7 +132,7 @@ def run_plan(
     cancel = cancel or threading.Event()
     lock = threading.Lock()
     _write_files(plan.files)
-    errors_dir = Path(error_file).parent if error_file else None
+    errors_dir = child_errors_dir or (Path(error_file).parent if error_file else None)
     prep: ProcessResult | None = None
     if plan.preparation is not None:
         (prep,), timed_out = _run_group(
@@ -170,7 +173,10 @@ def _write_files(files: Mapping[str, str]) -> None:
     for name, text in files.items():
         try:
             Path(name).parent.mkdir(parents=True, exist_ok=True)
-            Path(name).write_text(text, encoding="utf-8")
+            # The folder may be the job user's: a link left there must not be followed.
+            fd = open_no_follow(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
         except OSError as exc:
             raise LaunchError(f"cannot write {name}: {exc}") from None
 
@@ -358,10 +364,11 @@ def _remove_container(plan: ProcessPlan) -> None:
 def _result(r: _Running) -> ProcessResult:
     code = r.popen.returncode
     child = None
-    if r.error_file is not None and r.error_file.exists():
+    text = read_job_file(r.error_file) if r.error_file is not None else None
+    if text is not None:
         try:
-            child = json.loads(r.error_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            child = json.loads(text)
+        except ValueError:
             child = None
     return ProcessResult(
         log_name=r.plan.log_name,

@@ -96,11 +96,38 @@ def test_the_job_user_gets_the_attempts_writable_folders_and_nothing_else(tmp_pa
     (root / "code" / "pkg" / "m.py").write_text("")
     (root / "spool").mkdir()
     (root / "code" / "link").symlink_to("/etc/passwd")
-    hand_over(user, root, [str(root / "code"), str(root / "missing")])
+    hand_over(user, [str(root / "code"), str(root / "missing")])
     assert (root / "code" / "pkg" / "m.py").stat().st_uid == user.uid
     assert os.lstat(root / "code" / "link").st_uid == user.uid
     assert Path("/etc/passwd").stat().st_uid == 0  # a link is changed, never followed
-    assert (root / "spool").stat().st_uid == 0  # the agent's log spool stays the agent's
+    # the attempt's root and the agent's log spool stay the agent's: the job cannot swap them
+    assert root.stat().st_uid == 0 and (root / "spool").stat().st_uid == 0
+
+
+def test_the_agent_follows_no_link_a_job_left_in_its_folders(tmp_path: Path) -> None:
+    """Root writes Batch AI's log copies and the plan's files into the job's folders, and reads
+    the job's error file: a link there must not lead it elsewhere."""
+    from jobrunner.batchai_runtime import BatchAiLogFiles
+    from jobrunner.isolation import read_job_file
+
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "stdout-wk-0.txt").symlink_to(victim)
+    with BatchAiLogFiles(logs) as files:
+        files("node-0", "stdout", "a line the job printed")
+    assert victim.read_text() == "untouched\n"
+    (tmp_path / "hostfile").symlink_to(victim)
+    with pytest.raises(LaunchError, match="cannot write"):
+        run_plan(
+            LaunchPlan(node="n", distribution="none", processes=(), files={str(tmp_path / "hostfile"): "x"}),
+            lambda *_: None,
+        )
+    assert victim.read_text() == "untouched\n"
+    (tmp_path / "error.json").symlink_to(victim)
+    assert read_job_file(tmp_path / "error.json") is None
+    assert read_job_file(victim) == "untouched\n"
 
 
 def test_containers_get_the_job_user_and_host_processes_switch_to_it() -> None:
