@@ -20,6 +20,7 @@ datastore name that maps to no container.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import io
 import os
@@ -319,10 +320,15 @@ class OutputSync:
             targets, path, rel = item
             try:
                 for target, container, prefix in targets:
-                    target.upload_file(container, _join(prefix, rel), path)
+                    # the job may swap a file for a link to a root-only file: never follow it
+                    target.upload_file(container, _join(prefix, rel), path, follow_links=False)
                 stat = path.stat()
             except FileNotFoundError:
                 return False  # the job removed it meanwhile (an old checkpoint): nothing to keep
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    return False  # a link now stands there: links are never outputs
+                raise
             self._seen[path] = (stat.st_size, stat.st_mtime_ns)
             return True
 

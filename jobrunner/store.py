@@ -287,14 +287,22 @@ class Store:
             self._call(f"delete {container}/{name}", lambda: blob.delete_blob())
 
     def upload_file(
-        self, container: str, name: str, path: Path, *, progress: Callable[[int], None] | None = None
+        self,
+        container: str,
+        name: str,
+        path: Path,
+        *,
+        progress: Callable[[int], None] | None = None,
+        follow_links: bool = True,
     ) -> None:
-        """Upload a local file as a block blob; `progress(bytes_so_far)` while it goes."""
+        """Upload a local file as a block blob; `progress(bytes_so_far)` while it goes.
+        `follow_links=False` (a job's outputs): a link is refused with OSError (ELOOP)."""
         blob = self._blobs.get_blob_client(container, name)
         hook = (lambda current, _total: progress(current)) if progress else None
 
         def go() -> None:
-            with open(path, "rb") as f:
+            fd = os.open(path, os.O_RDONLY | (0 if follow_links else os.O_NOFOLLOW))
+            with os.fdopen(fd, "rb") as f:
                 blob.upload_blob(f, overwrite=True, progress_hook=hook, max_concurrency=BLOB_CONNECTIONS)
 
         self._call(f"upload {path} to {container}/{name}", go, create=self._ensure_container(container))

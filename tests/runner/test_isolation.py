@@ -4,6 +4,7 @@ metadata service, and the agent makes no path outside the attempt's folder."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -283,3 +284,21 @@ def test_a_pool_agent_runs_its_job_as_the_job_user_in_folders_handed_to_it(
         assert not (attempt / "spool" / "evil").exists()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_an_output_swapped_for_a_link_is_not_uploaded(azurite: str, tmp_path: Path) -> None:
+    """The job owns its output folders: a file it turns into a link to a root-only file after
+    the listing must not go up as the agent (root) reads it."""
+    from jobrunner.store import Store
+
+    store = Store.connect(azurite)
+    secret = tmp_path / "root-only"
+    secret.write_text("the node's secret")
+    link = tmp_path / "out.txt"
+    link.symlink_to(secret)
+    with pytest.raises(OSError) as caught:
+        store.upload_file("swap-test", "out.txt", link, follow_links=False)
+    assert caught.value.errno == errno.ELOOP
+    assert store.list("swap-test", "") == []
+    store.upload_file("swap-test", "mine.txt", secret)  # a person's own upload still follows links
+    assert [b.name for b in store.list("swap-test", "")] == ["mine.txt"]
