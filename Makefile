@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup tools demo test lint typecheck schemas clean wheel
+.PHONY: setup tools demo test lint typecheck schemas clean wheel firewall
 
-setup: $(VENV)/.installed node_modules/.installed tools
+setup: $(VENV)/.installed node_modules/.installed tools firewall
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ tools:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
 	  || echo "warning: could not install$$missing; MPI jobs are refused and their tests skipped on this machine"; }
+
+# iptables and iproute2 let the tests apply the image's metadata guard in a scratch network namespace.
+firewall:
+	@command -v iptables >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends iptables iproute2 >/dev/null \
+	  || echo "warning: could not install iptables/iproute2; the metadata guard test will be skipped"; }
 
 demo: setup
 	$(VENV)/bin/trainstack demo

@@ -2,9 +2,11 @@
 
 Declares a compute gallery and a Gen2 image definition, a user-assigned identity for Image
 Builder, a blob container holding the build's files (the jobrunner wheel, the install script
-and the systemd unit from `packaging/`), and the `VirtualMachineImageTemplate` that bakes
-them onto a GPU-ready marketplace image (`microsoft-dsvm:ubuntu-hpc:2204`: drivers, CUDA,
-InfiniBand) and distributes the result to the gallery. The template builds once, when it is
+and the systemd unit from `packaging/`, each with its SHA-256 in the template; the container is
+in the deployment's own account, `DeployArtifacts`, where no node can write), and the
+`VirtualMachineImageTemplate` that bakes them onto a GPU-ready marketplace image
+(`microsoft-dsvm:ubuntu-hpc:2204`: drivers, CUDA, InfiniBand) and distributes the result to
+the gallery. The template builds once, when it is
 created (`autoRun`).
 
 Image Builder cannot update a template. Its name therefore carries a hash of everything it
@@ -35,6 +37,8 @@ from components.config import PoolImageConfig
 PACKAGING = Path(__file__).resolve().parents[1] / "packaging"
 INSTALL_SCRIPT = "install-agent.sh"
 UNIT_FILE = "jobrunner-agent.service"
+GUARD_FILE = "guard-metadata.sh"  # the job user's firewall rule (install-agent.sh finds it beside itself)
+PACKAGED = (INSTALL_SCRIPT, UNIT_FILE, GUARD_FILE)
 # Gen2-capable and cheap: the build VM only installs files, it needs no GPU.
 BUILD_VM_SIZE = "Standard_D4ds_v5"
 BUILD_TIMEOUT_MINUTES = 90
@@ -64,13 +68,32 @@ def gallery_name(name: str) -> str:
     return ("gal_" + re.sub(r"[^A-Za-z0-9_.]", "_", name))[:80]
 
 
-def customize_steps(wheel_name: str, urls: dict[str, pulumi.Input[str]]) -> list[Any]:
-    """Copy the three files onto the build VM (Linux File steps may only write under /tmp),
-    then run the install script as root."""
-    shas = {f: hashlib.sha256((PACKAGING / f).read_bytes()).hexdigest() for f in (INSTALL_SCRIPT, UNIT_FILE)}
+# What the wheel's checksum reads as in a plan made before `make wheel` (`pulumi up` cannot
+# upload a missing file, so such a plan is never deployed).
+WHEEL_NOT_BUILT = "wheel-not-built-run-make-wheel"
+
+
+def wheel_sha256(wheel: Path) -> str:
+    """The wheel's SHA-256 (Image Builder refuses a download that does not match), or
+    WHEEL_NOT_BUILT when the file is not there yet."""
+    if not wheel.is_file():
+        return WHEEL_NOT_BUILT
+    return hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+def customize_steps(
+    wheel_name: str, urls: dict[str, pulumi.Input[str]], *, wheel_checksum: str = WHEEL_NOT_BUILT
+) -> list[Any]:
+    """Copy the wheel and the packaged files onto the build VM (Linux File steps may only write under /tmp),
+    each checked against its SHA-256, then run the install script as root."""
+    shas = {f: hashlib.sha256((PACKAGING / f).read_bytes()).hexdigest() for f in PACKAGED}
     return [
         vmi.ImageTemplateFileCustomizerArgs(
-            type="File", name="jobrunner-wheel", source_uri=urls[wheel_name], destination=f"/tmp/{wheel_name}"
+            type="File",
+            name="jobrunner-wheel",
+            source_uri=urls[wheel_name],
+            destination=f"/tmp/{wheel_name}",
+            sha256_checksum=wheel_checksum,
         ),
         *[
             vmi.ImageTemplateFileCustomizerArgs(
@@ -80,14 +103,14 @@ def customize_steps(wheel_name: str, urls: dict[str, pulumi.Input[str]]) -> list
                 destination=f"/tmp/{f}",
                 sha256_checksum=shas[f],
             )
-            for f in (INSTALL_SCRIPT, UNIT_FILE)
+            for f in PACKAGED
         ],
         vmi.ImageTemplateShellCustomizerArgs(
             type="Shell",
             name="install-jobrunner-agent",
             inline=[
                 f"sudo bash /tmp/{INSTALL_SCRIPT} /tmp/{wheel_name} /tmp/{UNIT_FILE}",
-                f"sudo rm -f /tmp/{INSTALL_SCRIPT} /tmp/{UNIT_FILE} /tmp/{wheel_name}",
+                f"sudo rm -f /tmp/{INSTALL_SCRIPT} /tmp/{UNIT_FILE} /tmp/{GUARD_FILE} /tmp/{wheel_name}",
             ],
         ),
     ]
@@ -97,7 +120,7 @@ def recipe_digest(image: PoolImageConfig, wheel_name: str) -> str:
     """Hash of what the image is built from, apart from the wheel's bytes (see the module doc)."""
     h = hashlib.sha256()
     h.update(json.dumps({"base": image.base_image, "wheel": wheel_name, "vm": BUILD_VM_SIZE}).encode())
-    for f in (INSTALL_SCRIPT, UNIT_FILE):
+    for f in PACKAGED:
         h.update((PACKAGING / f).read_bytes())
     return h.hexdigest()
 
@@ -177,8 +200,7 @@ class AgentImage(pulumi.ComponentResource):
         )
         sources = {
             wheel_name: args.wheel,
-            INSTALL_SCRIPT: PACKAGING / INSTALL_SCRIPT,
-            UNIT_FILE: PACKAGING / UNIT_FILE,
+            **{f: PACKAGING / f for f in PACKAGED},
         }
         blobs = {
             file: storage.Blob(
@@ -240,7 +262,7 @@ class AgentImage(pulumi.ComponentResource):
             source=vmi.ImageTemplatePlatformImageSourceArgs(
                 type="PlatformImage", publisher=publisher, offer=offer, sku=sku, version=version
             ),
-            customize=customize_steps(wheel_name, urls),
+            customize=customize_steps(wheel_name, urls, wheel_checksum=wheel_sha256(args.wheel)),
             distribute=[
                 vmi.ImageTemplateSharedImageDistributorArgs(
                     type="SharedImage",

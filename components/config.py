@@ -91,7 +91,14 @@ class WorkspaceConfig(ConfigModel):
     )
     create_resource_group: bool = True
     public_network_access: bool = Field(
-        True, description="false: workspace, storage and key vault are private"
+        True,
+        description="false: workspace, storage, key vault and registry are private, reached "
+        "through private endpoints in privateEndpointSubnetId",
+    )
+    private_endpoint_subnet_id: str | None = Field(
+        None,
+        description="ARM id of the subnet the private endpoints join (needed when publicNetworkAccess "
+        "is false); its VNet gets the privatelink.* DNS zones",
     )
     container_registry: bool = Field(False, description="declare a container registry for the workspace")
     allow_blob_public_access: bool = Field(
@@ -113,6 +120,20 @@ class WorkspaceConfig(ConfigModel):
         return _check_name(
             value, r"[\w().-]{0,89}[\w()-]", "1-90 letters, digits, `_ ( ) - .`, not ending in `.`"
         )
+
+    @field_validator("private_endpoint_subnet_id")
+    @classmethod
+    def _endpoint_subnet(cls, value: str | None) -> str | None:
+        return ClusterConfig._subnet_id(value)
+
+    @model_validator(mode="after")
+    def _private_needs_subnet(self) -> WorkspaceConfig:
+        if not self.public_network_access and self.private_endpoint_subnet_id is None:
+            raise ValueError(
+                "publicNetworkAccess: false needs privateEndpointSubnetId (the subnet whose private "
+                "endpoints the clusters and pools reach the workspace, storage and key vault through)"
+            )
+        return self
 
 
 class SshConfig(ConfigModel):
@@ -217,6 +238,8 @@ class DatastoreConfig(ConfigModel):
     @field_validator("container")
     @classmethod
     def _container_name(cls, value: str) -> str:
+        if value in ("runs", "pools"):
+            raise ValueError(f"container {value!r} is the job runner's own (every run's files): pick another")
         return _check_name(
             value, r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", "3-63 lowercase letters, digits or single `-`"
         )

@@ -2,9 +2,11 @@
 
 `blob` and `fileshare` live in the workspace's storage account; `adlsgen2` needs a
 hierarchical namespace, which the workspace's account cannot have, so it gets an account of
-its own. Access is identity-based by default (the workspace's system-assigned identity);
-an account key or SAS token only ever comes from a Pulumi secret and is sent as one. Azure
-never returns those secrets, so a changed key cannot be seen as drift: prefer identity.
+its own, private (public access off, a private endpoint for `dfs` and `blob`) when the
+workspace is, and without shared-key access when the datastore uses identity. Access is
+identity-based by default (the workspace's system-assigned identity); an account key or SAS
+token only ever comes from a Pulumi secret and is sent as one. Azure never returns those
+secrets, so a changed key cannot be seen as drift: prefer identity.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pulumi_azure_native import storage
 
 from components import naming
 from components.config import DatastoreConfig
+from components.private_network import account_network
 from components.workspace import WorkspaceRef
 
 
@@ -87,6 +90,7 @@ class Datastore(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         group = workspace.resource_group_name
         account_name: pulumi.Input[str] = workspace.storage_account_name
+        private = workspace.private_network
 
         if own_account is not None:
             account = storage.StorageAccount(
@@ -100,12 +104,19 @@ class Datastore(pulumi.ComponentResource):
                 enable_https_traffic_only=True,
                 minimum_tls_version="TLS1_2",
                 allow_blob_public_access=False,
+                # The workspace's network rule: a private workspace's data is private too.
+                **account_network(private is not None),
+                allow_shared_key_access=config.auth != "identity",
+                default_to_o_auth_authentication=config.auth == "identity",
                 tags=workspace.tags,
                 opts=pulumi.ResourceOptions.merge(
                     child, pulumi.ResourceOptions(replace_on_changes=["kind", "isHnsEnabled"])
                 ),
             )
             account_name = account.name
+            if private is not None:
+                for group in ("dfs", "blob"):
+                    private.connect(f"{name}-account", target_id=account.id, group=group, parent=self)
 
         if config.kind == "fileshare":
             store: pulumi.Resource = storage.FileShare(

@@ -1,11 +1,13 @@
 """`Experiment`: an Azure ML environment (from a container image) and the declared runs of
 one experiment, each a `machinelearningservices.Job` built from a job file.
 
-A run's code folder is uploaded to a `trainstack-code` container of the workspace's storage
-account under its content hash and registered as a code version, so unchanged code is
-uploaded once. Jobs are immutable: the job name carries a hash of everything the run is,
-so a changed file, cluster, image or code declares a new job and leaves the old one as
-history.
+A run's code folder is uploaded to a `trainstack-code` container of the deployment's own
+account (`DeployArtifacts`: no node can write there) under its content hash and registered as a
+code version, so unchanged code is uploaded once. The files are those a pool's submit would
+pack (`jobrunner.staging.code_files`: `.amlignore`/`.gitignore` apply), without links that
+lead out of the folder. The workspace's identity reads the container. Jobs are immutable: the
+job name carries a hash of everything the run is, so a changed file, cluster, image or code
+declares a new job and leaves the old one as history.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import pulumi
 from pulumi_azure_native import machinelearningservices as ml
 from pulumi_azure_native import storage
 
+from components import roles
 from components.config import ExperimentConfig, environment_name, environment_version
 from components.job_properties import JobTarget, command_job_properties, job_name
 from components.workspace import WorkspaceRef
+from jobrunner import staging
 from jobrunner.spec import JobSpec
 
 CODE_CONTAINER = "trainstack-code"
-_SKIPPED_DIRS = {"__pycache__", ".git", ".venv", "node_modules", ".ipynb_checkpoints"}
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,16 @@ class DeclaredRun:
 
 
 def code_files(folder: Path) -> list[Path]:
-    """The files of a code folder, sorted, without caches and virtual environments."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not _SKIPPED_DIRS.intersection(p.relative_to(folder).parts)
-    )
+    """The files of a code folder that a pool's submit would pack, sorted, as paths under
+    `folder`; a link whose target is outside the folder is left out (its content is not the
+    folder's, and could be anything on the deploying machine)."""
+    root = folder.resolve()
+    out = []
+    for rel in staging.code_files(folder):
+        path = folder / rel
+        if path.is_file() and path.resolve().is_relative_to(root):
+            out.append(path)
+    return sorted(out)
 
 
 def code_hash(folder: Path) -> str:
@@ -65,9 +72,15 @@ class Experiment(pulumi.ComponentResource):
         *,
         workspace: WorkspaceRef,
         runs: list[DeclaredRun],
+        code_account: pulumi.Input[str] | None = None,
+        scope: tuple[str, ...] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`code_account`: the account the runs' code goes to (`DeployArtifacts`), needed when a
+        run has code; `scope` fixes the workspace's reader role's GUID."""
         super().__init__("trainstack:experiment:Experiment", name, None, opts)
+        self._code_account = code_account
+        self._scope = scope
         self._prefix = name
         self._workspace = workspace
         self._child = pulumi.ResourceOptions(parent=self)
@@ -94,22 +107,37 @@ class Experiment(pulumi.ComponentResource):
     def _code_version(self, name: str, spec: JobSpec) -> pulumi.Output[str]:
         folder = Path(spec.code or ".")
         digest = code_hash(folder)
+        if self._code_account is None:
+            raise ValueError(f"run {name} has code but the experiment was given no code account")
+        account = self._code_account
         if self._container is None:
             self._container = storage.BlobContainer(
                 f"{self._prefix}-code",
                 container_name=CODE_CONTAINER,
-                account_name=self._workspace.storage_account_name,
+                account_name=account,
                 resource_group_name=self._workspace.resource_group_name,
                 public_access=storage.PublicAccess.NONE,
                 opts=self._child,
             )
+            if self._workspace.principal_id is not None:
+                roles.assign_role(
+                    f"{self._prefix}-workspace-reads-code",
+                    role=roles.STORAGE_BLOB_DATA_READER,
+                    principal_id=self._workspace.principal_id,
+                    scope=roles.container_id(
+                        roles.storage_account_id(self._workspace.resource_group_name, account), CODE_CONTAINER
+                    ),
+                    key=(*self._scope, self._prefix, "code"),
+                    description="the workspace reads the declared runs' code",
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self._container]),
+                )
         container = self._container
         blobs = [
             storage.Blob(
                 f"{name}-code-{path.relative_to(folder).as_posix()}",
                 blob_name=f"{digest}/{path.relative_to(folder).as_posix()}",
                 container_name=container.name,
-                account_name=self._workspace.storage_account_name,
+                account_name=account,
                 resource_group_name=self._workspace.resource_group_name,
                 type=storage.BlobType.BLOCK,
                 source=pulumi.FileAsset(str(path)),
@@ -119,7 +147,7 @@ class Experiment(pulumi.ComponentResource):
         ]
         uri = pulumi.Output.concat(
             "https://",
-            self._workspace.storage_account_name,
+            account,
             ".blob.core.windows.net/",
             CODE_CONTAINER,
             "/",

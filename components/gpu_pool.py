@@ -1,9 +1,10 @@
 """`GpuPool`: a self-managed GPU pool, a VM scale set whose nodes run the jobrunner agent.
 
-Declares a user-assigned identity with Storage Blob Data Contributor and Storage Queue Data
-Contributor on the job store (the workspace's storage account: its blob datastores are the
-containers the agents stage from, and it holds the pool's queue `pool-<name>` and the
-`runs`/`pools` containers), the scale set and its autoscale setting.
+Declares a user-assigned identity with data roles on exactly what its agents use in the job
+store (the workspace's storage account, see `data_scopes`): Storage Blob Data Contributor on the
+`runs` and `pools` containers and on each mapped datastore's container, Storage Queue Data
+Message Processor and Sender on the pool's queue (declared by `JobStore`), the scale set and
+its autoscale setting.
 
 The scale set: the pool's GPU size, Spot/Low/Regular priority with its eviction policy and
 maximum price, no public IPs (nodes join `subnetId`), accelerated networking, the agent image
@@ -32,8 +33,10 @@ from pulumi_azure_native import compute, managedidentity, monitor
 
 from components import roles
 from components.config import GpuPoolConfig
+from components.job_store import pool_queues
 from jobrunner.config import AgentConfig, DatastoreLocation, custom_data
-from jobrunner.store import queue_name
+from jobrunner.isolation import IMAGE_JOB_USER
+from jobrunner.store import POOLS, RUNS, queue_name
 
 # Azure Scheduled Events: how long a node may finish up before a scale-in deletes it.
 TERMINATE_NOTICE = "PT5M"
@@ -57,6 +60,7 @@ def agent_config(
         pool=config.name,
         max_nodes=config.max_nodes,
         node_setup=config.node_setup,
+        job_user=IMAGE_JOB_USER,  # the baked image's unprivileged user, refused the metadata service
         datastores={name: DatastoreLocation(container=c) for name, c in sorted(datastores.items())},
         environments=dict(sorted((config.environments if environments is None else environments).items())),
     )
@@ -176,6 +180,54 @@ def vm_profile(
     )
 
 
+def data_scopes(pool: str, datastores: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(what, role, scope suffix) for each data role a pool's node identity holds: Blob Data
+    Contributor on `runs`, `pools` and each mapped datastore's container; Queue Data Message
+    Processor (receive, renew, delete) and Sender on the pool's queue, Sender on its poison
+    queue. Nothing at account scope: a node cannot reach another pool's queue, Azure ML's own
+    containers or the image builder's files."""
+    job_queue, poison = pool_queues(pool)
+    out = [
+        (f"blob-{c}", roles.STORAGE_BLOB_DATA_CONTRIBUTOR, f"/blobServices/default/containers/{c}")
+        for c in sorted({RUNS, POOLS, *datastores.values()})
+    ]
+    out += [
+        (
+            "queue-process",
+            roles.STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
+            f"/queueServices/default/queues/{job_queue}",
+        ),
+        ("queue-send", roles.STORAGE_QUEUE_DATA_MESSAGE_SENDER, f"/queueServices/default/queues/{job_queue}"),
+        ("poison-send", roles.STORAGE_QUEUE_DATA_MESSAGE_SENDER, f"/queueServices/default/queues/{poison}"),
+    ]
+    return out
+
+
+def data_role_grants(
+    name: str,
+    pool: str,
+    *,
+    principal_id: pulumi.Input[str],
+    account_id: pulumi.Input[str],
+    datastores: dict[str, str],
+    scope: tuple[str, ...],
+    opts: pulumi.ResourceOptions,
+) -> list[pulumi.Resource]:
+    """The role assignments of `data_scopes`, on the job store account `account_id`."""
+    return [
+        roles.assign_role(
+            f"{name}-{what}",
+            role=role,
+            principal_id=principal_id,
+            scope=pulumi.Output.concat(account_id, suffix),
+            key=(*scope, pool, what),
+            description=f"pool {pool}'s agents use the job store ({what})",
+            opts=opts,
+        )
+        for what, role, suffix in data_scopes(pool, datastores)
+    ]
+
+
 class GpuPool(pulumi.ComponentResource):
     """A GPU VM scale set running the jobrunner agent, scaled on its job queue."""
 
@@ -209,21 +261,15 @@ class GpuPool(pulumi.ComponentResource):
             opts=child,
         )
         account_id = roles.storage_account_id(resource_group, storage_account_name)
-        grants = [
-            roles.assign_role(
-                f"{name}-{what}",
-                role=role,
-                principal_id=self.identity.principal_id,
-                scope=account_id,
-                key=(*scope, config.name, what),
-                description=f"pool {config.name}'s agents use the job store ({what})",
-                opts=child,
-            )
-            for what, role in (
-                ("blob-data", roles.STORAGE_BLOB_DATA_CONTRIBUTOR),
-                ("queue-data", roles.STORAGE_QUEUE_DATA_CONTRIBUTOR),
-            )
-        ]
+        grants = data_role_grants(
+            name,
+            config.name,
+            principal_id=self.identity.principal_id,
+            account_id=account_id,
+            datastores=datastores,
+            scope=scope,
+            opts=child,
+        )
 
         def user_data(values: list[Any]) -> str:
             account, client_id = values

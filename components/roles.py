@@ -17,7 +17,13 @@ from pulumi_azure_native import authorization
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0a4de"
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+# Peek, receive and delete messages; and add them: what an agent does with its pool's queue.
+STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR = "8a0f0c08-91a1-4084-bc3d-661d67233fed"
+STORAGE_QUEUE_DATA_MESSAGE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
+STORAGE_QUEUE_DATA_READER = "19e7f393-937e-4f77-808e-94535e297925"
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 
 _NAMESPACE = uuid.UUID("5f0c6f1e-4f7e-4d55-9d43-6b7f6c3e2a10")
 
@@ -36,6 +42,16 @@ def storage_account_id(resource_group: pulumi.Input[str], account: pulumi.Input[
         "/providers/Microsoft.Storage/storageAccounts/",
         account,
     )
+
+
+def container_id(account_id: pulumi.Input[str], container: str) -> pulumi.Output[str]:
+    """A blob container as a role assignment scope."""
+    return pulumi.Output.concat(account_id, "/blobServices/default/containers/", container)
+
+
+def queue_id(account_id: pulumi.Input[str], queue: str) -> pulumi.Output[str]:
+    """A queue as a role assignment scope."""
+    return pulumi.Output.concat(account_id, "/queueServices/default/queues/", queue)
 
 
 def assign_role(

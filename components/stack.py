@@ -9,12 +9,14 @@ from typing import Any
 import pulumi
 
 from components.agent_image import AgentImage, AgentImageArgs, wheel_path
+from components.artifacts import DeployArtifacts
 from components.cluster import GpuCluster
 from components.config import StackConfig
 from components.datastore import Datastore
 from components.experiment import DeclaredRun, Experiment
 from components.gpu_pool import GpuPool
 from components.job_properties import JobTarget, NotDeclarableError, command_job_properties
+from components.job_store import JobStore
 from components.workspace import MlWorkspace
 from jobrunner.errors import ConfigError, JobSpecError, Problem
 from jobrunner.spec import JobSpec, load_job
@@ -37,9 +39,23 @@ def build_stack(
     runs = _load_runs(config, project_dir)
     tags = stack_tags(config, stack)
     workspace = MlWorkspace(
-        config.workspace.name, config.workspace, location=location, environment=config.environment, tags=tags
+        config.workspace.name,
+        config.workspace,
+        location=location,
+        environment=config.environment,
+        tags=tags,
+        shared_key_access=uses_shared_key(config),
     )
     scope = (config.workspace.resource_group, config.workspace.name)
+    # Only the deployment writes the image builder's files and the runs' code.
+    needs_artifacts = any(p.image.gallery_image_id is None for p in config.pools) or any(
+        spec.code for spec in runs.values()
+    )
+    artifacts = (
+        DeployArtifacts(f"{config.workspace.name}-artifacts", workspace=workspace.ref, scope=scope)
+        if needs_artifacts
+        else None
+    )
     clusters = {c.name: GpuCluster(c.name, c, workspace=workspace.ref) for c in config.clusters}
     for d in config.datastores:
         Datastore(d.name, d, workspace=workspace.ref, scope=scope)
@@ -54,10 +70,17 @@ def build_stack(
             )
             for run in e.runs
         ]
-        experiment = Experiment(e.name, e, workspace=workspace.ref, runs=declared)
+        experiment = Experiment(
+            e.name,
+            e,
+            workspace=workspace.ref,
+            runs=declared,
+            code_account=artifacts.account_name if artifacts else None,
+            scope=scope,
+        )
         jobs.update({f"{e.name}/{name}": job.name for name, job in experiment.jobs.items()})
     pools = _build_pools(
-        config, workspace, location=location, scope=scope, tags=tags, project_dir=project_dir
+        config, workspace, artifacts, location=location, scope=scope, tags=tags, project_dir=project_dir
     )
     return {
         "pools": pulumi.Output.all(*[p.scale_set.name for p in pools]),
@@ -68,9 +91,16 @@ def build_stack(
     }
 
 
+def uses_shared_key(config: StackConfig) -> bool:
+    """Whether a datastore in the workspace's own account signs with its key or a SAS (ADLS
+    datastores have accounts of their own)."""
+    return any(d.auth != "identity" for d in config.datastores if d.kind != "adlsgen2")
+
+
 def _build_pools(
     config: StackConfig,
     workspace: MlWorkspace,
+    artifacts: DeployArtifacts | None,
     *,
     location: str,
     scope: tuple[str, str],
@@ -80,15 +110,24 @@ def _build_pools(
     """Each pool with its baked image (unless it names an existing one). The job store is the
     workspace's storage account: its blob datastores are containers there."""
     containers = {d.name: d.container for d in config.datastores if d.kind == "blob"}
-    out = []
+    out: list[GpuPool] = []
+    if not config.pools:
+        return out
+    store = JobStore(
+        f"{config.workspace.name}-job-store",
+        pools=[p.name for p in config.pools],
+        resource_group=workspace.ref.resource_group_name,
+        account_name=workspace.ref.storage_account_name,
+    )
     for p in config.pools:
         image_id = p.image.gallery_image_id
         if image_id is None:
+            assert artifacts is not None  # declared whenever a pool bakes its image
             image = AgentImage(
                 f"{p.name}-agent-image",
                 AgentImageArgs(image=p.image, wheel=wheel_path(project_dir), location=location, scope=scope),
                 resource_group=workspace.ref.resource_group_name,
-                storage_account_name=workspace.ref.storage_account_name,
+                storage_account_name=artifacts.account_name,
                 tags=tags,
             )
         out.append(
@@ -103,6 +142,8 @@ def _build_pools(
                 scope=scope,
                 environments=config.pool_environments(p),
                 tags=tags,
+                # Its roles are on the store's containers and queues: they must exist first.
+                opts=pulumi.ResourceOptions(depends_on=[store]),
             )
         )
     return out

@@ -5,7 +5,12 @@ anonymous blob access unless asked), a key vault (RBAC, soft delete; purge prote
 prod), Log Analytics + Application Insights, an optional container registry and the
 `machinelearningservices.Workspace` with a system-assigned identity. With
 `publicNetworkAccess: false` the workspace, storage, key vault and registry refuse public
-traffic and the workspace gets a managed network.
+traffic, the workspace gets a managed network, and each of them a private endpoint in
+`privateEndpointSubnetId` with its `privatelink.*` DNS zone (`PrivateNetwork`).
+
+Shared-key access to the storage account is off unless a datastore in it authenticates with
+an account key or SAS token: agents, clusters and the workspace (its system datastores
+included, `systemDatastoresAuthMode: identity`) sign in with identities.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pulumi_azure_native import (
 
 from components import naming
 from components.config import WorkspaceConfig
+from components.private_network import PrivateNetwork, account_network
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,9 @@ class WorkspaceRef:
     location: str
     storage_account_name: pulumi.Input[str]
     tags: dict[str, str]
+    # Where the stack's private endpoints go (None: public data planes).
+    private_network: PrivateNetwork | None = None
+    principal_id: pulumi.Input[str] | None = None  # the workspace's system-assigned identity
 
 
 def _access(public: bool) -> Literal["Enabled", "Disabled"]:
@@ -58,8 +67,10 @@ class MlWorkspace(pulumi.ComponentResource):
         location: str,
         environment: str,
         tags: dict[str, str],
+        shared_key_access: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`shared_key_access`: a datastore in the workspace's account uses its key or a SAS."""
         scope = (config.resource_group, config.name)
         storage_name = naming.storage_account_name("st", *scope)
         vault_name = naming.key_vault_name(*scope)
@@ -91,12 +102,9 @@ class MlWorkspace(pulumi.ComponentResource):
             enable_https_traffic_only=True,
             minimum_tls_version="TLS1_2",
             allow_blob_public_access=config.allow_blob_public_access,
-            public_network_access=_access(public),
-            network_rule_set=None
-            if public
-            else storage.NetworkRuleSetArgs(
-                default_action=storage.DefaultAction.DENY, bypass="AzureServices"
-            ),
+            **account_network(not public),
+            allow_shared_key_access=shared_key_access,
+            default_to_o_auth_authentication=not shared_key_access,
             tags=tags,
             # Azure cannot change an account's kind or hierarchical namespace in place.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(replace_on_changes=["kind"])),
@@ -182,18 +190,42 @@ class MlWorkspace(pulumi.ComponentResource):
             if public
             else machinelearningservices.ManagedNetworkSettingsArgs(isolation_mode="AllowInternetOutbound"),
             hbi_workspace=prod,
+            system_datastores_auth_mode=None if shared_key_access else "Identity",
             tags=tags,
             # A workspace cannot move to another storage account or change its HBI flag.
             opts=pulumi.ResourceOptions.merge(
                 child, pulumi.ResourceOptions(replace_on_changes=["storageAccount", "hbiWorkspace"])
             ),
         )
+        self.private_network: PrivateNetwork | None = None
+        if not public:
+            assert config.private_endpoint_subnet_id is not None  # checked by WorkspaceConfig
+            self.private_network = PrivateNetwork(
+                f"{name}-private",
+                subnet_id=config.private_endpoint_subnet_id,
+                resource_group=group_name,
+                location=location,
+                tags=tags,
+                opts=child,
+            )
+            targets: list[tuple[str, pulumi.Input[str], tuple[str, ...]]] = [
+                (f"{name}-storage", account.id, ("blob", "queue", "file")),
+                (f"{name}-vault", vault.id, ("vault",)),
+                (f"{name}-workspace", self.workspace.id, ("amlworkspace",)),
+            ]
+            if registry_id is not None:
+                targets.append((f"{name}-registry", registry_id, ("registry",)))
+            for target, target_id, groups in targets:
+                for sub_resource in groups:
+                    self.private_network.connect(target, target_id=target_id, group=sub_resource, parent=self)
         self.ref = WorkspaceRef(
             resource_group_name=group_name,
             workspace_name=self.workspace.name,
             location=location,
             storage_account_name=account.name,
             tags=tags,
+            private_network=self.private_network,
+            principal_id=self.workspace.identity.apply(lambda i: i.principal_id if i else ""),
         )
         self.register_outputs(
             {

@@ -97,6 +97,7 @@ class AgentSettings:
     scheduled_events_url: str | None = None  # None: nothing announces evictions (not a Spot VM)
     datastores: Datastores = LOCAL  # a deployed pool's map from its agent config
     doorbell: Path | None = None  # local pools: a socket that submits ring (`jobrunner.doorbell`)
+    job_user: str | None = None  # the unprivileged user jobs run as (None: the agent's own)
 
 
 class _Holder:
@@ -310,6 +311,7 @@ class Agent:
                 stop,
                 self._preemption,
                 self.config.datastores,
+                job_user=self.config.job_user,
             )
             run_attempt(ctx)
             concluded = update_status(self.store, ref, lambda s: conclude(s, spec.trainstack.retry))

@@ -46,6 +46,7 @@ from jobrunner.errors import (
     StoreError,
     TrainstackError,
 )
+from jobrunner.isolation import JobUser, hand_over
 from jobrunner.launch import LaunchResult, run_plan
 from jobrunner.liveness import read_heartbeats
 from jobrunner.logship import LogShipper
@@ -86,6 +87,7 @@ class AttemptContext:
     agent_stop: threading.Event = field(default_factory=threading.Event)  # the agent is shutting down
     preemption: PreemptionWatch | None = None  # this node's eviction notices, when watched
     datastores: Datastores = LOCAL  # datastore name -> container (the agent config's map)
+    job_user: str | None = None  # the unprivileged user the job runs as (jobrunner.isolation)
 
 
 def node_paths(ctx: AttemptContext) -> NodePaths:
@@ -325,9 +327,11 @@ def _prepare_and_run(
 
     with _Supervisor(ctx, sync, note) as watch, batchai_logs:
         try:
+            user = _job_user(ctx, paths)
             result = run_plan(
                 plan, sink, timeout=ctx.spec.limits.timeout, cancel=watch.cancel,
                 grace_s=_grace_s(ctx), error_file=Path(paths.root) / "error.json", on_processes=started,
+                user=user, child_errors_dir=Path(paths.temp or paths.root) if user else None,
             )  # fmt: skip
         except LaunchError as exc:
             return _finished(me, None, FailureKind.INFRASTRUCTURE, str(exc)), ()
@@ -343,6 +347,16 @@ def _prepare_and_run(
             watch.lost = gone
             note(watch.reason[1])
     return _node_result(me, plan, result, watch), watch.lost
+
+
+def _job_user(ctx: AttemptContext, paths: NodePaths) -> JobUser | None:
+    """The job's user, handed the attempt's writable folders (None: run as the agent)."""
+    if ctx.job_user is None:
+        return None
+    user = JobUser.resolve(ctx.job_user)
+    writable = [p for p in (paths.code, paths.temp, paths.mounts, *paths.outputs.values()) if p]
+    hand_over(user, writable)
+    return user
 
 
 def _peers_lost_since(ctx: AttemptContext, peers: frozenset[str], since: str) -> tuple[str, ...]:

@@ -7,7 +7,10 @@ Two ways to run it:
 - `ensure_local_azurite(state_dir)`: the commands' default store. The first command starts a
   detached Azurite whose data lives in `<state_dir>/azurite` and whose pid and ports are kept
   in `<state_dir>/azurite.json`; later commands find it there and reuse it, so a local pool and
-  the commands that talk to it share one store. `stop_local_azurite` ends it.
+  the commands that talk to it share one store. `stop_local_azurite` ends it. Its account
+  key is this checkout's own: random, made once, kept in `<state_dir>/azurite.key` (0600) and
+  given to Azurite as `AZURITE_ACCOUNTS`, so nothing else on the machine that knows the
+  emulator's published key can read or write the local runs.
 
 Failure modes: `StoreError` when the `azurite` executable is missing (run `npm ci`), when it
 exits at start (its log is named) or when it does not answer within the start timeout.
@@ -15,10 +18,12 @@ exits at start (its log is named) or when it does not answer within the start ti
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -33,6 +38,7 @@ ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 START_TIMEOUT_S = 30.0
 STATE_FILE = "azurite.json"
+KEY_FILE = "azurite.key"
 
 
 def project_root() -> Path:
@@ -48,10 +54,12 @@ def azurite_executable() -> Path:
     return exe
 
 
-def connection_string(blob_port: int, queue_port: int, host: str = "127.0.0.1") -> str:
-    """The connection string of an Azurite listening on these ports."""
+def connection_string(
+    blob_port: int, queue_port: int, host: str = "127.0.0.1", key: str = ACCOUNT_KEY
+) -> str:
+    """The connection string of an Azurite listening on these ports (with account key `key`)."""
     return (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={key};"
         f"BlobEndpoint=http://{host}:{blob_port}/{ACCOUNT};"
         f"QueueEndpoint=http://{host}:{queue_port}/{ACCOUNT};"
     )
@@ -94,10 +102,11 @@ class Azurite:
     queue_port: int
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    key: str = ACCOUNT_KEY
 
     @property
     def connection_string(self) -> str:
-        return connection_string(self.blob_port, self.queue_port)
+        return connection_string(self.blob_port, self.queue_port, key=self.key)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop it (SIGTERM, then SIGKILL); a no-op when it has already exited."""
@@ -124,11 +133,14 @@ def _kill_group(pid: int, timeout: float) -> None:
             time.sleep(0.1)
 
 
-def start_azurite(data_dir: Path, *, detached: bool = False, ports: tuple[int, int] | None = None) -> Azurite:
+def start_azurite(
+    data_dir: Path, *, detached: bool = False, ports: tuple[int, int] | None = None, key: str | None = None
+) -> Azurite:
     """Start Azurite (blob + queue) on free loopback ports with its data in `data_dir`.
 
     `detached` keeps it out of the caller's process tree bookkeeping so it outlives the
-    command that started it; `ports` (blob, queue) asks for those ports instead of free ones.
+    command that started it; `ports` (blob, queue) asks for those ports instead of free ones;
+    `key` is the account's key instead of the emulator's published one.
     Raises StoreError when it cannot be started or does not answer in time.
     """
     exe = azurite_executable()
@@ -156,11 +168,14 @@ def start_azurite(data_dir: Path, *, detached: bool = False, ports: tuple[int, i
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 cwd=data_dir,
+                env={**os.environ, "AZURITE_ACCOUNTS": f"{ACCOUNT}:{key}"} if key else None,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and proc.poll() is None:
             if _answers(blob_port) and _answers(queue_port):
-                return Azurite(proc.pid, blob_port, queue_port, log, None if detached else proc)
+                return Azurite(
+                    proc.pid, blob_port, queue_port, log, None if detached else proc, key or ACCOUNT_KEY
+                )
             time.sleep(0.1)
         if proc.poll() is None:
             proc.kill()
@@ -176,6 +191,8 @@ def read_local_state(state_dir: Path) -> Azurite | None:
         found = Azurite(int(data["pid"]), int(data["blob_port"]), int(data["queue_port"]), Path(data["log"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    # One started before checkouts had keys still takes the published one.
+    found.key = _read_key(state_dir) or ACCOUNT_KEY
     if pid_alive(found.pid) and _answers(found.blob_port) and _answers(found.queue_port):
         return found
     return None
@@ -193,12 +210,30 @@ def ensure_local_azurite(state_dir: Path) -> Azurite:
         running = read_local_state(state_dir)
         if running is not None:
             return running
-        started = start_azurite(state_dir / "azurite", detached=True)
+        started = start_azurite(state_dir / "azurite", detached=True, key=_checkout_key(state_dir))
         record = {"pid": started.pid, "blob_port": started.blob_port, "queue_port": started.queue_port}
         tmp = state_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps({**record, "log": str(started.log)}))
         tmp.replace(state_dir / STATE_FILE)
         return started
+
+
+def _read_key(state_dir: Path) -> str | None:
+    with contextlib.suppress(OSError):
+        return (state_dir / KEY_FILE).read_text().strip() or None
+    return None
+
+
+def _checkout_key(state_dir: Path) -> str:
+    """This checkout's Azurite key: made once (32 random bytes, base64), readable by its owner only."""
+    found = _read_key(state_dir)
+    if found:
+        return found
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    fd = os.open(state_dir / KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
 
 
 def stop_local_azurite(state_dir: Path) -> bool:

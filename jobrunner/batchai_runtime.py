@@ -15,13 +15,14 @@
 
 from __future__ import annotations
 
-import posixpath
+import os
 import re
 from pathlib import Path
 from typing import IO
 
 from jobrunner.api import NodePaths
 from jobrunner.errors import LaunchError
+from jobrunner.isolation import confined, open_no_follow
 from jobrunner.plan_env import shared_job_temp
 from jobrunner.spec import JobSpec
 from jobrunner.spec_uri import parse_data_uri
@@ -32,7 +33,8 @@ def mount_links(spec: JobSpec, paths: NodePaths, run_id: str) -> list[tuple[str,
     """(link, staged path) for every datastore input and output of `spec`, shortest link first.
 
     Outputs use their path for run `run_id` (`${{name}}` filled in). Inputs passed `direct`
-    and outputs without a datastore path have no link. Pure: nothing is touched.
+    and outputs without a datastore path have no link. Pure: nothing is touched. LaunchError
+    for a link that would leave the mount root.
     """
     root = paths.mounts or paths.root
     links: list[tuple[str, str]] = []
@@ -49,7 +51,9 @@ def mount_links(spec: JobSpec, paths: NodePaths, run_id: str) -> list[tuple[str,
 
 
 def _under(root: str, store: str, path: str) -> str:
-    return posixpath.join(root, store, *[p for p in path.split("/") if p])
+    """`root/store/path`; LaunchError when it would leave `root` (a link made there outlives
+    the attempt and points anywhere)."""
+    return confined(root, store, *[p for p in path.split("/") if p], what="mount link")
 
 
 def link_mounts(spec: JobSpec, paths: NodePaths, run_id: str) -> list[str]:
@@ -115,7 +119,9 @@ class BatchAiLogFiles:
         if name not in self._files:
             try:
                 self._folder.mkdir(parents=True, exist_ok=True)
-                self._files[name] = open(self._folder / name, "a", encoding="utf-8")  # noqa: SIM115
+                # ./logs is the job's: a link it left there must not make the agent write elsewhere
+                fd = open_no_follow(self._folder / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+                self._files[name] = os.fdopen(fd, "a", encoding="utf-8")
             except OSError:
                 self._files[name] = None  # the merged log still has every line
         f = self._files[name]

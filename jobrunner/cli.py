@@ -478,12 +478,13 @@ def _stop_on_signals() -> threading.Event:
 
 def _check_agent_config(path: Path, as_json: bool) -> None:
     from jobrunner.config import load_agent_config, summary
+    from jobrunner.isolation import redact_store
 
     config = load_agent_config(path)
     if as_json:
-        _print_json(
-            {"file": str(path), "valid": True, "config": config.model_dump(mode="json", by_alias=True)}
-        )
+        shown = config.model_dump(mode="json", by_alias=True)
+        shown["store"] = redact_store(shown["store"])  # as the table: no account key, no SAS
+        _print_json({"file": str(path), "valid": True, "config": shown})
         return
     table = Table("setting", "value", title=Text(f"agent config {path}: valid"))
     for key, value in summary(config).items():
@@ -541,9 +542,11 @@ def local_pool_start(
 
 
 def _local_pool_json(state: Any) -> dict[str, Any]:
+    from jobrunner.isolation import redact_store
+
     return {
         "name": state.name,
-        "store": state.store,
+        "store": redact_store(state.store),
         "agents": [{"name": a.name, "pid": a.pid} for a in state.running()],
     }
 

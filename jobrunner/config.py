@@ -69,6 +69,8 @@ class DatastoreLocation(_FileModel):
     @classmethod
     def _container(cls, value: str) -> str:
         rule = "3-63 lowercase letters, digits or single `-`"
+        if value in ("runs", "pools"):
+            raise ValueError(f"container {value!r} is the runner's own (every run's files): not a datastore")
         return _matching(CONTAINER_NAME, value, "container name", rule)
 
     @field_validator("account")
@@ -107,6 +109,11 @@ class AgentConfig(_FileModel):
         None, description="shell command run once per node at boot, before the agent takes work"
     )
     node_setup_timeout_s: int = Field(3600, ge=1, description="seconds node setup may take")
+    job_user: str | None = Field(
+        None,
+        description="unprivileged user that job processes run as (the agent runs as root); the baked "
+        "image creates `trainstack-job`, whom its firewall refuses the metadata service",
+    )
     datastores: dict[str, DatastoreLocation] = Field(
         {}, description="datastore name (as in azureml://datastores/<name>/...) -> its container"
     )
@@ -153,6 +160,15 @@ class AgentConfig(_FileModel):
         if not PurePosixPath(value).is_absolute():
             raise ValueError(f"{value!r} is not an absolute path")
         return value
+
+    @field_validator("job_user")
+    @classmethod
+    def _job_user(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value == "root":
+            raise ValueError("jobUser: root is what it must not be; name an unprivileged user")
+        return _matching(re.compile(r"[a-z_][a-z0-9_-]{0,31}"), value, "user name", "a Linux user name")
 
     @field_validator("node_setup")
     @classmethod
@@ -331,6 +347,7 @@ def summary(config: AgentConfig) -> dict[str, str]:
         "gpus": str(config.gpus) if config.gpus is not None else "from nvidia-smi",
         "work dir": config.work_dir,
         "node setup": config.node_setup or "none",
+        "job user": config.job_user or "the agent's own",
         "datastores": datastores or "none (container named after the datastore, `_` as `-`)",
         "environments": ", ".join(f"{k} -> {v}" for k, v in sorted(config.environments.items()))
         or "none (curated AzureML-<name> only)",

@@ -9,6 +9,9 @@ killing the client alone leaves the container running.
 
 Processes that run on the node itself find the agent's own Python environment first on
 `PATH`, so `python` and `torchrun` in a command are the ones the agent was installed with.
+Every process gets `jobrunner.isolation.job_environment`: the plan's variables and an
+allow-list of the agent's (never its store credential); with a job `user`, processes on the
+node run as that user and containers get `--user`.
 
 The root cause is written, when asked, as JSON to an error file in the spirit of
 torchelastic's: `{"root_cause": {...}, "failures": [...]}`; a process that wrote its own
@@ -31,10 +34,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from jobrunner.api import LaunchPlan, ProcessPlan
 from jobrunner.errors import LaunchError
+from jobrunner.isolation import JobUser, job_environment, open_no_follow, read_job_file
 
 TORCHELASTIC_ERROR_FILE = "TORCHELASTIC_ERROR_FILE"
 GRACE_S = 30.0  # torchelastic's: what a process gets between SIGTERM and SIGKILL
@@ -109,13 +113,18 @@ def run_plan(
     grace_s: float = GRACE_S,
     error_file: str | Path | None = None,
     on_processes: Callable[[], None] | None = None,
+    user: JobUser | None = None,
+    child_errors_dir: Path | None = None,
 ) -> LaunchResult:
     """Run `plan` to the end and say how it went.
 
     `timeout` (seconds, for preparation and processes together) and `cancel` (set it from
     another thread) stop every process; so does the first process that exits non-zero.
     `on_processes` is called once the preparation command (if any) succeeded, just before the
-    job's processes start (the run moves from preparing to running then).
+    job's processes start (the run moves from preparing to running then). `user`: the
+    unprivileged user the processes run as (None: the agent's own); `child_errors_dir`: where
+    processes write their own error files (default: beside `error_file`; one the user may
+    write when there is one).
     Raises LaunchError when a file cannot be written or a process cannot be started (a
     missing program or working directory); anything already started is stopped first.
     """
@@ -123,15 +132,19 @@ def run_plan(
     cancel = cancel or threading.Event()
     lock = threading.Lock()
     _write_files(plan.files)
-    errors_dir = Path(error_file).parent if error_file else None
+    errors_dir = child_errors_dir or (Path(error_file).parent if error_file else None)
     prep: ProcessResult | None = None
     if plan.preparation is not None:
-        (prep,), timed_out = _run_group([plan.preparation], sink, lock, deadline, cancel, grace_s, errors_dir)
+        (prep,), timed_out = _run_group(
+            [plan.preparation], sink, lock, deadline, cancel, grace_s, errors_dir, user
+        )
         if prep.exit_code != 0 or timed_out or cancel.is_set():
             return _finish(LaunchResult((), prep, timed_out, cancel.is_set(), _root(prep)), error_file)
     if on_processes is not None:
         on_processes()
-    results, timed_out = _run_group(list(plan.processes), sink, lock, deadline, cancel, grace_s, errors_dir)
+    results, timed_out = _run_group(
+        list(plan.processes), sink, lock, deadline, cancel, grace_s, errors_dir, user
+    )
     root = _root(prep, *results)
     return _finish(LaunchResult(tuple(results), prep, timed_out, cancel.is_set(), root), error_file)
 
@@ -160,7 +173,10 @@ def _write_files(files: Mapping[str, str]) -> None:
     for name, text in files.items():
         try:
             Path(name).parent.mkdir(parents=True, exist_ok=True)
-            Path(name).write_text(text, encoding="utf-8")
+            # The folder may be the job user's: a link left there must not be followed.
+            fd = open_no_follow(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
         except OSError as exc:
             raise LaunchError(f"cannot write {name}: {exc}") from None
 
@@ -173,13 +189,14 @@ def _run_group(
     cancel: threading.Event,
     grace_s: float,
     errors_dir: Path | None,
+    user: JobUser | None = None,
 ) -> tuple[list[ProcessResult], bool]:
     """Start `plans` together and supervise them: poll, and on the first failure, the
     deadline or a cancel, stop the rest. Returns results in plan order and whether it timed out."""
     running: list[_Running] = []
     try:
         for i, p in enumerate(plans):
-            running.append(_start(p, sink, lock, errors_dir, i))
+            running.append(_start(p, sink, lock, errors_dir, i, user))
     except LaunchError:
         _stop(running, grace_s)
         raise
@@ -207,10 +224,16 @@ def _run_group(
 
 
 def _start(
-    plan: ProcessPlan, sink: LogSink, lock: threading.Lock, errors_dir: Path | None, i: int
+    plan: ProcessPlan,
+    sink: LogSink,
+    lock: threading.Lock,
+    errors_dir: Path | None,
+    i: int,
+    user: JobUser | None = None,
 ) -> _Running:
-    env = {**os.environ, **plan.env}
+    env = job_environment(os.environ, plan.env, user=user)
     error_file = None
+    argv, as_user = process_argv(plan, user)
     if plan.argv[0] != "docker":
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     if errors_dir is not None:
@@ -219,13 +242,14 @@ def _start(
         env[TORCHELASTIC_ERROR_FILE] = str(error_file)
     try:
         popen = subprocess.Popen(
-            plan.argv,
+            argv,
             cwd=plan.cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group: stopping it stops its whole tree
+            **as_user,
         )
     except OSError as exc:
         raise LaunchError(
@@ -247,6 +271,19 @@ def _start(
         t.start()
         running.readers.append(t)
     return running
+
+
+def process_argv(plan: ProcessPlan, user: JobUser | None) -> tuple[list[str], dict[str, Any]]:
+    """The argv that starts `plan` and the `Popen` arguments that switch to `user`: a
+    container gets `docker run --user uid:gid` (the client itself stays the agent's, for the
+    docker socket), a process on the node starts as the user with no extra groups."""
+    argv = list(plan.argv)
+    if user is None:
+        return argv, {}
+    if argv[:2] == ["docker", "run"]:
+        argv[2:2] = ["--user", user.docker_user()]
+        return argv, {}
+    return argv, {"user": user.uid, "group": user.gid, "extra_groups": []}
 
 
 def _widen(pipe: IO[bytes]) -> None:
@@ -327,10 +364,11 @@ def _remove_container(plan: ProcessPlan) -> None:
 def _result(r: _Running) -> ProcessResult:
     code = r.popen.returncode
     child = None
-    if r.error_file is not None and r.error_file.exists():
+    text = read_job_file(r.error_file) if r.error_file is not None else None
+    if text is not None:
         try:
-            child = json.loads(r.error_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            child = json.loads(text)
+        except ValueError:
             child = None
     return ProcessResult(
         log_name=r.plan.log_name,

@@ -87,6 +87,15 @@ def read_local_pool(pool: str) -> LocalPool | None:
         return None
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write `path` readable by its owner only (0600): the state holds the store's connection
+    string, key included."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def start_local_pool(nodes: int, pool: str = "local") -> LocalPool:
     """Start `nodes` agents named `<pool>-0`... (or return the pool already running with that size)."""
     if nodes < 1:
@@ -124,7 +133,7 @@ def start_local_pool(nodes: int, pool: str = "local") -> LocalPool:
             )  # fmt: skip
         agents.append(LocalAgent(name=name, pid=proc.pid))
     state = LocalPool(name=pool, store=target, agents=tuple(agents))
-    _state_file(pool).write_text(state.model_dump_json(indent=2))
+    _write_private(_state_file(pool), state.model_dump_json(indent=2))
     time.sleep(0.5)
     dead = [a for a in agents if not pid_alive(a.pid)]
     if dead:

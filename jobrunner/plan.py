@@ -49,6 +49,7 @@ from jobrunner.spec import (
     TensorFlowDistribution,
 )
 from jobrunner.spec_expr import Ref, render
+from jobrunner.spec_safety import docker_arguments
 
 SHELL = ("bash", "-c")
 TORCHRUN = "torchrun"
@@ -348,7 +349,7 @@ def _in_container(
     for key in sorted(process.env):
         argv += ["-e", key]
     extra = spec.resources.docker_args
-    argv += extra.split() if isinstance(extra, str) else list(extra or ())
+    argv += docker_arguments(extra) if extra else []  # checked at submit (jobrunner.spec_safety)
     argv += [image, *process.argv]
     return ProcessPlan(tuple(argv), process.env, process.cwd, process.log_name, process.rank)
 

@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from jobrunner import spec_safety
 from jobrunner.environments import EnvironmentRef, parse_environment_ref
 from jobrunner.spec_expr import OUTPUT_PATH_EXPRESSIONS, unknown_output_path_expressions
 from jobrunner.spec_uri import DataLocation, parse_data_uri
@@ -130,6 +131,8 @@ class Environment(_Model):
     tags: dict[str, Any] | None = None
     os_type: Literal["linux", "Linux"] | None = None
 
+    _image = field_validator("image")(classmethod(lambda cls, v: spec_safety.check_image(v)))
+
 
 def _registered(value: str) -> str:
     parse_environment_ref(value)  # raises ValueError with the forms a pool reads
@@ -207,6 +210,10 @@ class Resources(_Model):
             raise ValueError(f"asks for {value} nodes; no pool has more than {MAX_POOL_NODES}")
         return value
 
+    _docker_args = field_validator("docker_args")(
+        classmethod(lambda cls, v: spec_safety.check_docker_args(v))
+    )
+
 
 class Limits(_Model):
     timeout: int | None = Field(None, ge=1, description="seconds before the run is stopped")
@@ -268,6 +275,11 @@ class JobSpec(_Model):
     queue_settings: dict[str, Any] | None = None
     properties: dict[str, Any] | None = None
     parent_job_name: str | None = None
+
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _io_names(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        return spec_safety.check_io_names(value, info.field_name)
 
     @field_validator("environment_variables", mode="before")
     @classmethod

@@ -15,6 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+# The runner's own containers (`jobrunner.store.RUNS`, `POOLS`): never a datastore, so no job
+# can read or rewrite another run's spec, status or outputs, or a pool's board.
+RESERVED_DATASTORES = frozenset({"runs", "pools"})
 _DATASTORE = re.compile(r"^azureml://datastores/(?P<store>[^/]+)/paths/(?P<path>.*)$")
 # An Azure resource ID (`/subscriptions/<id>/resourceGroups/...`): a workspace's data asset.
 _RESOURCE_ID = re.compile(r"^/subscriptions/[^/]+/resourceGroups/", re.IGNORECASE)
@@ -39,14 +42,15 @@ class DataLocation:
 def parse_data_uri(uri: str) -> DataLocation:
     """Classify a data path.
 
-    Raises ValueError (with the reason and the fix) for registered assets and for URIs a pool
-    cannot read.
+    Raises ValueError (with the reason and the fix) for registered assets, for URIs a pool
+    cannot read, for plain http, for the runner's own containers (`runs`, `pools`) as datastores
+    and for datastore paths with `..`, `.` or empty segments.
     """
     if not uri.strip():
         raise ValueError("path is empty")
     m = _DATASTORE.match(uri)
     if m:
-        return DataLocation("datastore", path=m["path"], store=m["store"])
+        return DataLocation("datastore", path=_clean_path(uri, m["path"]), store=_datastore(m["store"]))
     if uri.startswith("azureml:") or _RESOURCE_ID.match(uri):
         raise ValueError(
             f"`{uri}` is a registered Azure ML asset: give a datastore URI "
@@ -60,8 +64,12 @@ def parse_data_uri(uri: str) -> DataLocation:
             f"`{uri}` is not a storage URI a pool can read; "
             "write <scheme>://<container>@<account>.blob.core.windows.net/<path>"
         )
-    if uri.startswith(("https://", "http://")):
+    if uri.startswith("https://"):
         return DataLocation("https", url=uri)
+    if uri.startswith("http://"):
+        raise ValueError(
+            f"`{uri}`: plain http is not accepted (anyone on the way can change it); use https://"
+        )
     if re.match(r"^[A-Za-z][\w+.-]*://", uri):
         scheme = uri.split("://", 1)[0]
         raise ValueError(
@@ -69,3 +77,23 @@ def parse_data_uri(uri: str) -> DataLocation:
             "https://, wasbs://, abfss:// or a local path"
         )
     return DataLocation("local", path=uri.removeprefix("file:"))
+
+
+def _datastore(name: str) -> str:
+    if name.lower().replace("_", "-") in RESERVED_DATASTORES:
+        raise ValueError(
+            f"datastore `{name}` is the runner's own container, which a job cannot name: "
+            "its runs and pools are not data; use one of the pool's datastores"
+        )
+    return name
+
+
+def _clean_path(uri: str, path: str) -> str:
+    """A datastore path without `..`, `.` or empty segments (one trailing `/` marks a folder)."""
+    inner = path[:-1] if path.endswith("/") else path
+    if inner and any(part in ("", ".", "..") for part in inner.split("/")):
+        raise ValueError(
+            f"`{uri}`: a datastore path may not hold `..`, `.` or empty segments (`//`); "
+            "name the folder from the datastore's root"
+        )
+    return path

@@ -21,6 +21,7 @@ datastore name that maps to no container.
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import io
 import os
@@ -39,6 +40,7 @@ import pathspec
 
 from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.errors import ConfigError, LaunchError, NotFoundError
+from jobrunner.isolation import confined
 from jobrunner.spec import JobSpec
 from jobrunner.spec_expr import render_output_path
 from jobrunner.spec_uri import parse_data_uri
@@ -275,7 +277,7 @@ def stage_inputs(
         if data.mode == "direct":
             out[name] = data.path
             continue
-        dest = root / name
+        dest = Path(confined(root, name, what=f"inputs.{name}"))
         if loc.kind == "datastore":
             download_tree(*datastores.resolve(store, loc.store or ""), loc.path, dest)
         elif loc.kind == "local":
@@ -403,10 +405,15 @@ class OutputSync:
             targets, path, rel = item
             try:
                 for target, container, prefix in targets:
-                    target.upload_file(container, _join(prefix, rel), path)
+                    # the job may swap a file for a link to a root-only file: never follow it
+                    target.upload_file(container, _join(prefix, rel), path, follow_links=False)
                 stat = path.stat()
             except FileNotFoundError:
                 return False  # the job removed it meanwhile (an old checkpoint): nothing to keep
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    return False  # a link now stands there: links are never outputs
+                raise
             self._seen[path] = (stat.st_size, stat.st_mtime_ns)
             return True
 

@@ -49,6 +49,7 @@ from azure.storage.queue import (
 
 from jobrunner.azurite import ensure_local_azurite, project_root
 from jobrunner.errors import ConflictError, NotFoundError, StoreError
+from jobrunner.isolation import redact_store, without_query
 
 T = TypeVar("T")
 
@@ -156,14 +157,16 @@ class Store:
                 description = target
             else:
                 raise StoreError(
-                    f"{STORE_ENV}={target[:40]!r} is neither a connection string nor a blob account URL",
+                    f"{STORE_ENV}={redact_store(target)[:60]!r} is neither a connection string "
+                    "nor a blob account URL",
                     fix="set it to `https://<account>.blob.core.windows.net` or a connection string",
                 )
         except ValueError as exc:
             raise StoreError(
                 f"{STORE_ENV} cannot be used: {exc}", fix="check the connection string"
             ) from None
-        return cls(blobs, queues, description=description, retry=retry)
+        # A SAS travels in the URL's query: it stays out of every message that names the store.
+        return cls(blobs, queues, description=without_query(description), retry=retry)
 
     @classmethod
     def from_env(cls, *, start_local: bool = True, retry: Retry | None = None) -> Store:
@@ -197,7 +200,7 @@ class Store:
                     self._trouble_at = time.monotonic()
                 delay = next(delays, None) if _transient(exc) else None
                 if delay is None:
-                    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    detail = without_query(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
                     raise StoreError(
                         f"{what}: the job store ({self.description}) failed: {detail}",
                         fix="check that the store is reachable and JOBRUNNER_STORE is right",
@@ -284,14 +287,22 @@ class Store:
             self._call(f"delete {container}/{name}", lambda: blob.delete_blob())
 
     def upload_file(
-        self, container: str, name: str, path: Path, *, progress: Callable[[int], None] | None = None
+        self,
+        container: str,
+        name: str,
+        path: Path,
+        *,
+        progress: Callable[[int], None] | None = None,
+        follow_links: bool = True,
     ) -> None:
-        """Upload a local file as a block blob; `progress(bytes_so_far)` while it goes."""
+        """Upload a local file as a block blob; `progress(bytes_so_far)` while it goes.
+        `follow_links=False` (a job's outputs): a link is refused with OSError (ELOOP)."""
         blob = self._blobs.get_blob_client(container, name)
         hook = (lambda current, _total: progress(current)) if progress else None
 
         def go() -> None:
-            with open(path, "rb") as f:
+            fd = os.open(path, os.O_RDONLY | (0 if follow_links else os.O_NOFOLLOW))
+            with os.fdopen(fd, "rb") as f:
                 blob.upload_blob(f, overwrite=True, progress_hook=hook, max_concurrency=BLOB_CONNECTIONS)
 
         self._call(f"upload {path} to {container}/{name}", go, create=self._ensure_container(container))

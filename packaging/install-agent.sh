@@ -5,10 +5,13 @@
 #
 # 1. Docker and the NVIDIA container toolkit (skipped when already there, as on the HPC image),
 # 2. a virtualenv at $JOBRUNNER_VENV (/opt/jobrunner/venv) with the wheel and its pinned deps,
-# 3. the systemd unit, enabled; it starts at boot once custom data has written the config.
+# 3. the unprivileged user jobs run as ($JOB_USER, trainstack-job) and the firewall guard that
+#    refuses that user the instance metadata service (169.254.169.254: identity tokens),
+# 4. the systemd unit, enabled; it starts at boot once custom data has written the config.
 #
 # Settings for other layouts and for tests: JOBRUNNER_VENV, JOBRUNNER_UNIT_DIR,
-# JOBRUNNER_CONFIG_DIR, INSTALL_CONTAINER_RUNTIME=0 (skip step 1), PYTHON (the interpreter).
+# JOBRUNNER_CONFIG_DIR, JOBRUNNER_GUARD_DIR, INSTALL_CONTAINER_RUNTIME=0 (skip step 1),
+# CREATE_JOB_USER=0 (no user), PYTHON (the interpreter). guard-metadata.sh lies next to it.
 set -euo pipefail
 wheel="${1:?usage: install-agent.sh WHEEL UNIT_FILE}"
 unit="${2:?usage: install-agent.sh WHEEL UNIT_FILE}"
@@ -16,6 +19,9 @@ venv="${JOBRUNNER_VENV:-/opt/jobrunner/venv}"
 unit_dir="${JOBRUNNER_UNIT_DIR:-/etc/systemd/system}"
 config_dir="${JOBRUNNER_CONFIG_DIR:-/etc/jobrunner}"
 python="${PYTHON:-python3}"
+job_user="${JOB_USER:-trainstack-job}"
+guard="${GUARD_SCRIPT:-$(dirname "$0")/guard-metadata.sh}"
+guard_dir="${JOBRUNNER_GUARD_DIR:-/usr/local/lib/jobrunner}"
 log() { echo "install-agent: $*"; }
 
 install_container_runtime() {
@@ -35,6 +41,9 @@ install_container_runtime() {
     apt-get update -q
     apt-get install -y -q nvidia-container-toolkit
   fi
+  if ! command -v iptables >/dev/null 2>&1; then
+    apt-get install -y -q iptables  # the metadata guard's firewall rule
+  fi
   nvidia-ctk runtime configure --runtime=docker
   systemctl enable docker
 }
@@ -48,6 +57,21 @@ log "creating $venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet "$wheel"
 "$venv/bin/jobrunner" --help >/dev/null
+
+if [ "${CREATE_JOB_USER:-1}" = 1 ]; then
+  log "creating the job user $job_user"
+  if ! id -u "$job_user" >/dev/null 2>&1; then
+    useradd --system --create-home --shell /bin/bash --user-group "$job_user"
+  fi
+  # Containers run as this user too (docker run --user): the GPUs, not the docker socket.
+  for group in video render; do
+    if getent group "$group" >/dev/null; then usermod -aG "$group" "$job_user"; fi
+  done
+fi
+
+log "installing the metadata guard into $guard_dir"
+install -d -m 0755 "$guard_dir"
+install -m 0755 "$guard" "$guard_dir/guard-metadata.sh"
 
 log "installing the unit into $unit_dir"
 install -d -m 0755 "$unit_dir" "$config_dir"

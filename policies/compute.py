@@ -56,8 +56,12 @@ def _ssh_private_in_prod(r: Resource, ctx: PolicyContext) -> Iterator[Violation]
 
 
 def _no_public_ip(r: Resource, ctx: PolicyContext) -> Iterator[Violation]:
-    if not ctx.is_prod:
-        return
+    if ctx.is_prod:
+        yield from public_ip_violations(r)
+
+
+def public_ip_violations(r: Resource) -> Iterator[Violation]:
+    """A cluster's or pool's nodes that get public IP addresses, in any environment."""
     if _is_aml(r) and r.get(_AML + "enableNodePublicIp") is not False:
         state = "true" if r.get(_AML + "enableNodePublicIp") else "not set (Azure's default: true)"
         yield Violation(r, f"cluster nodes get public IP addresses (enableNodePublicIp: {state})")

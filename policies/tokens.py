@@ -10,6 +10,7 @@ ML_DATASTORE = "azure-native:machinelearningservices:Datastore"
 SCALE_SET = "azure-native:compute:VirtualMachineScaleSet"
 AUTOSCALE = "azure-native:monitor:AutoscaleSetting"
 CONTAINER_REGISTRY = "azure-native:containerregistry:Registry"
+ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 
 # Types that accept a top-level `tags` input in azure-native 3.29 (checked against the SDK
 # by the tests). Datastores, jobs and role assignments carry no ARM tags.
@@ -32,5 +33,7 @@ TAGGABLE = frozenset(
         "azure-native:network:VirtualNetwork",
         "azure-native:network:NetworkSecurityGroup",
         "azure-native:network:PrivateEndpoint",
+        "azure-native:privatedns:PrivateZone",
+        "azure-native:privatedns:VirtualNetworkLink",
     }
 )

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from jobrunner.azurite import start_azurite
-from tests.runner.http_inputs import misbehaving_http  # noqa: F401 - a fixture for every suite
+from tests.runner.http_inputs import loopback_tls, misbehaving_http  # noqa: F401 - fixtures for every suite
 
 pytest_plugins = ["pytester"]  # tests of this file's hooks run small suites of their own
 

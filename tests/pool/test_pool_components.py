@@ -78,14 +78,43 @@ def test_gpu_pool_declares_a_spot_scale_set_without_public_ips(pool_plan: StackP
     assert vmss["identity"]["userAssignedIdentities"][0].endswith("/" + identity["resourceName"])
 
 
-def test_the_agents_identity_gets_blob_and_queue_data_roles_on_the_job_store(pool_plan: StackPlan) -> None:
+def test_the_agents_identity_holds_data_roles_only_on_its_containers_and_queues(pool_plan: StackPlan) -> None:
     grants = pool_plan.of_type("azure-native:authorization:RoleAssignment")
-    roles = sorted(g.inputs["roleDefinitionId"].rsplit("/", 1)[-1] for g in grants)
-    assert roles == ["974c5e8b-45b9-4653-ba55-5f855dd0a4de", "ba92f5b4-2d11-453d-a403-e96b0029c9fe"]
+    account = "/providers/Microsoft.Storage/storageAccounts/sttest"
+    held = sorted(
+        (g.inputs["scope"].split(account, 1)[1], g.inputs["roleDefinitionId"].rsplit("/", 1)[-1])
+        for g in grants
+    )
+    blob, processor, sender = (
+        "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+        "8a0f0c08-91a1-4084-bc3d-661d67233fed",
+        "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
+    )
+    assert held == [
+        ("/blobServices/default/containers/pools", blob),
+        ("/blobServices/default/containers/runs", blob),
+        ("/blobServices/default/containers/training-data", blob),
+        ("/queueServices/default/queues/pool-h100", processor),
+        ("/queueServices/default/queues/pool-h100", sender),
+        ("/queueServices/default/queues/pool-h100-poison", sender),
+    ]
     for grant in grants:
-        assert grant.inputs["scope"].endswith("/providers/Microsoft.Storage/storageAccounts/sttest")
         assert grant.inputs["principalType"] == "ServicePrincipal" and grant.inputs["principalId"]
-    assert len({g.inputs["roleAssignmentName"] for g in grants}) == 2
+    assert len({g.inputs["roleAssignmentName"] for g in grants}) == len(grants)
+
+
+def test_the_stack_declares_the_job_stores_containers_and_each_pools_queues() -> None:
+    plan = record_stack("pool", ROOT)
+    (store,) = plan.of_type("trainstack:job_store:JobStore")
+    containers = {
+        r.inputs["containerName"] for r in plan.children(store.urn) if r.type.endswith("BlobContainer")
+    }
+    queues = {r.inputs["queueName"] for r in plan.children(store.urn) if r.type.endswith(":Queue")}
+    assert containers == {"runs", "pools"} and queues == {"pool-a100-spot", "pool-a100-spot-poison"}
+    grants = [g for g in plan.of_type("azure-native:authorization:RoleAssignment") if g.parent == "a100-spot"]
+    assert grants and all(
+        "/blobServices/" in g.inputs["scope"] or "/queueServices/" in g.inputs["scope"] for g in grants
+    )
 
 
 def test_autoscale_follows_the_pool_queue_within_the_node_range(pool_plan: StackPlan) -> None:
@@ -184,6 +213,7 @@ def test_agent_image_bakes_the_wheel_onto_the_hpc_image_and_distributes_to_the_g
         "/tmp/jobrunner-0.1.0-py3-none-any.whl",
         "/tmp/install-agent.sh",
         "/tmp/jobrunner-agent.service",
+        "/tmp/guard-metadata.sh",
     }
     assert all(s["sourceUri"].startswith("https://sttest.blob.core.windows.net/") for s in files.values())
     (shell,) = [s for s in steps if s["type"] == "Shell"]
@@ -202,6 +232,50 @@ def test_agent_image_bakes_the_wheel_onto_the_hpc_image_and_distributes_to_the_g
     (recorded,) = plan.of_type("azure-native:virtualmachineimages:VirtualMachineImageTemplate")
     assert "*" in recorded.replace_on_changes
     assert len(plan.of_type("azure-native:authorization:RoleAssignment")) == 2
+    assert all(
+        len(s["sha256Checksum"]) == 64 for s in files.values() if not s["destination"].endswith(".whl")
+    )
+
+
+def test_every_file_the_image_bakes_carries_its_sha256(tmp_path: Path) -> None:
+    import hashlib
+
+    from components.agent_image import WHEEL_NOT_BUILT
+
+    (wheel_step,) = [
+        s
+        for s in only(image_plan(), "azure-native:virtualmachineimages:VirtualMachineImageTemplate")[
+            "customize"
+        ]
+        if s.get("destination", "").endswith(".whl")
+    ]
+    assert wheel_step["sha256Checksum"] == WHEEL_NOT_BUILT  # no dist/ here: such a plan cannot be deployed
+    wheel = tmp_path / "jobrunner-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"a wheel's bytes")
+    args = AgentImageArgs(image=PoolImageConfig(), wheel=wheel, location="westeurope", scope=("rg", "w"))
+    plan = record_program(
+        lambda: AgentImage("gpu", args, resource_group="rg-test", storage_account_name="sttest", tags={}),
+        stack_name="test",
+    )
+    (step,) = [
+        s
+        for s in only(plan, "azure-native:virtualmachineimages:VirtualMachineImageTemplate")["customize"]
+        if s.get("destination", "").endswith(".whl")
+    ]
+    assert step["sha256Checksum"] == hashlib.sha256(b"a wheel's bytes").hexdigest()
+
+
+def test_the_image_builders_files_and_the_runs_code_live_where_no_node_holds_a_role() -> None:
+    plan = record_stack("pool", ROOT)
+    (artifacts,) = plan.of_type("trainstack:artifacts:DeployArtifacts")
+    (account,) = [r for r in plan.children(artifacts.urn) if r.type.endswith(":StorageAccount")]
+    name = account.inputs["accountName"]
+    for blob in plan.of_type("azure-native:storage:Blob"):
+        assert blob.inputs["accountName"] == name, blob.name
+    node_grants = [
+        g for g in plan.of_type("azure-native:authorization:RoleAssignment") if g.parent == "a100-spot"
+    ]
+    assert node_grants and not any(f"/storageAccounts/{name}" in g.inputs["scope"] for g in node_grants)
 
 
 def test_the_template_name_changes_with_the_base_image_and_the_wheel() -> None:

@@ -69,7 +69,31 @@ def storage() -> Resource:
             "enableHttpsTrafficOnly": True,
             "minimumTlsVersion": "TLS1_2",
             "allowBlobPublicAccess": False,
+            "publicNetworkAccess": "Disabled",
+            "networkRuleSet": {"defaultAction": "Deny", "bypass": "AzureServices"},
+            "allowSharedKeyAccess": False,
             "tags": TAGS,
+        },
+    )
+
+
+ACCOUNT_SCOPE = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/st"
+BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+
+
+def role(
+    role_id: str = BLOB_DATA_CONTRIBUTOR, scope: str = ACCOUNT_SCOPE + "/blobServices/default/containers/runs"
+) -> Resource:
+    return Resource(
+        t.ROLE_ASSIGNMENT,
+        "pool-blob-runs",
+        "pool",
+        {
+            "principalId": "p",
+            "principalType": "ServicePrincipal",
+            "roleDefinitionId": "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/"
+            + role_id,
+            "scope": scope,
         },
     )
 
@@ -79,7 +103,15 @@ def vault() -> Resource:
         t.KEY_VAULT,
         "ws-vault",
         "ws",
-        {"properties": {"enablePurgeProtection": True, "enableSoftDelete": True}, "tags": TAGS},
+        {
+            "properties": {
+                "enablePurgeProtection": True,
+                "enableSoftDelete": True,
+                "publicNetworkAccess": "Disabled",
+                "networkAcls": {"defaultAction": "Deny"},
+            },
+            "tags": TAGS,
+        },
     )
 
 
@@ -156,4 +188,4 @@ def autoscale(pool_name: str = "pool", minimum: int = 0, maximum: int = 8) -> Re
 
 
 def compliant_stack() -> list[Resource]:
-    return [workspace(), storage(), vault(), datastore(), cluster(), pool(), autoscale()]
+    return [workspace(), storage(), vault(), datastore(), cluster(), pool(), autoscale(), role()]

@@ -79,7 +79,7 @@ def test_review_github_format_is_one_comment_with_its_marker(test_project: Path)
     )
     assert code == 1
     assert out.startswith("<!-- trainstack-review:insecure -->\n## trainstack review: `insecure`")
-    assert len(out) <= GITHUB_COMMENT_LIMIT and "#### Mandatory (8)" in out
+    assert len(out) <= GITHUB_COMMENT_LIMIT and "#### Mandatory (11)" in out
 
 
 def test_clip_cuts_at_a_line_and_says_so() -> None:
@@ -116,6 +116,9 @@ def test_insecure_stack_fails_and_names_each_problem(test_project: Path) -> None
         ("compute-ssh-private-in-prod", "open-ssh-compute"),
         ("compute-no-public-ip", "open-ssh-compute"),
         ("storage-no-public-blob-access", "mlw-insecure-storage"),
+        ("storage-private-network", "mlw-insecure-storage"),
+        ("storage-no-shared-key", "mlw-insecure-storage"),  # the account-key datastore keeps it on
+        ("keyvault-private-network", "mlw-insecure-vault"),
         ("workspace-no-public-network", "mlw-insecure-workspace"),
         ("datastore-identity-access", "keyed-datastore"),
         ("evictable-scales-from-zero", "open-ssh-compute"),  # raised to mandatory by trainstack:policies
@@ -128,9 +131,47 @@ def test_insecure_stack_fails_and_names_each_problem(test_project: Path) -> None
 def test_insecure_stack_markdown_groups_findings(test_project: Path) -> None:
     code, out, _ = run("review", "--stack", "insecure", "--project-dir", str(test_project))
     assert code == 1
-    assert "**fails**" in out and "#### Mandatory (8)" in out
+    assert "**fails**" in out and "#### Mandatory (11)" in out
     assert "public SSH on production nodes" in out and "anonymous public read access" in out
     assert "Standard_NC6s_v3 was retired" in out
+
+
+def test_prod_stack_passes_with_private_data_planes_and_scoped_roles() -> None:
+    code, out, _ = run("review", "--stack", "prod", "--format", "json", "--project-dir", str(ROOT))
+    assert code == 0 and json.loads(out)["passed"] is True
+
+
+def test_review_fails_a_pool_whose_identity_holds_an_account_wide_role(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The pool's data roles as they were before container and queue scope: on the account."""
+    import components.gpu_pool as gpu_pool
+
+    def account_wide(pool: str, datastores: dict[str, str]) -> list[tuple[str, str, str]]:
+        return [("blob-data", gpu_pool.roles.STORAGE_BLOB_DATA_CONTRIBUTOR, "")]
+
+    monkeypatch.setattr(gpu_pool, "data_scopes", account_wide)
+    code, out, _ = run("review", "--stack", "pool", "--format", "json", "--project-dir", str(ROOT))
+    assert code == 1
+    found = [f for f in json.loads(out)["findings"] if f["policy"] == "identity-least-privilege"]
+    assert [f["resource"] for f in found] == ["a100-spot-blob-data"]
+    assert found[0]["severity"] == "mandatory" and "whole account" in found[0]["message"]
+
+
+def test_review_fails_a_prod_workspace_whose_storage_is_public(test_project: Path) -> None:
+    text = (ROOT / "stacks" / "Pulumi.prod.yaml").read_text()
+    public = text.replace("publicNetworkAccess: false", "publicNetworkAccess: true")
+    (test_project / "stacks" / "Pulumi.public.yaml").write_text(public)
+    if not (test_project / "stacks" / "jobs").exists():
+        (test_project / "stacks" / "jobs").symlink_to(ROOT / "stacks" / "jobs")
+    code, out, _ = run("review", "--stack", "public", "--format", "json", "--project-dir", str(test_project))
+    assert code == 1
+    found = {
+        (f["policy"], f["resource"]) for f in json.loads(out)["findings"] if f["severity"] == "mandatory"
+    }
+    assert ("storage-private-network", "mlw-trainstack-prod-storage") in found
+    assert ("storage-private-network", "lake-account") in found
+    assert ("keyvault-private-network", "mlw-trainstack-prod-vault") in found
 
 
 def test_retired_gpu_size_is_a_finding_with_its_successor(test_project: Path) -> None:

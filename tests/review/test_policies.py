@@ -115,6 +115,34 @@ BREAKING: list[tuple[str, str, Callable[[], list[Resource]]]] = [
     ("gpu-sku-not-retired", "dev", lambda: [cluster(vm_size="Standard_NC6s_v3")]),
     ("gpu-sku-not-retired", "dev", lambda: [pool(vm_size="standard_nc6s_v3"), autoscale()]),
     ("gpu-sku-retiring", "dev", lambda: [cluster(vm_size="Standard_NC4as_T4_v3")]),
+    ("storage-private-network", "prod", lambda: [deep(rec.storage(), publicNetworkAccess="Enabled")]),
+    ("storage-private-network", "prod", lambda: [deep(rec.storage(), publicNetworkAccess=...)]),
+    ("storage-private-network", "prod", lambda: [deep(rec.storage(), networkRuleSet=...)]),
+    (
+        "keyvault-private-network",
+        "prod",
+        lambda: [deep(rec.vault(), **{"properties.publicNetworkAccess": "Enabled"})],
+    ),
+    ("keyvault-private-network", "prod", lambda: [deep(rec.vault(), **{"properties.networkAcls": ...})]),
+    ("storage-no-shared-key", "prod", lambda: [deep(rec.storage(), allowSharedKeyAccess=True)]),
+    ("storage-no-shared-key", "prod", lambda: [deep(rec.storage(), allowSharedKeyAccess=...)]),
+    ("identity-least-privilege", "dev", lambda: [rec.role(scope=rec.ACCOUNT_SCOPE)]),
+    (
+        "identity-least-privilege",
+        "prod",
+        lambda: [rec.role("974c5e8b-45b9-4653-ba55-5f855dd0a4de", rec.ACCOUNT_SCOPE)],
+    ),
+    (
+        "identity-least-privilege",
+        "prod",
+        lambda: [rec.role("b24988ac-6180-42a0-ab88-20f7382dd24c", "/subscriptions/s/resourceGroups/g")],
+    ),
+    (
+        "identity-least-privilege",
+        "prod",
+        lambda: [rec.role("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", rec.ACCOUNT_SCOPE)],
+    ),
+    ("compute-public-ip-outside-prod", "dev", lambda: [deep(cluster(), **{A + "enableNodePublicIp": True})]),
     ("required-tags", "dev", lambda: [deep(rec.storage(), tags={"environment": "dev"})]),
     ("required-tags", "dev", lambda: [deep(cluster(), tags=...)]),
 ]
@@ -153,7 +181,12 @@ def test_breaking_resource_is_named_by_its_policy(
             "datastore-identity-access",
             lambda: deep(rec.datastore(), **{"properties.credentials.credentialsType": "Sas"}),
         ),
-        ("compute-no-public-ip", lambda: deep(cluster(), **{A + "enableNodePublicIp": True})),
+        ("storage-private-network", lambda: deep(rec.storage(), publicNetworkAccess="Enabled")),
+        (
+            "keyvault-private-network",
+            lambda: deep(rec.vault(), **{"properties.publicNetworkAccess": "Enabled"}),
+        ),
+        ("storage-no-shared-key", lambda: deep(rec.storage(), allowSharedKeyAccess=True)),
         (
             "compute-ssh-private-in-prod",
             lambda: deep(
@@ -172,6 +205,36 @@ def test_breaking_resource_is_named_by_its_policy(
 def test_prod_only_rules_leave_dev_alone(policy_id: str, make: Callable[[], Resource]) -> None:
     assert evaluate([make()], rec.ctx("dev")) == []
     assert [f.policy for f in evaluate([make()], rec.ctx("prod"))] == [policy_id]
+
+
+def test_public_node_ips_are_mandatory_in_prod_and_advisory_elsewhere() -> None:
+    public = deep(cluster(), **{A + "enableNodePublicIp": True})
+    assert [(f.policy, f.severity) for f in evaluate([public], rec.ctx("prod"))] == [
+        ("compute-no-public-ip", Severity.MANDATORY)
+    ]
+    assert [(f.policy, f.severity) for f in evaluate([public], rec.ctx("dev"))] == [
+        ("compute-public-ip-outside-prod", Severity.ADVISORY)
+    ]
+
+
+def test_shared_key_is_allowed_where_the_account_says_it_is_for_deployment_uploads() -> None:
+    tagged = deep(
+        rec.storage(), allowSharedKeyAccess=True, tags={**rec.TAGS, "shared-key-use": "deployment-uploads"}
+    )
+    assert evaluate([tagged], rec.ctx("prod")) == []
+    other = deep(rec.storage(), allowSharedKeyAccess=True, tags={**rec.TAGS, "shared-key-use": "convenience"})
+    assert [f.policy for f in evaluate([other], rec.ctx("prod"))] == ["storage-no-shared-key"]
+
+
+def test_narrow_roles_pass_least_privilege() -> None:
+    gallery = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/galleries/gal"
+    queue = rec.ACCOUNT_SCOPE + "/queueServices/default/queues/pool-a"
+    for narrow in (
+        rec.role(),
+        rec.role("8a0f0c08-91a1-4084-bc3d-661d67233fed", queue),
+        rec.role("b24988ac-6180-42a0-ab88-20f7382dd24c", gallery),  # Image Builder writes one gallery
+    ):
+        assert evaluate([narrow], rec.ctx("prod")) == []
 
 
 def test_idle_limit_applies_outside_prod_only() -> None:

@@ -1,4 +1,4 @@
-"""A loopback http server for inputs that misbehave, shared by the staging and agent tests."""
+"""A loopback https server for inputs that misbehave, shared by the staging and agent tests."""
 
 from __future__ import annotations
 
@@ -8,16 +8,25 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.loopback_tls import LoopbackTls, trust_loopback
+
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def loopback_tls(tmp_path_factory: pytest.TempPathFactory) -> LoopbackTls:
+    """Trusted by this session and the agents it starts (see tests/loopback_tls.py): autouse,
+    so it is in place before any agent starts."""
+    return trust_loopback(tmp_path_factory.mktemp("tls"))
+
+
 @pytest.fixture
-def misbehaving_http() -> Iterator[str]:
-    """A loopback server: /stall sends headers then nothing, /big more than the cap, /short less
-    than it announced, /gone 404."""
+def misbehaving_http(loopback_tls: LoopbackTls) -> Iterator[str]:
+    """A loopback https server: /stall sends headers then nothing, /big more than the cap,
+    /short less than it announced, /gone 404."""
     release = threading.Event()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -46,10 +55,11 @@ def misbehaving_http() -> Iterator[str]:
             pass
 
     httpd = _Server(("127.0.0.1", 0), Handler)
+    httpd.socket = loopback_tls.server_context().wrap_socket(httpd.socket, server_side=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        yield f"https://127.0.0.1:{httpd.server_address[1]}"
     finally:
         release.set()
         httpd.shutdown()

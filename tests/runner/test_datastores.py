@@ -155,3 +155,34 @@ def test_a_pool_agent_stages_inputs_and_outputs_through_its_map(azurite: str, tm
     assert [b.name for b in store.list("rs-mapped", f"runs/{run.id}")] == [f"runs/{run.id}/y.txt"]
     assert store.get("rs-mapped", f"runs/{run.id}/y.txt")[0] == b"input"
     assert store.list("training-data", "sets/x") == []  # nothing went to the unmapped name
+
+
+@pytest.mark.parametrize("name", ["runs", "pools", "RUNS", "Pools"])
+def test_the_runners_own_containers_are_never_a_datastore(name: str) -> None:
+    for datastores in (Datastores(), Datastores({"x": DatastoreLocation(container="data-x")}, strict=True)):
+        with pytest.raises(ConfigError, match="runner's own container"):
+            datastores.container(name)
+
+
+def test_a_map_cannot_send_a_datastore_into_the_runners_containers() -> None:
+    with pytest.raises(ValueError, match="runner's own"):
+        DatastoreLocation(container="runs")
+
+
+def test_a_deployed_pool_resolves_only_what_its_map_names_and_workspaceblobstore() -> None:
+    config = AgentConfig(
+        store="https://stjobs.blob.core.windows.net",
+        pool="a100",
+        datastores={"training_data": MAPPED["training_data"]},
+    )
+    datastores = Datastores.from_config(config, source="/etc/jobrunner/agent.yaml")
+    assert datastores.container("training_data") == "td-mapped"
+    assert datastores.container("workspaceblobstore") == "workspaceblobstore"
+    with pytest.raises(ConfigError) as caught:
+        datastores.container("agent_image_files")
+    (problem,) = caught.value.problems
+    assert problem.file == "/etc/jobrunner/agent.yaml" and "not one of this pool's" in problem.message
+    assert "training_data" in problem.message
+    # a local pool (a connection string, no map) keeps naming containers after the datastore
+    local = Datastores.from_config(AgentConfig(store="UseDevelopmentStorage=true;A=b", pool="local"))
+    assert local.container("training_data") == "training-data"

@@ -116,12 +116,24 @@ def test_workspace_declares_its_dependencies_with_safe_defaults() -> None:
     assert "/components/appi-mlw-test" in workspace["applicationInsights"]
 
 
+SUBNET = (
+    "/subscriptions/s/resourceGroups/rg-net/providers/Microsoft.Network/"
+    "virtualNetworks/vnet/subnets/endpoints"
+)
+
+
 def test_private_workspace_closes_every_public_endpoint() -> None:
-    plan = workspace_plan(publicNetworkAccess=False, containerRegistry=True, createResourceGroup=False)
+    plan = workspace_plan(
+        publicNetworkAccess=False,
+        containerRegistry=True,
+        createResourceGroup=False,
+        privateEndpointSubnetId=SUBNET,
+    )
     assert plan.of_type("azure-native:resources:ResourceGroup") == []
     account = only(plan, "azure-native:storage:StorageAccount")
     assert account["publicNetworkAccess"] == "Disabled"
     assert account["networkRuleSet"]["defaultAction"] == "Deny"
+    assert account["allowSharedKeyAccess"] is False
     assert only(plan, "azure-native:keyvault:Vault")["properties"]["publicNetworkAccess"] == "Disabled"
     registry = only(plan, "azure-native:containerregistry:Registry")
     assert registry["sku"] == {"name": "Premium"} and registry["adminUserEnabled"] is False
@@ -129,6 +141,60 @@ def test_private_workspace_closes_every_public_endpoint() -> None:
     assert workspace["publicNetworkAccess"] == "Disabled"
     assert workspace["managedNetwork"]["isolationMode"] == "AllowInternetOutbound"
     assert workspace["containerRegistry"].endswith("/registries/" + registry["registryName"])
+    assert workspace["systemDatastoresAuthMode"] == "Identity"
+
+
+def test_private_workspace_reaches_each_data_plane_through_a_private_endpoint_and_its_zone() -> None:
+    plan = workspace_plan(publicNetworkAccess=False, containerRegistry=True, privateEndpointSubnetId=SUBNET)
+    endpoints = plan.of_type("azure-native:network:PrivateEndpoint")
+    by_group = {
+        tuple(e.inputs["privateLinkServiceConnections"][0]["groupIds"]): e.inputs[
+            "privateLinkServiceConnections"
+        ][0]["privateLinkServiceId"]
+        for e in endpoints
+    }
+    assert sorted(g for (g,) in by_group) == ["amlworkspace", "blob", "file", "queue", "registry", "vault"]
+    assert by_group[("blob",)].endswith(
+        "/storageAccounts/" + only(plan, "azure-native:storage:StorageAccount")["accountName"]
+    )
+    assert by_group[("vault",)].endswith("/vaults/" + only(plan, "azure-native:keyvault:Vault")["vaultName"])
+    assert all(e.inputs["subnet"]["id"] == SUBNET for e in endpoints)
+    zones = {z.inputs["privateZoneName"] for z in plan.of_type("azure-native:privatedns:PrivateZone")}
+    assert zones == {
+        "privatelink.blob.core.windows.net",
+        "privatelink.queue.core.windows.net",
+        "privatelink.file.core.windows.net",
+        "privatelink.vaultcore.azure.net",
+        "privatelink.azurecr.io",
+        "privatelink.api.azureml.ms",
+        "privatelink.notebooks.azure.net",
+    }
+    links = plan.of_type("azure-native:privatedns:VirtualNetworkLink")
+    assert len(links) == len(zones)
+    assert {link.inputs["virtualNetwork"]["id"] for link in links} == {SUBNET.rsplit("/subnets/", 1)[0]}
+    assert all(link.inputs["registrationEnabled"] is False for link in links)
+    groups = {
+        g.inputs["privateEndpointName"]: g.inputs
+        for g in plan.of_type("azure-native:network:PrivateDnsZoneGroup")
+    }
+    assert set(groups) == {e.inputs["privateEndpointName"] for e in endpoints}
+    workspace_group = next(g for name, g in groups.items() if name.endswith("-amlworkspace"))
+    assert sorted(
+        c["privateDnsZoneId"].rsplit("/", 1)[1] for c in workspace_group["privateDnsZoneConfigs"]
+    ) == [
+        "privatelink.api.azureml.ms",
+        "privatelink.notebooks.azure.net",
+    ]
+
+
+def test_a_private_workspace_needs_the_subnet_of_its_endpoints() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="privateEndpointSubnetId"):
+        WorkspaceConfig.model_validate(
+            {"name": "mlw-test", "resourceGroup": "rg-test", "publicNetworkAccess": False}
+        )
 
 
 def datastore_plan(**data: Any) -> StackPlan:
@@ -167,6 +233,35 @@ def test_adls_gen2_datastore_gets_its_own_hierarchical_account() -> None:
     props = only(plan, "azure-native:machinelearningservices:Datastore")["properties"]
     assert props["datastoreType"] == "AzureDataLakeGen2" and props["filesystem"] == "lake"
     assert props["accountName"] == account["accountName"]
+    assert account["allowSharedKeyAccess"] is False and account["publicNetworkAccess"] == "Enabled"
+
+
+def test_adls_account_of_a_private_workspace_is_private_with_its_endpoints() -> None:
+    from components.private_network import PrivateNetwork
+
+    config = DatastoreConfig.model_validate({"name": "lake", "kind": "adlsgen2", "container": "lake"})
+
+    def build() -> None:
+        private = PrivateNetwork(
+            "net", subnet_id=SUBNET, resource_group="rg-test", location="westeurope", tags={}
+        )
+        ref = WorkspaceRef(**{**REF.__dict__, "private_network": private})
+        Datastore("lake", config, workspace=ref, scope=("rg-test", "mlw-test"))
+
+    plan = plan_of(build)
+    account = only(plan, "azure-native:storage:StorageAccount")
+    assert (
+        account["publicNetworkAccess"] == "Disabled" and account["networkRuleSet"]["defaultAction"] == "Deny"
+    )
+    groups = sorted(
+        e.inputs["privateLinkServiceConnections"][0]["groupIds"][0]
+        for e in plan.of_type("azure-native:network:PrivateEndpoint")
+    )
+    assert groups == ["blob", "dfs"]
+    assert {z.inputs["privateZoneName"] for z in plan.of_type("azure-native:privatedns:PrivateZone")} == {
+        "privatelink.blob.core.windows.net",
+        "privatelink.dfs.core.windows.net",
+    }
 
 
 def test_a_program_error_reaches_the_caller_and_the_next_recording_still_works() -> None:

