@@ -9,19 +9,25 @@
   datastore after its mount's `relativeMountPath`, so a converted job's paths line up.
 - Logs: `BatchAiLogFiles` writes each process's stdout and stderr again under Batch AI's names
   (`stdout-wk-0.txt`, `stderr-wk-0.txt`, ...) into `$AZ_BATCHAI_STDOUTERR_DIR`, the job's
-  `./logs`, which is kept with the run (`jobrunner outputs`); the agent's merged log per
-  process is unchanged.
+  `./logs`, by the chunk as they come from the pipes. With a `LogShipper` the files are its
+  streams: appended to the run's `outputs/logs/` blobs like any log, each byte once (the
+  output sync leaves them alone, `BATCHAI_LOG_FILE`), so `jobrunner outputs` finds them
+  beside the job's own `./logs`; the agent's merged log per process is unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import posixpath
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from jobrunner.api import NodePaths
 from jobrunner.errors import LaunchError
+from jobrunner.logship import LogShipper
 from jobrunner.plan_env import shared_job_temp
 from jobrunner.spec import JobSpec
 from jobrunner.spec_uri import parse_data_uri
@@ -95,38 +101,60 @@ def batchai_log_id(log_name: str) -> str | None:
     return f"wk-{m['index'] if m['role'] else m['node']}"
 
 
-class BatchAiLogFiles:
-    """`stdout-<id>.txt` and `stderr-<id>.txt` per process in `folder`, written as lines come.
+BATCHAI_LOG_FILE = re.compile(r"^std(?:out|err)-(?:wk|ps)-\d+\.txt$")  # a name BatchAiLogFiles writes
 
-    A `jobrunner.launch.LogSink`; `close()` flushes them (before the last output sync).
-    Raises OSError only from `close` when the disk fails; a file that cannot be opened is
-    left out rather than stopping the job.
+
+class BatchAiLogFiles:
+    """`stdout-<id>.txt` and `stderr-<id>.txt` per process in `folder`, written as chunks come.
+
+    A `jobrunner.launch.LogSink`. Given `shipper`, each file is a stream of it, shipped to
+    `blob_prefix + name` (appended, resumed where an earlier attempt's blob ends: `folder`
+    then holds that attempt's files, restored); alone, it only writes the files. `close()`
+    closes them. A file that cannot be opened is left out rather than stopping the job (the
+    merged log still has every byte).
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, shipper: LogShipper | None = None, blob_prefix: str = "") -> None:
         self._folder = folder
-        self._files: dict[str, IO[str] | None] = {}
+        self._shipper = shipper
+        self._blob_prefix = blob_prefix
+        self._writers: dict[tuple[str, str], Callable[[bytes], None] | None] = {}
+        self._files: list[IO[bytes]] = []
 
-    def __call__(self, log_name: str, stream: str, line: str) -> None:
-        ident = batchai_log_id(log_name)
-        if ident is None or stream not in ("stdout", "stderr"):
+    def __call__(self, log_name: str, stream: str, data: bytes) -> None:
+        if not data:
             return
-        name = f"{stream}-{ident}.txt"
-        if name not in self._files:
+        key = (log_name, stream)
+        writer = self._writers.get(key) if key in self._writers else self._open(*key)
+        if writer is not None:
+            writer(data)
+
+    def _open(self, log_name: str, stream: str) -> Callable[[bytes], None] | None:
+        ident = batchai_log_id(log_name)
+        writer: Callable[[bytes], None] | None = None
+        if ident is not None and stream in ("stdout", "stderr"):
+            name = f"{stream}-{ident}.txt"
             try:
-                self._folder.mkdir(parents=True, exist_ok=True)
-                self._files[name] = open(self._folder / name, "a", encoding="utf-8")  # noqa: SIM115
+                if self._shipper is not None:
+                    key = f"batchai/{name}"
+                    self._shipper.open_stream(key, self._folder / name, self._blob_prefix + name, resume=True)
+                    writer = functools.partial(self._shipper.write_chunk, key)
+                else:
+                    self._folder.mkdir(parents=True, exist_ok=True)
+                    f = open(self._folder / name, "ab", buffering=0)  # noqa: SIM115
+                    self._files.append(f)
+                    writer = f.write
             except OSError:
-                self._files[name] = None  # the merged log still has every line
-        f = self._files[name]
-        if f is not None:
-            f.write(line + "\n")
+                writer = None
+        self._writers[(log_name, stream)] = writer
+        return writer
 
     def close(self) -> None:
-        for f in self._files.values():
-            if f is not None:
+        for f in self._files:
+            with contextlib.suppress(OSError):
                 f.close()
         self._files.clear()
+        self._writers.clear()
 
     def __enter__(self) -> BatchAiLogFiles:
         return self

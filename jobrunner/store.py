@@ -39,7 +39,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobServiceClient, BlobType
+from azure.storage.blob import BlobBlock, BlobServiceClient, BlobType
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
     BinaryBase64EncodePolicy,
@@ -295,6 +295,22 @@ class Store:
                 blob.upload_blob(f, overwrite=True, progress_hook=hook, max_concurrency=BLOB_CONNECTIONS)
 
         self._call(f"upload {path} to {container}/{name}", go, create=self._ensure_container(container))
+
+    def stage_block(self, container: str, name: str, block_id: str, data: bytes) -> None:
+        """Upload one block of a block blob, not yet part of it (`commit_blocks` makes it so).
+        Block ids of one blob must all have the same length."""
+        blob = self._blobs.get_blob_client(container, name)
+        self._call(
+            f"upload a block of {container}/{name}",
+            lambda: blob.stage_block(block_id, data, length=len(data)),
+            create=self._ensure_container(container),
+        )
+
+    def commit_blocks(self, container: str, name: str, block_ids: list[str]) -> None:
+        """Make the blob these blocks, in this order: staged ones and ones it already holds."""
+        blob = self._blobs.get_blob_client(container, name)
+        blocks = [BlobBlock(block_id=b) for b in block_ids]  # latest: staged, else committed
+        self._call(f"commit {container}/{name}", lambda: blob.commit_block_list(blocks))
 
     def download_file(
         self, container: str, name: str, path: Path, *, progress: Callable[[int], None] | None = None

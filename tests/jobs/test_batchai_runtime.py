@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from jobrunner.api import NodePaths
-from jobrunner.batchai_runtime import BatchAiLogFiles, batchai_log_id, link_mounts, mount_links
+from jobrunner.batchai_runtime import (
+    BATCHAI_LOG_FILE,
+    BatchAiLogFiles,
+    batchai_log_id,
+    link_mounts,
+    mount_links,
+)
 from jobrunner.errors import JobSpecError
 from jobrunner.spec import parse_job
 from jobrunner.staging import output_path
@@ -92,14 +98,17 @@ def test_batchai_log_ids_follow_the_task(log_name: str, expected: str | None) ->
 
 def test_log_files_split_stdout_and_stderr_per_task(tmp_path: Path) -> None:
     with BatchAiLogFiles(tmp_path / "logs") as files:
-        files("node-0.worker-0", "stdout", "step 1")
-        files("node-0.ps-0", "stderr", "listening")
-        files("node-0.worker-0", "stderr", "warning")
-        files("node-0.worker-0", "stdout", "step 2")
-        files("node-0.preparation", "stdout", "pip install")
+        files("node-0.worker-0", "stdout", b"step 1\nstep")
+        files("node-0.ps-0", "stderr", b"listening\n")
+        files("node-0.worker-0", "stderr", b"warning\n")
+        files("node-0.worker-0", "stdout", b" 2\n")
+        files("node-0.worker-0", "stdout", b"")  # the end of the stream
+        files("node-0.preparation", "stdout", b"pip install\n")
     names = sorted(p.name for p in (tmp_path / "logs").iterdir())
     assert names == ["stderr-ps-0.txt", "stderr-wk-0.txt", "stdout-wk-0.txt"]
-    assert (tmp_path / "logs" / "stdout-wk-0.txt").read_text() == "step 1\nstep 2\n"
+    assert (tmp_path / "logs" / "stdout-wk-0.txt").read_bytes() == b"step 1\nstep 2\n"
+    assert all(BATCHAI_LOG_FILE.match(name) for name in names)
+    assert not BATCHAI_LOG_FILE.match("train.log")
 
 
 def test_output_paths_take_the_run_id_output_name_and_default_datastore() -> None:
