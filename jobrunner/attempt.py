@@ -30,8 +30,9 @@ The supervisor watches staging too: a cancel or a notice stops the inputs' downl
 
 Failures before the user's command runs (staging, the store, launching) are INFRASTRUCTURE;
 the preparation command failing is USER, as is the job's command exiting non-zero. The
-processes' output goes by the chunk to the log spool and Batch AI's per-process files
-(themselves log streams, appended to `outputs/logs/`, so the output sync leaves them alone).
+processes' output goes by the chunk to the log spool and Batch AI's per-process files (in
+the store a view of the merged logs, `jobrunner.batchai_runtime`: the output sync leaves
+them alone).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobrunner.api import FailureKind, Gang, JobState, LaunchPlan, NodeFacts, NodePaths
-from jobrunner.batchai_runtime import BATCHAI_LOG_FILE, BatchAiLogFiles, link_mounts
+from jobrunner.batchai_runtime import BATCHAI_LOG_FILE, BatchAiLogFiles, StreamIndex, link_mounts
 from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.errors import ConflictError, LaunchError, NotFoundError, StoreError, TrainstackError
 from jobrunner.launch import LaunchResult, run_plan
@@ -227,7 +228,7 @@ def _stage(
 
 
 def _shipped_as_logs(output: str, rel: str) -> bool:
-    """Batch AI's per-process files in ./logs: log streams, appended, not output files."""
+    """Batch AI's per-process files in ./logs: a view of the logs in the store, not outputs."""
     return output == "logs" and BATCHAI_LOG_FILE.match(rel) is not None
 
 
@@ -345,10 +346,12 @@ def _prepare_and_run(
         status_writer.kick()
         note(f"node rank {ctx.gang.node_rank} of {ctx.gang.size}: starting {len(plan.processes)} process(es)")
 
-    # stdout-wk-0.txt, ... in ./logs, appended to the run's outputs/logs/ as log streams
-    batchai_logs = BatchAiLogFiles(Path(paths.logs), shipper, ctx.ref.outputs_prefix("logs"))
+    # stdout-wk-0.txt, ... in ./logs for the job; in the store a view of the merged logs
+    batchai_logs = BatchAiLogFiles(Path(paths.logs))
+    index = StreamIndex(shipper, Path(paths.root) / "spool", ctx.ref.logs_prefix(ctx.gang.attempt))
 
     def sink(log_name: str, stream: str, data: bytes) -> None:
+        index(log_name, stream, data)
         shipper.write_chunk(log_name, data)
         batchai_logs(log_name, stream, data)
 

@@ -12,10 +12,9 @@ landed but whose answer was lost (a timeout, the store going down mid-request) i
 twice. Nothing is ever uploaded again as a whole.
 
 A stream is a local file and a blob: by default `<spool>/<stream>.txt` and
-`<prefix><stream>.txt`; `open_stream` names both, for files kept elsewhere (Batch AI's
-per-process logs in the job's `./logs`, appended to its `outputs/logs/` blobs likewise).
-A stream opened with `resume=True` continues a blob an earlier attempt wrote: its local file
-(restored from that blob) is taken as already shipped up to the blob's length.
+`<prefix><stream>.txt`; `open_stream` names both (the per-process stream indexes that Batch
+AI's per-process logs are a view of, `jobrunner.batchai_runtime`). `LogReader` reads the
+`.txt` blobs only.
 
 Blob names: `runs/<experiment>/<id>/logs/<attempt>/<stream>.txt`; reading them back is
 `LogReader` (`jobrunner logs`, `--follow`).
@@ -33,17 +32,15 @@ from jobrunner.store import MAX_APPEND_BLOCK, RUNS, Store
 
 
 class _Stream:
-    def __init__(self, path: Path, blob: str, *, resume: bool) -> None:
+    def __init__(self, path: Path, blob: str) -> None:
         self.path = path
         self.blob = blob
         path.parent.mkdir(parents=True, exist_ok=True)
         # unbuffered: a chunk is one write(2), and the shipper sees every byte written so far
         self.file = open(path, "ab", buffering=0)  # noqa: SIM115 - open for the stream's life
         self.lock = threading.Lock()
-        self.written = os.fstat(self.file.fileno()).st_size  # the local file's length
-        self.restored = self.written if resume else 0  # local bytes that the blob already holds
-        self.shipped = 0  # the blob's length as far as this shipper knows
-        self.delta: int | None = None if resume else 0  # blob offset - local offset; None: ask
+        self.written = os.fstat(self.file.fileno()).st_size  # an older spool of it goes up too
+        self.shipped = 0
 
 
 class LogShipper:
@@ -69,20 +66,19 @@ class LogShipper:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def open_stream(self, name: str, path: Path, blob: str, *, resume: bool = False) -> None:
+    def open_stream(self, name: str, path: Path, blob: str) -> None:
         """Spool stream `name` to `path` and ship it to `blob` (in `runs`), instead of the
-        defaults. `resume`: `path` holds what `blob` already holds (restored from it); only
-        what is written after goes up. OSError when `path` cannot be opened."""
+        defaults. OSError when `path` cannot be opened."""
         with self._lock:
             if name not in self._streams:
-                self._streams[name] = _Stream(path, blob, resume=resume)
+                self._streams[name] = _Stream(path, blob)
 
     def _stream(self, name: str) -> _Stream:
         with self._lock:
             stream = self._streams.get(name)
             if stream is None:
                 stream = self._streams[name] = _Stream(
-                    self._spool / f"{name}.txt", f"{self._prefix}{name}.txt", resume=False
+                    self._spool / f"{name}.txt", f"{self._prefix}{name}.txt"
                 )
             return stream
 
@@ -131,26 +127,17 @@ class LogShipper:
             return ok
 
     def _ship_stream(self, stream: _Stream, size: int) -> None:
-        if stream.delta is None:
-            try:
-                stream.shipped = self._store.size(RUNS, stream.blob)
-            except NotFoundError:
-                stream.shipped = 0
-            # the local file's first `restored` bytes are the blob's first bytes
-            stream.delta = stream.shipped - stream.restored
-        local = stream.shipped - stream.delta
-        if size <= local:
+        if size <= stream.shipped:
             return
         with open(stream.path, "rb") as f:
-            f.seek(local)
-            while local < size:
-                chunk = f.read(min(MAX_APPEND_BLOCK, size - local))
+            f.seek(stream.shipped)
+            while stream.shipped < size:
+                chunk = f.read(min(MAX_APPEND_BLOCK, size - stream.shipped))
                 if not chunk:
                     break
                 # at the length shipped so far: a retried append never lands twice
                 self._store.append(RUNS, stream.blob, chunk, at=stream.shipped)
                 stream.shipped += len(chunk)
-                local += len(chunk)
 
     def close(self) -> bool:
         """Stop the thread, ship the rest, close the spool files. False if some could not be shipped."""
@@ -178,12 +165,15 @@ class LogReader:
         return sorted(
             b.name.removeprefix(self._prefix).removesuffix(".txt")
             for b in self._store.list(RUNS, self._prefix)
+            if b.name.endswith(".txt")
         )
 
     def read_new(self) -> list[tuple[str, str]]:
         """(stream, text) for every stream that grew since the last call."""
         out: list[tuple[str, str]] = []
         for blob in sorted(self._store.list(RUNS, self._prefix), key=lambda b: b.name):
+            if not blob.name.endswith(".txt"):
+                continue  # a stream index (jobrunner.batchai_runtime), not text to show
             seen = self._offsets.get(blob.name, 0)
             if blob.size <= seen:
                 continue

@@ -1,6 +1,6 @@
 """Log shipping: spooled chunks reach append blobs in order, each byte in exactly one append
 of at most 4 MiB, at the offset it belongs (never twice, even when an answer is lost or the
-store is down), and a resumed stream sends only what is new."""
+store is down)."""
 
 from __future__ import annotations
 
@@ -112,20 +112,3 @@ def test_an_append_whose_answer_was_lost_is_not_sent_twice(azurite: str, tmp_pat
     data, _ = direct.get(RUNS, "ship/4/logs/node-0.txt")
     assert data == b"".join(lines)  # every line once, in order
     assert contiguous(store.of("ship/4/logs/node-0.txt"))
-
-
-def test_a_resumed_stream_sends_only_what_came_after(azurite: str, tmp_path: Path) -> None:
-    store = Appends(Store.connect(azurite))
-    blob = "ship/5/outputs/logs/stdout-wk-0.txt"
-    store.append(RUNS, blob, b"attempt 1\n", at=0)
-    local = tmp_path / "logs" / "stdout-wk-0.txt"
-    local.parent.mkdir()
-    local.write_bytes(b"attempt 1\n")  # restored from the blob for the next attempt
-    store.calls.clear()
-    shipper = LogShipper(store, "ship/5/logs/", tmp_path / "spool", interval_s=3600)
-    shipper.open_stream("batchai/stdout-wk-0.txt", local, blob, resume=True)
-    shipper.write_chunk("batchai/stdout-wk-0.txt", b"attempt 2\n")
-    assert shipper.close()
-    assert store.get(RUNS, blob)[0] == b"attempt 1\nattempt 2\n"
-    assert store.of(blob) == [(len(b"attempt 2\n"), len(b"attempt 1\n"))]
-    assert local.read_bytes() == b"attempt 1\nattempt 2\n"
