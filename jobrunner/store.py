@@ -334,7 +334,8 @@ class Store:
         `at`: the blob's length the caller expects before this append (Azure's `appendpos`
         condition). A retry whose earlier try landed but whose answer was lost (a timeout, a
         reset connection) then finds the data already there and sends it no second time;
-        ConflictError when the blob has some other length (another writer).
+        ConflictError when the blob has some other length (another writer). With `at=0` the blob
+        is created first, so that no data is sent to a blob that is not there yet.
         """
         blob = self._blobs.get_blob_client(container, name)
 
@@ -360,6 +361,10 @@ class Store:
                     raise
                 # an earlier try of this very append landed; only its answer was lost
 
+        if at == 0:
+            # a first append: create the blob before sending the data, else the data goes
+            # twice (once to hear that the blob is missing)
+            self._call(f"create {container}/{name}", create_blob)
         for start in range(0, len(data), MAX_APPEND_BLOCK):
             chunk = data[start : start + MAX_APPEND_BLOCK]
             pos = None if at is None else at + start

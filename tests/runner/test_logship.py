@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
+
 from jobrunner.azurite import connection_string, free_port, start_azurite
 from jobrunner.logship import LogReader, LogShipper
 from jobrunner.store import MAX_APPEND_BLOCK, RUNS, Retry, Store
@@ -112,3 +115,20 @@ def test_an_append_whose_answer_was_lost_is_not_sent_twice(azurite: str, tmp_pat
     data, _ = direct.get(RUNS, "ship/4/logs/node-0.txt")
     assert data == b"".join(lines)  # every line once, in order
     assert contiguous(store.of("ship/4/logs/node-0.txt"))
+
+
+def test_the_bytes_on_the_wire_are_the_bytes_of_the_log(azurite: str, tmp_path: Path) -> None:
+    bodies: list[int] = []
+
+    def on_request(request: Any) -> None:
+        body = request.http_request.body
+        bodies.append(len(body) if isinstance(body, bytes) else 0)
+
+    blobs = BlobServiceClient.from_connection_string(azurite, raw_request_hook=on_request)
+    store = Store(blobs, QueueServiceClient.from_connection_string(azurite), description="test")
+    shipper = LogShipper(store, "ship/5/logs/", tmp_path, interval_s=3600)
+    for i in range(3):
+        shipper.write_chunk("node-0", b"%d" % i * 100_000)
+        assert shipper.ship()  # the first round meets no blob yet: it is made before any data goes
+    assert shipper.close()
+    assert sum(bodies) == store.size(RUNS, "ship/5/logs/node-0.txt") == 300_000
