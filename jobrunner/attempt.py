@@ -267,8 +267,10 @@ class _Supervisor:
                 return
             self.reason, self.lost = (kind, reason), lost
         self.note(reason)
-        if kind is FailureKind.PREEMPTED and self.sync is not None:
-            self.sync.interrupt()  # the notice's seconds go to the last checkpoint, not an old upload
+        if self.sync is not None:
+            # the final sync sends everything, newest first: on a notice its seconds go to the
+            # last checkpoint rather than to the end of an older upload
+            self.sync.interrupt()
         self.cancel.set()
 
     def _loop(self) -> None:
