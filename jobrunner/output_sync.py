@@ -238,7 +238,7 @@ class OutputSync:
             if ids != held[i].blocks:
                 target.commit_blocks(container, _join(prefix, f.rel), ids)
                 held[i].blocks, held[i].staged = ids, set()
-        if whole and len(ids) * BLOCK_BYTES >= f.size:
+        if len(ids) * BLOCK_BYTES >= f.size:  # no tail left for later
             self._sent[f.path] = now
             return True
         return False

@@ -142,3 +142,11 @@ def test_a_file_removed_meanwhile_is_skipped(azurite: str, tmp_path: Path, final
     sync.sync(final=final)
     store.after_blocks = None
     assert sync.sync(final=True) == 0
+
+
+def test_a_file_of_whole_blocks_is_sent_on_the_first_look(azurite: str, tmp_path: Path) -> None:
+    store, sync, folder = make(azurite, tmp_path, "whole")
+    (folder / "model.bin").write_bytes(pattern(2 * BLOCK_BYTES))
+    assert sync.sync() == 1  # no partial block to wait for
+    store.calls.clear()
+    assert sync.sync() == 0 and store.calls == []
