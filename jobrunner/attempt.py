@@ -246,6 +246,7 @@ class _Supervisor:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self.peers = frozenset(m.name for m in ctx.gang.members if m.name != ctx.node.name)
+        self._next_heartbeats = 0.0  # time.monotonic() of the next heartbeat read
         self._looker = Worker("status-watch", self._look)
         self._syncer = Worker("output-sync", self._sync, on_error=self._sync_failed)
         self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
@@ -300,8 +301,16 @@ class _Supervisor:
         self.note(f"output sync failed, trying again later: {exc}")
 
     def _look(self) -> None:
+        # the status (a cancel, a peer's failure) every look; the heartbeats, a read of every
+        # agent's record, a few times per stale_after_s: a lost peer shows no sooner anyway
+        now = time.monotonic()
+        beats = now >= self._next_heartbeats
+        if beats:
+            self._next_heartbeats = now + max(
+                self.ctx.timing.status_poll_s, self.ctx.timing.stale_after_s / 4
+            )
         try:
-            reason, lost, leader = _look_around(self.ctx, self.peers)
+            reason, lost, leader = _look_around(self.ctx, self.peers, heartbeats=beats)
         except TrainstackError:
             return
         self.leader = leader or self.leader
@@ -455,9 +464,10 @@ def _node_result(me: NodeStatus, plan: LaunchPlan, result: LaunchResult, watch: 
 
 
 def _look_around(
-    ctx: AttemptContext, peers: frozenset[str]
+    ctx: AttemptContext, peers: frozenset[str], *, heartbeats: bool = True
 ) -> tuple[tuple[FailureKind | None, str] | None, tuple[str, ...], NodeStatus | None]:
-    """(why to stop or None, peers lost, the leader's report if any).
+    """(why to stop or None, peers lost, the leader's report if any); the peers' heartbeats
+    are read only with `heartbeats`.
 
     Store trouble is no reason: it raises StoreError, and the caller looks again later.
     Silent peers count only when silence means something (`jobrunner.liveness`).
@@ -480,7 +490,7 @@ def _look_around(
     pending = peers - reported  # a peer that finished its part may go on to other work
     beats = (
         read_heartbeats(ctx.store, ctx.pool, ctx.timing.stale_after_s, witness=ctx.node.name)
-        if pending
+        if pending and heartbeats
         else None
     )
     if beats is not None:
