@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,7 +222,12 @@ class OutputSync:
                         if block_id not in there.staged and block_id not in there.blocks:
                             inflight.append(pool.submit(self._stage, target, f.rel, block_id, data, there))
                     while len(inflight) > BLOB_CONNECTIONS:  # bounded memory: blocks read ahead
-                        inflight.pop(0).result()
+                        # as soon as any block is in, not the oldest: one slow request must
+                        # not leave the other connections idle
+                        finished, pending = wait(inflight, return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            fut.result()
+                        inflight = list(pending)
         except FileNotFoundError:
             return False
         except _Interrupted:
