@@ -131,6 +131,7 @@ class CountingProxy:
     def __init__(self, blob_port: int, queue_port: int) -> None:
         self._upstream = {"blob": blob_port, "queue": queue_port}
         self._counts: Counter[str] = Counter()
+        self._bytes: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -152,6 +153,10 @@ class CountingProxy:
     def total(self) -> int:
         with self._lock:
             return sum(self._counts.values())
+
+    def body_bytes(self, service: str = "blob") -> int:
+        with self._lock:
+            return self._bytes[service]
 
     def stop(self) -> None:
         """Close the listeners and every open connection, then end the proxy's thread."""
@@ -197,7 +202,9 @@ class CountingProxy:
                 with self._lock:
                     self._counts[f"{service} {method}"] += 1
                 up_writer.write(head)
-                await _forward_body(head, reader, up_writer)
+                sent = await _forward_body(head, reader, up_writer)
+                with self._lock:
+                    self._bytes[service] += sent
                 await up_writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
@@ -218,20 +225,23 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def _forward_body(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _forward_body(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+    """Pass one request's body on; returns its length."""
     headers = {
         k.strip().lower(): v.strip()
         for k, _, v in (line.partition(b":") for line in head.split(b"\r\n")[1:] if b":" in line)
     }
     if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        total = 0
         while True:
             size_line = await reader.readuntil(b"\r\n")
             writer.write(size_line)
             size = int(size_line.split(b";")[0], 16)
             writer.write(await reader.readexactly(size + 2))  # the chunk and its CRLF
+            total += size
             if size == 0:
-                return
-    remaining = int(headers.get(b"content-length", b"0") or 0)
+                return total
+    remaining = total = int(headers.get(b"content-length", b"0") or 0)
     while remaining:
         data = await reader.read(min(remaining, 1 << 20))
         if not data:
@@ -239,6 +249,7 @@ async def _forward_body(head: bytes, reader: asyncio.StreamReader, writer: async
         writer.write(data)
         remaining -= len(data)
         await writer.drain()
+    return total
 
 
 # ------------------------------------------------------------------ store and pool

@@ -19,9 +19,20 @@ while, and on a slow store only when its heartbeat lags well behind this node's 
 On a notice the processes get at most `Notice.grace_s` between SIGTERM and SIGKILL, so
 that logs and a last output sync (the job's checkpoints) fit in the notice.
 
+The supervisor itself never waits for the store: its local checks (a notice, the agent
+stopping) run every `LOCAL_CHECK_S` whatever the store does, and each kind of store work
+has its own `jobrunner.worker.Worker` with a queue of one: the status and heartbeat reads
+(a slow answer delays the next read, never a notice), the output sync every `sync_s` (a
+1 GiB upload under way does not hold a Preempt: the sync is interrupted at its next block,
+the processes are stopped at once, and the final sync sends the newest files, the job's
+last checkpoint, first), the RUNNING mark, and the log shipper (`LogShipper`'s thread).
+The supervisor watches staging too: a cancel or a notice stops the inputs' download.
+
 Failures before the user's command runs (staging, the store, launching) are INFRASTRUCTURE;
-the preparation command failing is USER, as is the job's command exiting non-zero. Outputs
-are synced every `sync_s` and once more at the end; logs are shipped by `LogShipper`.
+the preparation command failing is USER, as is the job's command exiting non-zero. The
+processes' output goes by the chunk to the log spool and Batch AI's per-process files (in
+the store a view of the merged logs, `jobrunner.batchai_runtime`: the output sync leaves
+them alone).
 """
 
 from __future__ import annotations
@@ -35,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobrunner.api import FailureKind, Gang, JobState, LaunchPlan, NodeFacts, NodePaths
-from jobrunner.batchai_runtime import BatchAiLogFiles, link_mounts
+from jobrunner.batchai_runtime import BATCHAI_LOG_FILE, BatchAiLogFiles, StreamIndex, link_mounts
 from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.errors import (
     ConfigError,
@@ -57,9 +68,11 @@ from jobrunner.spec import JobSpec
 from jobrunner.staging import OutputSync, stage_inputs, unpack_code
 from jobrunner.status import NodeStatus, RunRef, RunStatus, read_status, update_status, utc_now
 from jobrunner.store import RUNS, Store
+from jobrunner.worker import Worker
 
 AGENT_STREAM = "agent"  # the log stream of the agent's own notes, per node
 REPORT_PATIENCE_S = 600.0  # how long a node's final report waits for the store to come back
+LOCAL_CHECK_S = 0.1  # how often the supervisor looks for a notice and the agent stopping
 
 
 @dataclass(frozen=True)
@@ -112,21 +125,24 @@ def run_attempt(ctx: AttemptContext) -> NodeStatus:
     shipper.start()
     result: NodeStatus
     lost: tuple[str, ...] = ()
+    sync: OutputSync | None = None
     # An agent never dies of a job: whatever goes wrong in a step ends this attempt with a
     # classified failure and its reason (see `_failed`), and the agent takes the next job.
     try:
         _mark(ctx, JobState.PREPARING, me)
-        try:
-            paths, sync = _stage(ctx, paths, note)
-        except Exception as exc:
-            result = _failed(me, note, "staging", exc)
-        else:
+        with _Supervisor(ctx, note) as watch:
             try:
-                result, lost = _prepare_and_run(ctx, paths, sync, me, shipper, note)
+                paths, sync = _stage(ctx, paths, note, watch.cancel)
             except Exception as exc:
-                result = _failed(me, note, "running the job", exc)
+                result = _staging_failed(me, watch, exc, note)
+            else:
+                try:
+                    result, lost = _prepare_and_run(ctx, paths, sync, me, shipper, note, watch)
+                except Exception as exc:
+                    result = _failed(me, note, "running the job", exc)
+        if sync is not None:
             try:
-                sync.sync()
+                sync.sync(final=True)  # newest first: the checkpoint written on SIGTERM
             except Exception as exc:
                 note(f"could not upload outputs: {_cause(exc)}")
     except Exception as exc:
@@ -201,8 +217,20 @@ def _mark(ctx: AttemptContext, state: JobState, me: NodeStatus) -> None:
     del me
 
 
+def _staging_failed(
+    me: NodeStatus, watch: _Supervisor, exc: Exception, note: Callable[[str], None]
+) -> NodeStatus:
+    """The report when staging did not finish: stopped by the supervisor (a cancel, a notice,
+    a lost peer) is that reason; anything else is classified by `_failed` (the job's own
+    files: user; the rest: infrastructure)."""
+    if watch.reason is not None:
+        kind, reason = watch.reason
+        return _finished(me, None, kind, reason)
+    return _failed(me, note, "staging", exc)
+
+
 def _stage(
-    ctx: AttemptContext, paths: NodePaths, note: Callable[[str], None]
+    ctx: AttemptContext, paths: NodePaths, note: Callable[[str], None], stop: threading.Event
 ) -> tuple[NodePaths, OutputSync]:
     root = Path(paths.root)
     code = Path(paths.code)
@@ -215,13 +243,13 @@ def _stage(
         Path(folder).mkdir(parents=True, exist_ok=True)
     if ctx.spec.data_inputs:
         note("staging inputs")
-    inputs = stage_inputs(ctx.store, ctx.ref, ctx.spec, root / "inputs", ctx.datastores)
+    inputs = stage_inputs(ctx.store, ctx.ref, ctx.spec, root / "inputs", ctx.datastores, stop=stop)
     paths = dataclasses.replace(paths, inputs=inputs)
     link_mounts(ctx.spec, paths, ctx.ref.id)  # Batch AI's $AZ_BATCHAI_JOB_MOUNT_ROOT/<mount>
     folders = {name: Path(p) for name, p in paths.outputs.items()}
     folders.setdefault("outputs", code / "outputs")
     folders.setdefault("logs", code / "logs")
-    sync = OutputSync(ctx.store, ctx.ref, ctx.spec, folders, ctx.datastores)
+    sync = OutputSync(ctx.store, ctx.ref, ctx.spec, folders, ctx.datastores, skip=_shipped_as_logs)
     if ctx.gang.attempt > 1:
         # a new attempt resumes from what the last one saved (its checkpoints)
         restored = sync.restore()
@@ -230,17 +258,28 @@ def _stage(
     return paths, sync
 
 
-class _Supervisor:
-    """Watches the run while the plan runs (see the module docstring); sets `cancel` to stop it."""
+def _shipped_as_logs(output: str, rel: str) -> bool:
+    """Batch AI's per-process files in ./logs: a view of the logs in the store, not outputs."""
+    return output == "logs" and BATCHAI_LOG_FILE.match(rel) is not None
 
-    def __init__(self, ctx: AttemptContext, sync: OutputSync, note: Callable[[str], None]) -> None:
-        self.ctx, self.sync, self.note = ctx, sync, note
+
+class _Supervisor:
+    """Watches the run while it stages and runs (see the module docstring); sets `cancel` to
+    stop it. Its own thread only reads memory; store work goes to its workers."""
+
+    def __init__(self, ctx: AttemptContext, note: Callable[[str], None]) -> None:
+        self.ctx, self.note = ctx, note
+        self.sync: OutputSync | None = None  # set once staging made it: then synced every sync_s
         self.cancel = threading.Event()
         self.reason: tuple[FailureKind | None, str] | None = None
         self.lost: tuple[str, ...] = ()
         self.leader: NodeStatus | None = None  # the leader's report, for nodes that wait for it
         self._done = threading.Event()
+        self._lock = threading.Lock()
         self.peers = frozenset(m.name for m in ctx.gang.members if m.name != ctx.node.name)
+        self._next_heartbeats = 0.0  # time.monotonic() of the next heartbeat read
+        self._looker = Worker("status-watch", self._look)
+        self._syncer = Worker("output-sync", self._sync, on_error=self._sync_failed)
         self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
 
     def __enter__(self) -> _Supervisor:
@@ -250,39 +289,64 @@ class _Supervisor:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._thread.join()
+        self._looker.close(timeout=0)  # a read still waiting on the store: its answer is moot
+        self._syncer.close()  # the final sync starts once this one stopped (interrupted on a notice)
+
+    def stop(self, kind: FailureKind | None, reason: str, lost: tuple[str, ...] = ()) -> None:
+        """Stop the run for `reason` (the first reason wins)."""
+        with self._lock:
+            if self.reason is not None:
+                return
+            self.reason, self.lost = (kind, reason), lost
+        self.note(reason)
+        if self.sync is not None:
+            # the final sync sends everything, newest first: on a notice its seconds go to the
+            # last checkpoint rather than to the end of an older upload
+            self.sync.interrupt()
+        self.cancel.set()
 
     def _loop(self) -> None:
-        next_sync = time.monotonic() + self.ctx.timing.sync_s
-        while not self._done.wait(self.ctx.timing.status_poll_s):
+        timing = self.ctx.timing
+        next_look = time.monotonic()
+        next_sync = time.monotonic() + timing.sync_s
+        while not self._done.wait(min(LOCAL_CHECK_S, timing.watch_s)):
             notice = self.ctx.preemption.notice if self.ctx.preemption else None
-            if self.reason is None and notice is not None:
-                self.reason = (FailureKind.PREEMPTED, notice.reason)
-                self.note(self.reason[1])
-                self.cancel.set()
-            if self.reason is None and self.ctx.agent_stop.is_set():
+            if notice is not None:
+                self.stop(FailureKind.PREEMPTED, notice.reason)
+            if self.ctx.agent_stop.is_set():
                 # the job must not outlive its agent; a stopped agent is not the user's fault
-                self.reason = (FailureKind.INFRASTRUCTURE, f"agent {self.ctx.node.name} was stopped")
-                self.note(self.reason[1])
-                self.cancel.set()
-            if self.reason is None:
-                self._look()
-            if time.monotonic() >= next_sync:
-                next_sync = time.monotonic() + self.ctx.timing.sync_s
-                try:
-                    self.sync.sync()
-                except TrainstackError as exc:
-                    self.note(f"output sync failed, trying again later: {exc}")
+                self.stop(FailureKind.INFRASTRUCTURE, f"agent {self.ctx.node.name} was stopped")
+            now = time.monotonic()
+            if self.reason is None and now >= next_look and not self._looker.busy:
+                next_look = now + timing.status_poll_s
+                self._looker.kick()
+            if self.sync is not None and self.reason is None and now >= next_sync:
+                next_sync = now + timing.sync_s
+                self._syncer.kick()
+
+    def _sync(self) -> None:
+        if self.sync is not None:
+            self.sync.sync()
+
+    def _sync_failed(self, exc: TrainstackError) -> None:
+        self.note(f"output sync failed, trying again later: {exc}")
 
     def _look(self) -> None:
+        # the status (a cancel, a peer's failure) every look; the heartbeats, a read of every
+        # agent's record, a few times per stale_after_s: a lost peer shows no sooner anyway
+        now = time.monotonic()
+        beats = now >= self._next_heartbeats
+        if beats:
+            self._next_heartbeats = now + max(
+                self.ctx.timing.status_poll_s, self.ctx.timing.stale_after_s / 4
+            )
         try:
-            reason, lost, leader = _look_around(self.ctx, self.peers)
+            reason, lost, leader = _look_around(self.ctx, self.peers, heartbeats=beats)
         except TrainstackError:
             return
         self.leader = leader or self.leader
         if reason is not None:
-            self.reason, self.lost = reason, lost
-            self.note(reason[1])
-            self.cancel.set()
+            self.stop(*reason, lost)
 
     def wait_for_leader(self) -> None:
         """On a node whose ranks the leader starts (MPI): wait until the leader reports or a stop."""
@@ -297,6 +361,7 @@ def _prepare_and_run(
     me: NodeStatus,
     shipper: LogShipper,
     note: Callable[[str], None],
+    watch: _Supervisor,
 ) -> tuple[NodeStatus, tuple[str, ...]]:
     try:
         plan = plan_launch(ctx.spec, ctx.node, ctx.gang, paths)
@@ -311,21 +376,31 @@ def _prepare_and_run(
     if plan.preparation is not None:
         note("running the preparation command")
 
-    def started() -> None:
-        # the run stays preparing through the preparation command, as Batch AI's did
+    def mark_running() -> None:
         try:
             _mark(ctx, JobState.RUNNING, me)
         except TrainstackError as exc:
             note(f"could not mark the run running: {exc}")  # the report still concludes it
+
+    status_writer = Worker("status-write", mark_running)
+
+    def started() -> None:
+        # the run stays preparing through the preparation command, as Batch AI's did; the
+        # processes start without waiting for the store to take the mark
+        status_writer.kick()
         note(f"node rank {ctx.gang.node_rank} of {ctx.gang.size}: starting {len(plan.processes)} process(es)")
 
-    batchai_logs = BatchAiLogFiles(Path(paths.logs))  # stdout-wk-0.txt, ... kept with ./logs
+    # stdout-wk-0.txt, ... in ./logs for the job; in the store a view of the merged logs
+    batchai_logs = BatchAiLogFiles(Path(paths.logs))
+    index = StreamIndex(shipper, Path(paths.root) / "spool", ctx.ref.logs_prefix(ctx.gang.attempt))
 
-    def sink(log_name: str, stream: str, line: str) -> None:
-        shipper.write(log_name, line)
-        batchai_logs(log_name, stream, line)
+    def sink(log_name: str, stream: str, data: bytes) -> None:
+        index(log_name, stream, data)
+        shipper.write_chunk(log_name, data)
+        batchai_logs(log_name, stream, data)
 
-    with _Supervisor(ctx, sync, note) as watch, batchai_logs:
+    watch.sync = sync
+    with batchai_logs:
         try:
             user = _job_user(ctx, paths)
             result = run_plan(
@@ -335,6 +410,8 @@ def _prepare_and_run(
             )  # fmt: skip
         except LaunchError as exc:
             return _finished(me, None, FailureKind.INFRASTRUCTURE, str(exc)), ()
+        finally:
+            status_writer.close()  # the RUNNING mark lands before this node's report
         failed_at = utc_now()
         if plan.waits_for_leader and not result.canceled:
             watch.wait_for_leader()
@@ -432,9 +509,10 @@ def _node_result(me: NodeStatus, plan: LaunchPlan, result: LaunchResult, watch: 
 
 
 def _look_around(
-    ctx: AttemptContext, peers: frozenset[str]
+    ctx: AttemptContext, peers: frozenset[str], *, heartbeats: bool = True
 ) -> tuple[tuple[FailureKind | None, str] | None, tuple[str, ...], NodeStatus | None]:
-    """(why to stop or None, peers lost, the leader's report if any).
+    """(why to stop or None, peers lost, the leader's report if any); the peers' heartbeats
+    are read only with `heartbeats`.
 
     Store trouble is no reason: it raises StoreError, and the caller looks again later.
     Silent peers count only when silence means something (`jobrunner.liveness`).
@@ -457,7 +535,7 @@ def _look_around(
     pending = peers - reported  # a peer that finished its part may go on to other work
     beats = (
         read_heartbeats(ctx.store, ctx.pool, ctx.timing.stale_after_s, witness=ctx.node.name)
-        if pending
+        if pending and heartbeats
         else None
     )
     if beats is not None:

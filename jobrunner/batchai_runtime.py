@@ -9,24 +9,32 @@
   datastore after its mount's `relativeMountPath`, so a converted job's paths line up.
 - Logs: `BatchAiLogFiles` writes each process's stdout and stderr again under Batch AI's names
   (`stdout-wk-0.txt`, `stderr-wk-0.txt`, ...) into `$AZ_BATCHAI_STDOUTERR_DIR`, the job's
-  `./logs`, which is kept with the run (`jobrunner outputs`); the agent's merged log per
-  process is unchanged.
+  `./logs`, by the chunk as they come from the pipes, for the job and the node. In the store
+  they are a view, never a copy: beside each process's merged log blob the agent ships a
+  small stream index (`<log>.streams`: a line `stdout <offset>` or `stderr <offset>` where
+  the merged log switches stream, `StreamIndex`), and `batchai_log_views` cuts the merged
+  blobs of every attempt into Batch AI's files when the outputs are downloaded (`jobrunner
+  outputs`). The output sync leaves the local files alone (`BATCHAI_LOG_FILE`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
 from typing import IO
 
 from jobrunner.api import NodePaths
-from jobrunner.errors import LaunchError
+from jobrunner.errors import LaunchError, NotFoundError
 from jobrunner.isolation import confined, open_no_follow
+from jobrunner.logship import LogShipper
 from jobrunner.plan_env import shared_job_temp
 from jobrunner.spec import JobSpec
 from jobrunner.spec_uri import parse_data_uri
 from jobrunner.staging import output_path
+from jobrunner.status import RunRef
+from jobrunner.store import RUNS, Store
 
 
 def mount_links(spec: JobSpec, paths: NodePaths, run_id: str) -> list[tuple[str, str]]:
@@ -99,39 +107,49 @@ def batchai_log_id(log_name: str) -> str | None:
     return f"wk-{m['index'] if m['role'] else m['node']}"
 
 
-class BatchAiLogFiles:
-    """`stdout-<id>.txt` and `stderr-<id>.txt` per process in `folder`, written as lines come.
+BATCHAI_LOG_FILE = re.compile(r"^std(?:out|err)-(?:wk|ps)-\d+\.txt$")  # a name BatchAiLogFiles writes
 
-    A `jobrunner.launch.LogSink`; `close()` flushes them (before the last output sync).
-    Raises OSError only from `close` when the disk fails; a file that cannot be opened is
-    left out rather than stopping the job.
+
+class BatchAiLogFiles:
+    """`stdout-<id>.txt` and `stderr-<id>.txt` per process in `folder`, written as chunks come.
+
+    A `jobrunner.launch.LogSink`; `close()` closes them. A file that cannot be opened is left
+    out rather than stopping the job (the merged log still has every byte).
     """
 
     def __init__(self, folder: Path) -> None:
         self._folder = folder
-        self._files: dict[str, IO[str] | None] = {}
+        self._files: dict[tuple[str, str], IO[bytes] | None] = {}
 
-    def __call__(self, log_name: str, stream: str, line: str) -> None:
-        ident = batchai_log_id(log_name)
-        if ident is None or stream not in ("stdout", "stderr"):
+    def __call__(self, log_name: str, stream: str, data: bytes) -> None:
+        if not data:
             return
-        name = f"{stream}-{ident}.txt"
-        if name not in self._files:
+        key = (log_name, stream)
+        f = self._files[key] if key in self._files else self._open(*key)
+        if f is not None:
+            f.write(data)
+
+    def _open(self, log_name: str, stream: str) -> IO[bytes] | None:
+        ident = batchai_log_id(log_name)
+        f: IO[bytes] | None = None
+        if ident is not None and stream in ("stdout", "stderr"):
             try:
                 self._folder.mkdir(parents=True, exist_ok=True)
                 # ./logs is the job's: a link it left there must not make the agent write elsewhere
-                fd = open_no_follow(self._folder / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-                self._files[name] = os.fdopen(fd, "a", encoding="utf-8")
+                fd = open_no_follow(
+                    self._folder / f"{stream}-{ident}.txt", os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                )
+                f = os.fdopen(fd, "ab", buffering=0)
             except OSError:
-                self._files[name] = None  # the merged log still has every line
-        f = self._files[name]
-        if f is not None:
-            f.write(line + "\n")
+                f = None
+        self._files[(log_name, stream)] = f
+        return f
 
     def close(self) -> None:
         for f in self._files.values():
             if f is not None:
-                f.close()
+                with contextlib.suppress(OSError):
+                    f.close()
         self._files.clear()
 
     def __enter__(self) -> BatchAiLogFiles:
@@ -139,3 +157,57 @@ class BatchAiLogFiles:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+STREAMS_SUFFIX = ".streams"
+
+
+class StreamIndex:
+    """A `jobrunner.launch.LogSink` that notes, per process with a Batch AI name, where its
+    merged log switches between stdout and stderr: a line `<stream> <offset>` in the log
+    stream `<log>.streams` of `shipper` (shipped beside `<log>.txt` under `prefix`). Call it
+    for each chunk just before the chunk goes into the merged log. A job writing only stdout
+    costs one line; one alternating every line, about 15 bytes a switch."""
+
+    def __init__(self, shipper: LogShipper, spool: Path, prefix: str) -> None:
+        self._shipper, self._spool, self._prefix = shipper, spool, prefix
+        self._last: dict[str, tuple[str, int]] = {}  # log -> (stream of its last chunk, merged length)
+
+    def __call__(self, log_name: str, stream: str, data: bytes) -> None:
+        if not data or batchai_log_id(log_name) is None:
+            return
+        key = f"{log_name}{STREAMS_SUFFIX}"
+        last, length = self._last.get(log_name, ("", 0))
+        if last == "":
+            self._shipper.open_stream(key, self._spool / key, f"{self._prefix}{key}")
+        if stream != last:
+            self._shipper.write_chunk(key, f"{stream} {length}\n".encode())
+        self._last[log_name] = (stream, length + len(data))
+
+
+def batchai_log_views(store: Store, ref: RunRef) -> dict[str, bytes]:
+    """Batch AI's `stdout-<id>.txt` / `stderr-<id>.txt` of run `ref`, cut from the merged log
+    blobs of every attempt (in attempt order) by their stream indexes. StoreError when the
+    store fails; a merged log without its index (or the other way round) is left out."""
+    views: dict[str, bytearray] = {}
+    logs = ref.blob("logs/")
+    indexes = [b.name for b in store.list(RUNS, logs) if b.name.endswith(STREAMS_SUFFIX)]
+
+    def order(name: str) -> tuple[int, str]:
+        attempt, _, log = name.removeprefix(logs).partition("/")
+        return (int(attempt) if attempt.isdigit() else 0, log)
+
+    for index in sorted(indexes, key=order):
+        ident = batchai_log_id(order(index)[1].removesuffix(STREAMS_SUFFIX))
+        try:
+            marks, _ = store.get(RUNS, index)
+            merged, _ = store.get(RUNS, index.removesuffix(STREAMS_SUFFIX) + ".txt")
+        except NotFoundError:
+            continue
+        switches = [
+            (stream, int(at)) for stream, _, at in (m.partition(" ") for m in marks.decode().split("\n") if m)
+        ]
+        ends = [at for _, at in switches[1:]] + [len(merged)]
+        for (stream, start), end in zip(switches, ends, strict=True):
+            views.setdefault(f"{stream}-{ident}.txt", bytearray()).extend(merged[start:end])
+    return {name: bytes(data) for name, data in views.items()}

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobrunner.api import JobState
+from jobrunner.batchai_runtime import batchai_log_views
 from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.doorbell import ring
 from jobrunner.environments import resolve_environment, unresolved_fix
-from jobrunner.errors import JobSpecError, Problem
+from jobrunner.errors import JobSpecError, NotFoundError, Problem
 from jobrunner.localpool import doorbell_folder
 from jobrunner.logship import LogReader
 from jobrunner.messages import job_message
@@ -233,9 +234,20 @@ class Client:
 
     # ---------------------------------------------------------------- data
     def download_outputs(self, run_id: str, dest: str | Path, *, progress: Progress | None = None) -> int:
-        """Every output of the run into `dest/<output name>/...`; returns the file count."""
+        """Every output of the run into `dest/<output name>/...`, and Batch AI's per-process log
+        files (`logs/stdout-wk-0.txt`, ..., views of the run's logs); returns the file count."""
         ref = find_run(self.store, run_id)
-        return download_tree(self.store, RUNS, ref.blob("outputs"), Path(dest), progress=progress)
+        views = batchai_log_views(self.store, ref)
+        try:
+            count = download_tree(self.store, RUNS, ref.blob("outputs"), Path(dest), progress=progress)
+        except NotFoundError:
+            if not views:
+                raise
+            count = 0
+        for name, data in views.items():
+            (Path(dest) / "logs").mkdir(parents=True, exist_ok=True)
+            (Path(dest) / "logs" / name).write_bytes(data)
+        return count + len(views)
 
     def upload_data(self, source: str | Path, *, datastore: str = DEFAULT_DATASTORE, path: str = "",
                     progress: Progress | None = None) -> int:  # fmt: skip

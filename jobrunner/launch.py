@@ -1,6 +1,12 @@
 """Executing a `LaunchPlan` on this node: write its files, run the preparation, start the
-processes, stream their output line by line, stop them all on the first failure, a timeout
+processes, stream their output by the chunk, stop them all on the first failure, a timeout
 or a cancel, and name the earliest failure as the root cause.
+
+Output goes to the sink as the chunks read from each pipe (`LogSink`), never split into
+lines on the way: the spool and the per-process files only append bytes. Lines are cut only
+where something needs lines (`LineSplitter`: the stderr tail for the failure reason, a
+caller's `ByLine` adapter), each at most `MAX_LINE_BYTES`, so a job printing a 200 MB line
+without a newline costs a few reads and 64 KiB of memory, not a quadratic join.
 
 Each process gets its own process group (session), so stopping one stops the whole tree it
 started (torchrun's workers, mpirun's ranks, a shell's children): SIGTERM to the group, then
@@ -43,15 +49,84 @@ from jobrunner.isolation import JobUser, job_environment, open_no_follow, read_j
 TORCHELASTIC_ERROR_FILE = "TORCHELASTIC_ERROR_FILE"
 GRACE_S = 30.0  # torchelastic's: what a process gets between SIGTERM and SIGKILL
 _TAIL_LINES = 20
+MAX_LINE_BYTES = 64 * 1024  # a longer line is cut there where lines are needed (the rest is dropped)
 PIPE_BYTES = 1 << 20  # each output pipe's size (Linux's default is 64 KiB)
 READ_NAP_S = 0.02  # a drained pipe is read again after this (see `_pump`)
+POLL_S = 0.05  # how often the launcher looks at its processes' exits, the deadline and a cancel
 
 
 class LogSink(Protocol):
-    """Receives every line a process writes, without its newline. Calls are serialized (one
-    at a time) but come from reader threads: return quickly, buffer anything slow."""
+    """Receives a process's output as the bytes read from its pipe, in order per stream, cut
+    anywhere (mid-line, mid-character); an empty `data` marks the end of that stream. Calls
+    are serialized (one at a time) but come from reader threads: return quickly, buffer
+    anything slow."""
+
+    def __call__(self, log_name: str, stream: str, data: bytes) -> None: ...
+
+
+class LineSink(Protocol):
+    """Receives whole lines (decoded, without newline or carriage return)."""
 
     def __call__(self, log_name: str, stream: str, line: str) -> None: ...
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines for `emit` (without the newline and a trailing `\\r`).
+
+    A line longer than `cap` bytes is emitted with its first `cap` bytes only: memory stays
+    bounded however long a line runs. `end()` emits a last line that had no newline.
+    """
+
+    def __init__(self, emit: Callable[[bytes], None], cap: int = MAX_LINE_BYTES) -> None:
+        self._emit = emit
+        self._cap = cap
+        self._pending = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        *whole, rest = data.split(b"\n")
+        if whole:
+            first, *others = whole
+            self._add(first)
+            self._flush()
+            for line in others:
+                self._emit(line[: self._cap].removesuffix(b"\r"))
+        self._add(rest)
+
+    def _add(self, part: bytes) -> None:
+        room = self._cap - len(self._pending)
+        if room > 0:
+            self._pending += part[:room]
+
+    def _flush(self) -> None:
+        line = bytes(self._pending).removesuffix(b"\r")
+        self._pending.clear()
+        self._emit(line)
+
+    def end(self) -> None:
+        if self._pending:
+            self._flush()
+
+
+class ByLine:
+    """A `LogSink` that hands whole lines to a `LineSink` (one `LineSplitter` per stream)."""
+
+    def __init__(self, sink: LineSink, cap: int = MAX_LINE_BYTES) -> None:
+        self._sink = sink
+        self._cap = cap
+        self._splitters: dict[tuple[str, str], LineSplitter] = {}
+
+    def __call__(self, log_name: str, stream: str, data: bytes) -> None:
+        key = (log_name, stream)
+        splitter = self._splitters.get(key)
+        if splitter is None:
+            splitter = self._splitters[key] = LineSplitter(
+                lambda raw: self._sink(log_name, stream, raw.decode("utf-8", "replace")), self._cap
+            )
+        if data:
+            splitter.feed(data)
+        else:
+            splitter.end()
+            del self._splitters[key]
 
 
 @dataclass(frozen=True)
@@ -99,9 +174,17 @@ class _Running:
     started_at: float
     error_file: Path | None
     readers: list[threading.Thread] = field(default_factory=list)
-    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_TAIL_LINES))
-    ended_at: float | None = None
+    tail: collections.deque[bytes] = field(default_factory=lambda: collections.deque(maxlen=_TAIL_LINES))
+    ended_at: float | None = None  # when it exited (set by its waiter thread), time.time()
+    exited: threading.Event = field(default_factory=threading.Event)
     stopped: bool = False
+
+    def wait(self) -> None:
+        """Reap the process and note when it ended: the root cause is the earliest exit,
+        not the first one the launcher happened to look at."""
+        self.popen.wait()
+        self.ended_at = time.time()
+        self.exited.set()
 
 
 def run_plan(
@@ -202,18 +285,13 @@ def _run_group(
         raise
     timed_out = False
     try:
-        while any(r.ended_at is None for r in running):
-            failed = False
-            for r in running:
-                if r.ended_at is None and r.popen.poll() is not None:
-                    r.ended_at = time.time()
-                    failed = failed or r.popen.returncode != 0
-            if failed or cancel.is_set():
+        while any(not r.exited.is_set() for r in running):
+            cancel.wait(POLL_S)
+            if cancel.is_set() or any(r.exited.is_set() and r.popen.returncode != 0 for r in running):
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 timed_out = True
                 break
-            cancel.wait(0.05)
     finally:
         _stop(running, grace_s)
     for r in running:
@@ -257,6 +335,7 @@ def _start(
             fix="check that the program is installed on the node and the working directory exists",
         ) from None
     running = _Running(plan, popen, time.time(), error_file)
+    threading.Thread(target=running.wait, daemon=True, name=f"wait-{i}").start()
     assert popen.stdout is not None and popen.stderr is not None
     _widen(popen.stdout)
     _widen(popen.stderr)
@@ -298,9 +377,9 @@ def _pump(
     stream: str,
     sink: LogSink,
     lock: threading.Lock,
-    tail: collections.deque[str] | None,
+    tail: collections.deque[bytes] | None,
 ) -> None:
-    """Read `pipe` to its end into `sink`, line by line (and the stderr tail).
+    """Read `pipe` to its end into `sink`, chunk by chunk (and lines into the stderr tail).
 
     Reads take whatever the pipe holds; once it is drained the reader naps `READ_NAP_S`
     so that a job printing a line per training step wakes it a few dozen times a second
@@ -308,45 +387,36 @@ def _pump(
     pipe holds what a fast writer sends meanwhile, so the writer does not wait for the nap.
     """
     fd = pipe.fileno()
-    pending = b""
-
-    def deliver(raw_lines: list[bytes]) -> None:
-        lines = [raw.decode("utf-8", "replace").rstrip("\r") for raw in raw_lines]
-        if tail is not None:
-            tail.extend(lines)
-        with lock:
-            for line in lines:
-                sink(log_name, stream, line)
-
+    lines = LineSplitter(tail.append) if tail is not None else None
     with pipe:
         while chunk := os.read(fd, PIPE_BYTES):
-            *lines, pending = (pending + chunk).split(b"\n")
-            deliver(lines)
+            if lines is not None:
+                lines.feed(chunk)
+            with lock:
+                sink(log_name, stream, chunk)
             if len(chunk) < PIPE_BYTES // 2:
                 time.sleep(READ_NAP_S)
-        if pending:
-            deliver([pending])
+        if lines is not None:
+            lines.end()
+        with lock:
+            sink(log_name, stream, b"")
 
 
 def _stop(running: list[_Running], grace_s: float) -> None:
     """SIGTERM every live process group, SIGKILL what is left after `grace_s`."""
-    live = [r for r in running if r.popen.poll() is None]
+    live = [r for r in running if not r.exited.is_set()]
     for r in live:
         r.stopped = True
         _signal_group(r.popen, signal.SIGTERM)
     end = time.monotonic() + grace_s
     for r in live:
-        try:
-            r.popen.wait(timeout=max(0.0, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        if not r.exited.wait(max(0.0, end - time.monotonic())):
             _signal_group(r.popen, signal.SIGKILL)
             _remove_container(r.plan)
-            r.popen.wait()
+            r.exited.wait()
     for r in running:
         # The leader exited, but its group may still hold children (a shell's background jobs).
         _signal_group(r.popen, signal.SIGKILL)
-        if r.ended_at is None:
-            r.ended_at = time.time()
 
 
 def _signal_group(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -377,6 +447,6 @@ def _result(r: _Running) -> ProcessResult:
         started_at=r.started_at,
         ended_at=r.ended_at or time.time(),
         stopped=r.stopped,
-        stderr_tail=tuple(r.tail),
+        stderr_tail=tuple(line.decode("utf-8", "replace") for line in r.tail),
         child_error=child,
     )

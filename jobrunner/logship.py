@@ -1,13 +1,20 @@
-"""Job logs: spooled to local disk first, shipped to append blobs in batches.
+"""Job logs: spooled to local disk first, shipped to append blobs in batches, each byte once.
 
-Writers (the launcher's output threads) only append to a local spool file per stream: no
-network call on the job's output path, so a chatty job is not slowed down and a store
-outage loses nothing. A shipper thread wakes every `interval_s`, and for each stream sends
-whatever the spool holds beyond what it already shipped, in appends of at most 4 MiB (the
-service's limit per append block). A failed append is retried on the next round from the
-same offset; `close()` ships the rest and reports whether everything made it. Each append
-is conditioned on the blob's length (`Store.append(at=...)`), so an append that landed but
-whose answer was lost (a timeout, the store going down mid-request) is never sent twice.
+Writers (the launcher's output threads) only append to a local spool file per stream, by
+the chunk read from the pipe (`write_chunk`: one `write` call, no decoding, no line
+splitting): no network call on the job's output path, so a chatty job is not slowed down
+and a store outage loses nothing. A shipper thread wakes every `interval_s`, and for each
+stream sends whatever the spool holds beyond what it already shipped, in appends of at most
+4 MiB (the service's limit per append block). A failed append is retried on the next round
+from the same offset; `close()` ships the rest and reports whether everything made it. Each
+append is conditioned on the blob's length (`Store.append(at=...)`), so an append that
+landed but whose answer was lost (a timeout, the store going down mid-request) is never sent
+twice. Nothing is ever uploaded again as a whole.
+
+A stream is a local file and a blob: by default `<spool>/<stream>.txt` and
+`<prefix><stream>.txt`; `open_stream` names both (the per-process stream indexes that Batch
+AI's per-process logs are a view of, `jobrunner.batchai_runtime`). `LogReader` reads the
+`.txt` blobs only.
 
 Blob names: `runs/<experiment>/<id>/logs/<attempt>/<stream>.txt`; reading them back is
 `LogReader` (`jobrunner logs`, `--follow`).
@@ -15,20 +22,24 @@ Blob names: `runs/<experiment>/<id>/logs/<attempt>/<stream>.txt`; reading them b
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 from jobrunner.errors import NotFoundError, StoreError
 from jobrunner.store import MAX_APPEND_BLOCK, RUNS, Store
 
 
 class _Stream:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, blob: str) -> None:
         self.path = path
-        self.file: IO[bytes] = open(path, "ab")  # noqa: SIM115 - open for the stream's life
+        self.blob = blob
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # unbuffered: a chunk is one write(2), and the shipper sees every byte written so far
+        self.file = open(path, "ab", buffering=0)  # noqa: SIM115 - open for the stream's life
         self.lock = threading.Lock()
+        self.written = os.fstat(self.file.fileno()).st_size  # an older spool of it goes up too
         self.shipped = 0
 
 
@@ -55,24 +66,38 @@ class LogShipper:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def open_stream(self, name: str, path: Path, blob: str) -> None:
+        """Spool stream `name` to `path` and ship it to `blob` (in `runs`), instead of the
+        defaults. OSError when `path` cannot be opened."""
+        with self._lock:
+            if name not in self._streams:
+                self._streams[name] = _Stream(path, blob)
+
     def _stream(self, name: str) -> _Stream:
         with self._lock:
             stream = self._streams.get(name)
             if stream is None:
-                stream = self._streams[name] = _Stream(self._spool / f"{name}.txt")
+                stream = self._streams[name] = _Stream(
+                    self._spool / f"{name}.txt", f"{self._prefix}{name}.txt"
+                )
             return stream
 
-    def write(self, name: str, text: str) -> None:
-        """Append `text` to stream `name` (adding a newline when missing); no store I/O here."""
+    def write_chunk(self, name: str, data: bytes) -> None:
+        """Append `data` to stream `name` as it is (one write); no store I/O here."""
+        if not data:
+            return
         stream = self._stream(name)
-        data = text.encode("utf-8", errors="replace")
-        if not data.endswith(b"\n"):
-            data += b"\n"
         with stream.lock:
             stream.file.write(data)
+            stream.written += len(data)
+
+    def write(self, name: str, text: str) -> None:
+        """Append a line of text to stream `name` (adding a newline when missing)."""
+        data = text.encode("utf-8", errors="replace")
+        self.write_chunk(name, data if data.endswith(b"\n") else data + b"\n")
 
     def sink(self, name: str) -> Callable[[str], None]:
-        """A writer bound to one stream."""
+        """A writer of lines bound to one stream."""
         return lambda text: self.write(name, text)
 
     def start(self) -> None:
@@ -90,19 +115,18 @@ class LogShipper:
         """Send everything spooled so far; False when the store refused some of it (kept for later)."""
         with self._ship_lock:
             with self._lock:
-                streams = list(self._streams.items())
+                streams = list(self._streams.values())
             ok = True
-            for name, stream in streams:
+            for stream in streams:
                 with stream.lock:
-                    stream.file.flush()
-                    size = stream.file.tell()
+                    size = stream.written
                 try:
-                    self._ship_stream(name, stream, size)
+                    self._ship_stream(stream, size)
                 except StoreError:
                     ok = False
             return ok
 
-    def _ship_stream(self, name: str, stream: _Stream, size: int) -> None:
+    def _ship_stream(self, stream: _Stream, size: int) -> None:
         if size <= stream.shipped:
             return
         with open(stream.path, "rb") as f:
@@ -112,7 +136,7 @@ class LogShipper:
                 if not chunk:
                     break
                 # at the length shipped so far: a retried append never lands twice
-                self._store.append(RUNS, f"{self._prefix}{name}.txt", chunk, at=stream.shipped)
+                self._store.append(RUNS, stream.blob, chunk, at=stream.shipped)
                 stream.shipped += len(chunk)
 
     def close(self) -> bool:
@@ -141,12 +165,15 @@ class LogReader:
         return sorted(
             b.name.removeprefix(self._prefix).removesuffix(".txt")
             for b in self._store.list(RUNS, self._prefix)
+            if b.name.endswith(".txt")
         )
 
     def read_new(self) -> list[tuple[str, str]]:
         """(stream, text) for every stream that grew since the last call."""
         out: list[tuple[str, str]] = []
         for blob in sorted(self._store.list(RUNS, self._prefix), key=lambda b: b.name):
+            if not blob.name.endswith(".txt"):
+                continue  # a stream index (jobrunner.batchai_runtime), not text to show
             seen = self._offsets.get(blob.name, 0)
             if blob.size <= seen:
                 continue

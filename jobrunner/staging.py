@@ -5,10 +5,11 @@ outputs and datastore folders.
   what `.amlignore` / `.gitignore` exclude) and `upload_local_inputs` (local input files and
   folders, to `runs/<exp>/<id>/inputs/<name>/`).
 - Node: `unpack_code`, `stage_inputs` (datastore paths from that datastore's container, local
-  inputs from the run, https by download), `OutputSync` (outputs and the code folder's
-  `./outputs`, `./logs` to `runs/<exp>/<id>/outputs/<name>/`, and to the datastore for
-  `azureml://datastores/...` output paths; only files that changed since the last sync);
-  `OutputSync.restore` brings a run's synced outputs back for its next attempt.
+  inputs from the run, https by download), `OutputSync` (in `jobrunner.output_sync`:
+  outputs and the code folder's `./outputs`, `./logs` to `runs/<exp>/<id>/outputs/<name>/`,
+  and to the datastore for `azureml://datastores/...` output paths; only what is new since
+  the last sync, large files by the block); `OutputSync.restore` brings a run's synced
+  outputs back for its next attempt.
 - `jobrunner data`: `upload_tree`, `download_tree`, with a progress callback.
 
 A datastore's container comes from `jobrunner.datastores.Datastores`: the agent config's
@@ -21,7 +22,6 @@ datastore name that maps to no container.
 from __future__ import annotations
 
 import contextlib
-import errno
 import http.client
 import io
 import os
@@ -30,7 +30,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -41,11 +41,17 @@ import pathspec
 from jobrunner.datastores import LOCAL, Datastores
 from jobrunner.errors import ConfigError, LaunchError, NotFoundError
 from jobrunner.isolation import confined
+from jobrunner.output_sync import OutputSync, output_path
 from jobrunner.spec import JobSpec
-from jobrunner.spec_expr import render_output_path
-from jobrunner.spec_uri import parse_data_uri
 from jobrunner.status import RunRef
-from jobrunner.store import DEFAULT_DATASTORE, RUNS, BlobInfo, Store
+from jobrunner.store import RUNS, BlobInfo, Store
+
+__all__ = ["OutputSync", "output_path"]  # the output side lives in jobrunner.output_sync
+
+
+class StagingStopped(Exception):
+    """Staging was asked to stop (a cancel, an eviction notice): not a failure of its own."""
+
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 # Files in flight at once: one request at a time leaves the link and the store idle between
@@ -210,12 +216,19 @@ def upload_tree(
 
 
 def download_tree(
-    store: Store, container: str, prefix: str, dest: Path, *, progress: Progress | None = None
+    store: Store,
+    container: str,
+    prefix: str,
+    dest: Path,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Download every blob under `container/prefix` into `dest` (keeping relative paths).
 
-    A prefix naming one blob downloads that file into `dest`. NotFoundError when nothing is there;
-    ConfigError when a blob's name is also the folder of others (`a` and `a/b`).
+    A prefix naming one blob downloads that file into `dest`. NotFoundError when nothing is
+    there; ConfigError when a blob's name is also the folder of others (`a` and `a/b`);
+    StagingStopped once `stop` is set (checked between files and as a blob arrives).
     """
     clean = prefix.strip("/")
     blobs = [
@@ -246,11 +259,28 @@ def download_tree(
 
     def one(item: tuple[BlobInfo, Path]) -> None:
         blob, target = item
-        store.download_file(container, blob.name, target, progress=tally.hook(blob.name))
+        hook = tally.hook(blob.name)
+        if stop is not None:
+            if stop.is_set():
+                raise StagingStopped(f"stopped before {blob.name}")
+            hook = _stoppable(hook, stop)
+        store.download_file(container, blob.name, target, progress=hook)
         tally.set(blob.name, blob.size)
 
     _each(todo, one)
     return len(blobs)
+
+
+def _stoppable(hook: Callable[[int], None] | None, stop: threading.Event) -> Callable[[int], None]:
+    """A progress hook that ends a transfer under way once `stop` is set."""
+
+    def check(current: int) -> None:
+        if stop.is_set():
+            raise StagingStopped("stopped during a download")
+        if hook is not None:
+            hook(current)
+
+    return check
 
 
 # ------------------------------------------------------------------ submit side
@@ -263,13 +293,19 @@ def upload_local_inputs(store: Store, ref: RunRef, spec: JobSpec, progress: Prog
 
 # ------------------------------------------------------------------ node side
 def stage_inputs(
-    store: Store, ref: RunRef, spec: JobSpec, root: Path, datastores: Datastores = LOCAL
+    store: Store,
+    ref: RunRef,
+    spec: JobSpec,
+    root: Path,
+    datastores: Datastores = LOCAL,
+    *,
+    stop: threading.Event | None = None,
 ) -> dict[str, str]:
     """Bring every data input of `spec` under `root/<name>`; returns input name -> local path.
 
     `direct` inputs are not copied: the job gets the URI itself. Raises NotFoundError when a
     datastore path holds nothing, LaunchError for a location a node cannot read, ConfigError
-    for a datastore `datastores` cannot place.
+    for a datastore `datastores` cannot place, StagingStopped once `stop` is set.
     """
     out: dict[str, str] = {}
     for name, data in spec.data_inputs.items():
@@ -279,9 +315,9 @@ def stage_inputs(
             continue
         dest = Path(confined(root, name, what=f"inputs.{name}"))
         if loc.kind == "datastore":
-            download_tree(*datastores.resolve(store, loc.store or ""), loc.path, dest)
+            download_tree(*datastores.resolve(store, loc.store or ""), loc.path, dest, stop=stop)
         elif loc.kind == "local":
-            download_tree(store, RUNS, ref.inputs_prefix(name), dest)
+            download_tree(store, RUNS, ref.inputs_prefix(name), dest, stop=stop)
         elif loc.kind == "https":
             download_url(loc.url or "", dest, field=f"inputs.{name}")
         else:
@@ -342,93 +378,3 @@ def download_url(url: str, dest: Path, *, field: str, limits: HttpLimits | None 
 def _single_file(folder: Path) -> Path:
     files = [p for p in folder.rglob("*") if p.is_file()]
     return files[0] if len(files) == 1 else folder
-
-
-def output_path(declared: str, run_id: str, output: str) -> str:
-    """An output's datastore URI for run `run_id`: Azure ML's `${{name}}` is the run's id, so
-    a rerun writes beside the last run's outputs rather than over them."""
-    return render_output_path(
-        declared, job_name=run_id, output_name=output, default_datastore=DEFAULT_DATASTORE
-    )
-
-
-class OutputSync:
-    """Uploads a node's output folders; each `sync()` sends only files new or changed since the last."""
-
-    def __init__(
-        self,
-        store: Store,
-        ref: RunRef,
-        spec: JobSpec,
-        folders: dict[str, Path],
-        datastores: Datastores = LOCAL,
-    ) -> None:
-        """`folders`: output name -> local folder (the job's outputs, plus `outputs`/`logs` of its
-        code). ConfigError when an output's datastore maps to no container."""
-        self._store = store
-        self._targets: list[tuple[Path, list[tuple[Store, str, str]]]] = []
-        for name, folder in folders.items():
-            targets = [(store, RUNS, ref.outputs_prefix(name))]
-            declared = spec.outputs.get(name)
-            if declared is not None and declared.path:
-                path = output_path(declared.path, ref.id, name)
-                loc = parse_data_uri(path)  # validated at submit: a datastore path
-                targets.append((*datastores.resolve(store, loc.store or ""), loc.path))
-            self._targets.append((folder, targets))
-        self._seen: dict[Path, tuple[int, int]] = {}
-        self._run_prefixes = {folder: targets[0][2] for folder, targets in self._targets}
-
-    def restore(self) -> int:
-        """Download what earlier attempts synced into the folders (a resumed job finds its
-        checkpoints); returns the file count. These files count as synced. StoreError when the
-        store fails."""
-        count = 0
-        for folder, prefix in self._run_prefixes.items():
-            try:
-                count += download_tree(self._store, RUNS, prefix, folder)
-            except NotFoundError:
-                continue  # nothing synced yet for this output
-            for path, _ in _local_files(folder):
-                stat = path.stat()
-                self._seen[path] = (stat.st_size, stat.st_mtime_ns)
-        return count
-
-    def sync(self) -> int:
-        """Upload what changed; returns how many files went up. StoreError when the store fails."""
-        changed = [
-            (targets, path, rel)
-            for folder, targets in self._targets
-            for path, rel in _changed(folder, self._seen)
-        ]
-
-        def one(item: tuple[list[tuple[Store, str, str]], Path, str]) -> bool:
-            targets, path, rel = item
-            try:
-                for target, container, prefix in targets:
-                    # the job may swap a file for a link to a root-only file: never follow it
-                    target.upload_file(container, _join(prefix, rel), path, follow_links=False)
-                stat = path.stat()
-            except FileNotFoundError:
-                return False  # the job removed it meanwhile (an old checkpoint): nothing to keep
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    return False  # a link now stands there: links are never outputs
-                raise
-            self._seen[path] = (stat.st_size, stat.st_mtime_ns)
-            return True
-
-        return sum(_each(changed, one))
-
-
-def _changed(folder: Path, seen: dict[Path, tuple[int, int]]) -> Iterable[tuple[Path, str]]:
-    if not folder.exists():
-        return []
-    out = []
-    for path, rel in _local_files(folder):
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            continue
-        if seen.get(path) != (stat.st_size, stat.st_mtime_ns):
-            out.append((path, rel))
-    return out

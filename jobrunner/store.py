@@ -23,7 +23,7 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +39,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobServiceClient, BlobType
+from azure.storage.blob import BlobBlock, BlobServiceClient, BlobType
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
     BinaryBase64EncodePolicy,
@@ -307,6 +307,22 @@ class Store:
 
         self._call(f"upload {path} to {container}/{name}", go, create=self._ensure_container(container))
 
+    def stage_block(self, container: str, name: str, block_id: str, data: bytes) -> None:
+        """Upload one block of a block blob, not yet part of it (`commit_blocks` makes it so).
+        Block ids of one blob must all have the same length."""
+        blob = self._blobs.get_blob_client(container, name)
+        self._call(
+            f"upload a block of {container}/{name}",
+            lambda: blob.stage_block(block_id, data, length=len(data)),
+            create=self._ensure_container(container),
+        )
+
+    def commit_blocks(self, container: str, name: str, block_ids: Sequence[str]) -> None:
+        """Make the blob these blocks, in this order: staged ones and ones it already holds."""
+        blob = self._blobs.get_blob_client(container, name)
+        blocks = [BlobBlock(block_id=b) for b in block_ids]  # latest: staged, else committed
+        self._call(f"commit {container}/{name}", lambda: blob.commit_block_list(blocks))
+
     def download_file(
         self, container: str, name: str, path: Path, *, progress: Callable[[int], None] | None = None
     ) -> None:
@@ -329,7 +345,8 @@ class Store:
         `at`: the blob's length the caller expects before this append (Azure's `appendpos`
         condition). A retry whose earlier try landed but whose answer was lost (a timeout, a
         reset connection) then finds the data already there and sends it no second time;
-        ConflictError when the blob has some other length (another writer).
+        ConflictError when the blob has some other length (another writer). With `at=0` the blob
+        is created first, so that no data is sent to a blob that is not there yet.
         """
         blob = self._blobs.get_blob_client(container, name)
 
@@ -355,6 +372,10 @@ class Store:
                     raise
                 # an earlier try of this very append landed; only its answer was lost
 
+        if at == 0:
+            # a first append: create the blob before sending the data, else the data goes
+            # twice (once to hear that the blob is missing)
+            self._call(f"create {container}/{name}", create_blob)
         for start in range(0, len(data), MAX_APPEND_BLOCK):
             chunk = data[start : start + MAX_APPEND_BLOCK]
             pos = None if at is None else at + start

@@ -34,8 +34,8 @@ class ScheduledEventsServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/metadata/scheduledevents"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}/metadata/scheduledevents"
 
     def __enter__(self) -> ScheduledEventsServer:
         self._thread.start()

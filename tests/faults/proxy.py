@@ -4,6 +4,8 @@
         store = Store.connect(connection_string(proxy.port, queue_port))
         proxy.lose_answer_to(b"comp=appendblock")   # the next such request lands, its answer is lost
         proxy.set_down(True)                        # every connection refused or cut, until False
+        proxy.set_rate(8 << 20)                     # requests go up at 8 MiB/s at most, in all
+        proxy.relayed                               # request bytes passed on so far
 
 A lost answer is the case retries make dangerous: the store did the work, the client saw a
 cut connection and sends the same request again.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 
 class FaultyProxy:
@@ -27,6 +30,9 @@ class FaultyProxy:
         self._open: set[socket.socket] = set()
         self.lost_answers = 0
         self.connections = 0  # accepted, whether relayed or cut
+        self.relayed = 0
+        self._rate: float | None = None
+        self._free_at = 0.0  # when the throttled link is free again (time.monotonic)
         self._thread = threading.Thread(target=self._accept, name="faulty-proxy", daemon=True)
 
     def __enter__(self) -> FaultyProxy:
@@ -49,6 +55,21 @@ class FaultyProxy:
             victims = list(self._open) if down else []
         for sock in victims:
             _close(sock)
+
+    def set_rate(self, bytes_per_s: float | None) -> None:
+        """Throttle what clients send (all connections together); None: full speed."""
+        with self._lock:
+            self._rate = bytes_per_s
+
+    def _throttle(self, n: int) -> None:
+        with self._lock:
+            self.relayed += n
+            if not self._rate:
+                return
+            now = time.monotonic()
+            self._free_at = max(now, self._free_at) + n / self._rate
+            wait = self._free_at - now
+        time.sleep(wait)
 
     def _accept(self) -> None:
         while True:
@@ -75,6 +96,7 @@ class FaultyProxy:
                 if self._lose is not None and self._lose in data:
                     self._lose = None
                     lose.set()
+            self._throttle(len(data))
             with contextlib.suppress(OSError):
                 upstream.sendall(data)
         self._forget(client, upstream)

@@ -8,10 +8,21 @@ from pathlib import Path
 import pytest
 
 from jobrunner.api import NodePaths
-from jobrunner.batchai_runtime import BatchAiLogFiles, batchai_log_id, link_mounts, mount_links
+from jobrunner.batchai_runtime import (
+    BATCHAI_LOG_FILE,
+    BatchAiLogFiles,
+    StreamIndex,
+    batchai_log_id,
+    batchai_log_views,
+    link_mounts,
+    mount_links,
+)
 from jobrunner.errors import JobSpecError
+from jobrunner.logship import LogReader, LogShipper
 from jobrunner.spec import parse_job
 from jobrunner.staging import output_path
+from jobrunner.status import RunRef
+from jobrunner.store import RUNS, Store
 
 JOB = """
 command: python ${{inputs.scripts}}/train.py
@@ -92,14 +103,17 @@ def test_batchai_log_ids_follow_the_task(log_name: str, expected: str | None) ->
 
 def test_log_files_split_stdout_and_stderr_per_task(tmp_path: Path) -> None:
     with BatchAiLogFiles(tmp_path / "logs") as files:
-        files("node-0.worker-0", "stdout", "step 1")
-        files("node-0.ps-0", "stderr", "listening")
-        files("node-0.worker-0", "stderr", "warning")
-        files("node-0.worker-0", "stdout", "step 2")
-        files("node-0.preparation", "stdout", "pip install")
+        files("node-0.worker-0", "stdout", b"step 1\nstep")
+        files("node-0.ps-0", "stderr", b"listening\n")
+        files("node-0.worker-0", "stderr", b"warning\n")
+        files("node-0.worker-0", "stdout", b" 2\n")
+        files("node-0.worker-0", "stdout", b"")  # the end of the stream
+        files("node-0.preparation", "stdout", b"pip install\n")
     names = sorted(p.name for p in (tmp_path / "logs").iterdir())
     assert names == ["stderr-ps-0.txt", "stderr-wk-0.txt", "stdout-wk-0.txt"]
-    assert (tmp_path / "logs" / "stdout-wk-0.txt").read_text() == "step 1\nstep 2\n"
+    assert (tmp_path / "logs" / "stdout-wk-0.txt").read_bytes() == b"step 1\nstep 2\n"
+    assert all(BATCHAI_LOG_FILE.match(name) for name in names)
+    assert not BATCHAI_LOG_FILE.match("train.log")
 
 
 def test_output_paths_take_the_run_id_output_name_and_default_datastore() -> None:
@@ -111,3 +125,36 @@ def test_output_path_with_an_expression_a_pool_cannot_fill_is_refused() -> None:
     job = "command: x\noutputs:\n  m: {path: 'azureml://datastores/d/paths/${{inputs.x}}'}\n"
     with pytest.raises(JobSpecError, match=r"outputs\.m\.path: `\$\{\{inputs\.x\}\}` cannot be filled in"):
         parse_job(job, source="job.yml")
+
+
+def test_batchai_files_in_the_store_are_a_view_of_the_merged_logs(azurite: str, tmp_path: Path) -> None:
+    store = Store.connect(azurite)
+    ref = RunRef(experiment="view", id="run-1")
+    attempts = {
+        1: [
+            ("node-0", "stdout", b"step 1\nst"),
+            ("node-0", "stdout", b"ep 2\n"),
+            ("node-0", "stderr", b"warning\n"),
+            ("node-0.preparation", "stdout", b"pip install\n"),  # no Batch AI name
+            ("node-0", "stdout", b"step 3\n"),
+            ("node-1", "stdout", b"other node\n"),
+        ],
+        2: [("node-0", "stdout", b"resumed\n"), ("node-0", "stderr", b"Traceback\n")],
+    }
+    for attempt, chunks in attempts.items():
+        spool = tmp_path / f"spool-{attempt}"
+        shipper = LogShipper(store, ref.logs_prefix(attempt), spool, interval_s=3600)
+        index = StreamIndex(shipper, spool, ref.logs_prefix(attempt))
+        for log_name, stream, data in chunks:
+            index(log_name, stream, data)
+            shipper.write_chunk(log_name, data)
+        assert shipper.close()
+    assert batchai_log_views(store, ref) == {
+        "stdout-wk-0.txt": b"step 1\nstep 2\nstep 3\nresumed\n",
+        "stderr-wk-0.txt": b"warning\nTraceback\n",
+        "stdout-wk-1.txt": b"other node\n",
+    }
+    # the merged logs are what was sent; the index is a line per switch of stream
+    assert store.get(RUNS, ref.logs_prefix(1) + "node-0.streams")[0] == b"stdout 0\nstderr 14\nstdout 22\n"
+    assert store.get(RUNS, ref.logs_prefix(1) + "node-0.txt")[0] == b"step 1\nstep 2\nwarning\nstep 3\n"
+    assert LogReader(store, ref.logs_prefix(1)).streams() == ["node-0", "node-0.preparation", "node-1"]

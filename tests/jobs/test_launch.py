@@ -9,19 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from jobrunner import launch
 from jobrunner.api import LaunchPlan, ProcessPlan
 from jobrunner.errors import LaunchError
-from jobrunner.launch import run_plan
+from jobrunner.launch import ByLine, run_plan
 
 
-class Lines:
-    """A sink that keeps what it is given."""
+class Lines(ByLine):
+    """A sink that keeps the lines it is given."""
 
     def __init__(self) -> None:
         self.lines: list[tuple[str, str, str]] = []
-
-    def __call__(self, log_name: str, stream: str, line: str) -> None:
-        self.lines.append((log_name, stream, line))
+        super().__init__(lambda log_name, stream, line: self.lines.append((log_name, stream, line)))
 
     def of(self, log_name: str, stream: str = "stdout") -> list[str]:
         return [line for n, s, line in self.lines if n == log_name and s == stream]
@@ -83,7 +82,6 @@ def test_first_failure_stops_the_rest_and_is_the_root_cause(tmp_path: Path) -> N
     sink = Lines()
     marker = tmp_path / "survived"
     error_file = tmp_path / "errors" / "error.json"
-    started = time.monotonic()
     result = run_plan(
         plan(
             sh(tmp_path, "slow", f"sleep 30; touch {marker}", rank=0),
@@ -93,7 +91,6 @@ def test_first_failure_stops_the_rest_and_is_the_root_cause(tmp_path: Path) -> N
         grace_s=5,
         error_file=error_file,
     )
-    assert time.monotonic() - started < 10
     assert not result.succeeded
     assert result.exit_codes == {"slow": -15, "bad": 3}
     assert result.root_cause is not None and result.root_cause.log_name == "bad"
@@ -106,14 +103,22 @@ def test_first_failure_stops_the_rest_and_is_the_root_cause(tmp_path: Path) -> N
     assert not marker.exists()
 
 
-def test_earliest_of_several_failures_is_the_root_cause(tmp_path: Path) -> None:
+def test_earliest_of_several_failures_is_the_root_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The launcher looks only after both have failed on their own, `later` (first in the
+    # plan) once `first` is gone: the root cause is the earlier exit, not the plan's order.
+    monkeypatch.setattr(launch, "POLL_S", 3.0)
+    gone = tmp_path / "first.gone"
     result = run_plan(
         plan(
-            sh(tmp_path, "later", "sleep 0.6; exit 2"),
-            sh(tmp_path, "first", "sleep 0.1; exit 1"),
+            sh(tmp_path, "later", f"until [ -e {gone} ]; do sleep 0.01; done; sleep 0.2; exit 2"),
+            sh(tmp_path, "first", f"trap 'touch {gone}' EXIT; exit 1"),
         ),
         Lines(),
     )
+    assert result.exit_codes == {"later": 2, "first": 1}
+    assert [r.failed for r in result.processes] == [True, True]  # neither was stopped by us
     assert result.root_cause is not None and result.root_cause.log_name == "first"
 
 
@@ -121,10 +126,9 @@ def test_timeout_kills_the_whole_tree(tmp_path: Path) -> None:
     pid_file = tmp_path / "grandchild.pid"
     # The grandchild ignores SIGTERM: only SIGKILL to the group after the grace period stops it.
     script = f"bash -c 'trap \"\" TERM; echo $$ > {pid_file}; while true; do sleep 0.1; done' & wait"
-    started = time.monotonic()
     result = run_plan(plan(sh(tmp_path, "tree", script)), Lines(), timeout=0.5, grace_s=0.5)
     assert result.timed_out and not result.succeeded
-    assert time.monotonic() - started < 5
+    assert result.exit_codes == {"tree": -15}  # stopped at the deadline, not run to an end
     assert not alive(int(pid_file.read_text()))
 
 
@@ -161,14 +165,14 @@ def test_processes_start_is_announced_after_the_preparation_only_when_it_succeed
 
     ok = run_plan(
         plan(main, preparation=sh(tmp_path, "prep", "echo prep")),
-        sink,
+        ByLine(sink),
         on_processes=lambda: order.append("start"),
     )
     assert ok.succeeded and order == ["prep", "start", "main"]
     order.clear()
     failed = run_plan(
         plan(main, preparation=sh(tmp_path, "prep", "exit 1")),
-        sink,
+        ByLine(sink),
         on_processes=lambda: order.append("start"),
     )
     assert not failed.succeeded and order == []
@@ -189,16 +193,11 @@ def test_a_missing_program_is_a_launch_error(tmp_path: Path) -> None:
         run_plan(plan(sh(tmp_path, "ok", "sleep 5"), missing), Lines(), grace_s=1)
 
 
-def test_many_lines_stream_fast(tmp_path: Path) -> None:
+def test_many_lines_arrive_as_few_chunks(tmp_path: Path) -> None:
     count = 200_000
-    seen = [0]
-
-    def sink(log_name: str, stream: str, line: str) -> None:
-        seen[0] += 1
-
-    started = time.monotonic()
-    result = run_plan(plan(sh(tmp_path, "spam", f"seq 1 {count}")), sink)
-    elapsed = time.monotonic() - started
-    assert result.succeeded and seen[0] == count
-    # Generous bound for a shared 2-core machine; the point is that streaming is not per-byte slow.
-    assert elapsed < 8, elapsed
+    chunks: list[bytes] = []
+    result = run_plan(plan(sh(tmp_path, "spam", f"seq 1 {count}")), lambda _n, _s, data: chunks.append(data))
+    assert result.succeeded
+    assert b"".join(chunks).split(b"\n")[:-1] == [str(i).encode() for i in range(1, count + 1)]
+    # handed over as read from the pipe, not a call per line; the end marked by an empty chunk
+    assert len(chunks) < count / 100 and chunks[-1] == b""

@@ -1,6 +1,7 @@
-"""How a process's output reaches the sink: whole lines in order however the reads split
-them, the last line without a newline, the stderr tail, and a pipe wide enough that a fast
-writer need not wait for the reader."""
+"""How a process's output reaches the sink: its bytes by the chunk, whole lines in order
+however the reads split them where lines are asked for, the last line without a newline,
+the stderr tail, lines cut at MAX_LINE_BYTES, and a pipe wide enough that a fast writer need
+not wait for the reader."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 from pathlib import Path
 
 from jobrunner.api import LaunchPlan, ProcessPlan
-from jobrunner.launch import PIPE_BYTES, run_plan
+from jobrunner.launch import MAX_LINE_BYTES, PIPE_BYTES, ByLine, LineSplitter, run_plan
 
 WRITER = """
 import os, sys, time
@@ -37,7 +38,7 @@ def run(tmp_path: Path, script: str) -> tuple[list[tuple[str, str]], object]:
 
     process = ProcessPlan((sys.executable, "-c", script), {}, str(tmp_path), "node-0")
     plan = LaunchPlan("n", "none", (process,))
-    return lines, run_plan(plan, sink)
+    return lines, run_plan(plan, ByLine(sink))
 
 
 def test_lines_arrive_whole_and_in_order_however_the_reads_cut_them(tmp_path: Path) -> None:
@@ -53,3 +54,40 @@ def test_lines_arrive_whole_and_in_order_however_the_reads_cut_them(tmp_path: Pa
 def test_the_output_pipe_holds_a_mebibyte(tmp_path: Path) -> None:
     lines, _ = run(tmp_path, PIPE_SIZE)
     assert int(lines[0][1]) >= PIPE_BYTES
+
+
+HUGE_LINE = """
+import os
+block = b"x" * (1 << 20)
+for _ in range(200):  # 200 MiB without a newline, on stdout and (a tenth of it) on stderr
+    os.write(1, block)
+for _ in range(20):
+    os.write(2, block)
+os.write(2, b"\\nthe reason\\n")
+"""
+
+
+def test_a_200_mb_line_without_newline_is_passed_through_in_chunks(tmp_path: Path) -> None:
+    sizes: dict[str, int] = {"stdout": 0, "stderr": 0}
+    biggest = [0]
+
+    def sink(log_name: str, stream: str, data: bytes) -> None:
+        sizes[stream] += len(data)
+        biggest[0] = max(biggest[0], len(data))
+
+    process = ProcessPlan((sys.executable, "-c", HUGE_LINE), {}, str(tmp_path), "node-0")
+    result = run_plan(LaunchPlan("n", "none", (process,)), sink)
+    assert sizes == {"stdout": 200 << 20, "stderr": (20 << 20) + len(b"\nthe reason\n")}
+    assert biggest[0] <= PIPE_BYTES  # never gathered into one line
+    tail = result.processes[0].stderr_tail
+    assert [len(line) for line in tail] == [MAX_LINE_BYTES, len("the reason")]
+    assert tail[-1] == "the reason"
+
+
+def test_the_line_splitter_cuts_long_lines_and_keeps_the_rest_whole() -> None:
+    lines: list[bytes] = []
+    splitter = LineSplitter(lines.append, cap=4)
+    for piece in (b"ab", b"cdef\r\ng", b"h\n\nlong line\nend"):
+        splitter.feed(piece)
+    splitter.end()
+    assert lines == [b"abcd", b"gh", b"", b"long", b"end"]

@@ -17,7 +17,7 @@ import pytest
 from jobrunner.api import LaunchPlan, ProcessPlan
 from jobrunner.errors import LaunchError
 from jobrunner.isolation import JobUser, confined, hand_over, inherited, job_environment
-from jobrunner.launch import process_argv, run_plan
+from jobrunner.launch import ByLine, process_argv, run_plan
 
 REPO = Path(__file__).resolve().parents[2]
 GUARD = REPO / "packaging" / "guard-metadata.sh"
@@ -69,7 +69,7 @@ def _env_of_a_real_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user
         distribution="none",
         processes=(ProcessPlan(("bash", "-c", "id -u; env"), {"RANK": "0"}, str(tmp_path), "node-0"),),
     )
-    result = run_plan(plan, lambda _name, _stream, line: lines.append(line), user=user)
+    result = run_plan(plan, ByLine(lambda _name, _stream, line: lines.append(line)), user=user)
     assert result.succeeded, lines
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ from azure.storage.queue import QueueServiceClient
 from jobrunner.errors import NotFoundError, StoreError
 from jobrunner.staging import (
     TRANSFER_THREADS,
+    StagingStopped,
     code_files,
     download_tree,
     pack_code,
@@ -151,3 +152,28 @@ def test_a_blob_too_large_for_one_request_moves_over_several_connections(
     store.download_file("staging-big", "big.bin", tmp_path / "back.bin")
     assert watch.most > 1
     assert (tmp_path / "back.bin").read_bytes() == big.read_bytes()
+
+
+def test_staging_stops_between_files_and_during_a_large_download(azurite: str, tmp_path: Path) -> None:
+    store = Store.connect(azurite)
+    src = tmp_path / "set"
+    src.mkdir()
+    (src / "small.txt").write_text("x")
+    (src / "large.bin").write_bytes(bytes(range(256)) * (160 * 1024))  # 40 MiB: read in parts
+    upload_tree(store, "staging-stop", src, "set")
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(StagingStopped):
+        download_tree(store, "staging-stop", "set", tmp_path / "none", stop=stop)
+    assert not (tmp_path / "none").exists() or not any((tmp_path / "none").iterdir())
+    stop.clear()
+    seen: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append(done)
+        if done > 0 and done < total:
+            stop.set()  # a cancel comes while the large blob arrives
+
+    with pytest.raises(StagingStopped):
+        download_tree(store, "staging-stop", "set/large.bin", tmp_path / "part", progress=progress, stop=stop)
+    assert seen and max(seen) < 40 * 1024 * 1024  # it did not go on to the end
