@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from jobrunner.api import Gang, GangMember, NodeFacts, NodePaths
-from jobrunner.launch import LaunchResult, run_plan
+from jobrunner.launch import ByLine, LaunchResult, run_plan
 from jobrunner.plan import plan_launch
 from jobrunner.spec import JobSpec
 
@@ -81,6 +81,7 @@ class LocalGang:
         master, *ports = free_ports(1 + 4)
         members = tuple(GangMember(f"local-{i}", "127.0.0.1", i) for i in range(size))
         results: dict[int, LaunchResult] = {}
+        sink = ByLine(self.sink)  # one splitter per (process, stream): the log names differ by node
 
         def one(rank: int) -> None:
             paths = self.paths(rank)
@@ -88,7 +89,7 @@ class LocalGang:
             gang = Gang("local-test", 1, members, rank, master_port=master, ports=tuple(ports))
             plan = plan_launch(self.spec, NodeFacts(f"local-{rank}", "127.0.0.1", cpus=2), gang, paths)
             error_file = Path(paths.root) / "error.json"
-            results[rank] = run_plan(plan, self.sink, timeout=timeout, grace_s=5, error_file=error_file)
+            results[rank] = run_plan(plan, sink, timeout=timeout, grace_s=5, error_file=error_file)
 
         threads = [threading.Thread(target=one, args=(r,)) for r in range(size)]
         for t in threads:
