@@ -55,16 +55,17 @@ def main() -> None:
     args = arguments(__doc__.splitlines()[0], extra)
     if args.quick:
         args.agents, args.jobs, args.seeds, args.fault_agents, args.fault_jobs = 30, 90, 3, 10, 20
-    progress(f"fault-free: {args.agents} agents, {args.jobs} jobs")
-    big = simulate(SimConfig(args.agents, args.jobs, args.seed_base))
-    small_agents = min(100, args.agents)
-    small_jobs = max(1, args.jobs * small_agents // args.agents)
-    progress(f"fault-free: {small_agents} agents, {small_jobs} jobs")
-    small = simulate(SimConfig(small_agents, small_jobs, args.seed_base))
     seeds = range(args.seed_base, args.seed_base + args.seeds)
-    progress(f"{args.seeds} fault seeds: {args.fault_agents} agents, {args.fault_jobs} jobs each")
+    progress(f"{args.seeds} fault seeds ({args.fault_agents} agents, {args.fault_jobs} jobs each) meanwhile")
     with ProcessPoolExecutor(max_workers=max(1, args.processes)) as pool:
-        faulty = list(pool.map(_faulty, [(args.fault_agents, args.fault_jobs, s) for s in seeds]))
+        futures = [pool.submit(_faulty, (args.fault_agents, args.fault_jobs, s)) for s in seeds]
+        progress(f"fault-free: {args.agents} agents, {args.jobs} jobs")
+        big = simulate(SimConfig(args.agents, args.jobs, args.seed_base))
+        small_agents = min(100, args.agents)
+        small_jobs = max(1, args.jobs * small_agents // args.agents)
+        progress(f"fault-free: {small_agents} agents, {small_jobs} jobs")
+        small = simulate(SimConfig(small_agents, small_jobs, args.seed_base))
+        faulty = [f.result() for f in futures]
     bad = [r.seed for r in faulty if r.lost or r.doubled or r.stranded]
     lost, doubled, stranded = (sum(getattr(r, k) for r in faulty) for k in ("lost", "doubled", "stranded"))
     pass_p99 = percentile(big.pass_s, 99) if big.pass_s else 0.0

@@ -44,7 +44,9 @@ idempotent, so "repeated" means the next pass or the restarted process writes it
          successful beat, before the leader can count it lost (`fence_s` < `stale_after_s`)
     conclude (leader, from the listing): pending/<id> for attempt+1 (if requeued)
             ──► runs/<id> queued attempt+1, or terminal (ETag) ──► revoke the live owners
-         crash before the run write: the owners still name the attempt: concluded again
+         crash before the run write: the owners still name the attempt and it is concluded
+         again; or they moved on, and the pass that finds pending/<id> one attempt ahead of
+         an active run that no node runs any more finishes the requeue
          crash after it: pending/<id> names the next attempt; the revokes are repeated
 
 A run is queued and findable (a pending blob or a queue message) or concluded at every

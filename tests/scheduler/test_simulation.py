@@ -100,9 +100,14 @@ def test_a_lost_answer_on_the_assignment_neither_loses_nor_doubles_the_run() -> 
 
 
 def test_the_queue_order_is_the_stores_clock_not_the_submitters() -> None:
-    world = _world(1, [SimJob(RunDoc("run-late-clock", 1, 100.0), 10.0)])
-    world.clock.run(until=30.0, done=lambda: False)
-    node = world.store.blobs[NODES]["nodes/vm-0000"]
-    assert node.metadata.get("run") == "run-late-clock"
-    # the submission time the leader used is the queue's insertion time (0.0 here)
-    assert world.store.by_kind["submit"] == 2
+    world = _world(1, [])
+    jobs = [SimJob(RunDoc("run-b", 1, 100.0), 10.0), SimJob(RunDoc("run-a", 1, 100.0), 10.0)]
+    for at, job in zip((0.0, 0.5), jobs, strict=True):  # run-b reaches the store first
+        world.clock.now = at
+        world.oracle.durations[job.doc.id] = job.duration_s
+        world.open.add(job.doc.id)
+        world._submit(job.doc)
+    world.clock.run(until=8.0, done=lambda: False)  # run-b runs for 10 s
+    pending = world.store.blobs[PENDING]["pending/run-a"].metadata
+    assert pending["submitted_at"] == "0.5"  # the queue's insertion time, not anyone's clock
+    assert world.store.blobs[NODES]["nodes/vm-0000"].metadata["run"] == "run-b"
