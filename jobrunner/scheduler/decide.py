@@ -147,7 +147,7 @@ def decide(state: PoolState) -> Decision:
     assignments: list[Assignment] = []
     waiting: list[Waiting] = []
     reservation: Reservation | None = None
-    for job in sorted(state.queued, key=job_order):
+    for job in _in_order(state.queued, live, any_idle=bool(free)):
         if job.nodes > live:
             reason = too_big_reason(job.nodes, live)
             waiting.append(Waiting(job.run_id, job.attempt, job.nodes, reason, larger_than_pool=True))
@@ -180,6 +180,17 @@ def decide(state: PoolState) -> Decision:
         taken += job.nodes
         assignments.append(Assignment(job.run_id, job.attempt, nodes, backfilled=True))
     return Decision(tuple(assignments), reservation, tuple(waiting), live)
+
+
+def _in_order(queued: tuple[QueuedJob, ...], live: int, *, any_idle: bool) -> list[QueuedJob]:
+    """The jobs in rule 1's order; with no idle node only those the pass can act on (the jobs
+    larger than the pool and the first that fits it), so a full pool costs no sort."""
+    if any_idle:
+        return sorted(queued, key=job_order)
+    larger = [j for j in queued if j.nodes > live]
+    fitting = [j for j in queued if j.nodes <= live]
+    head = [min(fitting, key=job_order)] if fitting else []
+    return sorted(larger + head, key=job_order)
 
 
 def _latest_end(job: QueuedJob, now: float) -> float:

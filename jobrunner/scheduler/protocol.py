@@ -324,6 +324,7 @@ class Leader:
     trouble_at: float | None = None  # store time of the last failed call while leading
     steady_since: float | None = None
     concluded: set[tuple[str, str]] = field(default_factory=set)
+    _parsed: dict[str, tuple[str, QueuedJob]] = field(default_factory=dict)  # run -> (etag, job)
     clock: Callable[[], float] = lambda: 0.0  # a timer for `decide` (bench only)
     on_pass: Callable[[PassReport], None] = lambda _r: None
     on_conclude: Callable[[RunDoc], None] = lambda _d: None
@@ -387,9 +388,13 @@ class Leader:
                 report.concluded += 1
         queued = []
         by_run = {e.name.removeprefix(PENDING): e for e in pending.entries}
+        cache, self._parsed = self._parsed, {}
         for run, entry in by_run.items():
+            known = cache.get(run)
+            job = known[1] if known is not None and known[0] == entry.etag else _queued(run, entry.metadata)
+            self._parsed[run] = (entry.etag, job)
             if run not in view.blocked_runs and run not in concluded_now:
-                queued.append(_queued(run, entry.metadata))
+                queued.append(job)
         idle = tuple(
             n for n in view.idle if view.attempt_of(n) in self.concluded or view.attempt_of(n) is None
         )
