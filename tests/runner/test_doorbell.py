@@ -9,12 +9,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azure.storage.queue import QueueMessage
 
 from jobrunner.agent import Agent, AgentSettings
 from jobrunner.client import Client
 from jobrunner.doorbell import Doorbell, ring
 from jobrunner.registry import PoolConfig, write_pool_config
 from jobrunner.store import HOME_ENV, Store
+
+
+class _WatchedStore(Store):
+    """The real store, telling when a receive found the queue empty: the agent then waits on
+    its doorbell (a ring sent before the wait begins stays in the socket until it looks)."""
+
+    polled_empty: threading.Event
+
+    def receive(self, queue: str, *, visibility_timeout_s: int) -> QueueMessage | None:
+        message = super().receive(queue, visibility_timeout_s=visibility_timeout_s)
+        if message is None:
+            self.polled_empty.set()
+        return message
 
 
 @pytest.fixture
@@ -64,7 +78,8 @@ def test_a_submit_rings_the_idle_local_agent(
     azurite: str, short_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(HOME_ENV, str(short_dir))
-    store = Store.connect(azurite)
+    store = _WatchedStore.connect(azurite)
+    store.polled_empty = threading.Event()
     write_pool_config(store, PoolConfig(name="bell", max_nodes=1))
     from jobrunner.localpool import doorbell_folder
 
@@ -76,10 +91,8 @@ def test_a_submit_rings_the_idle_local_agent(
     agent = threading.Thread(target=Agent(store, config).serve, args=(stop,), daemon=True)
     agent.start()
     try:
-        deadline = time.monotonic() + 20
-        while not config.doorbell.exists() and time.monotonic() < deadline:  # type: ignore[union-attr]
-            time.sleep(0.05)
-        time.sleep(0.5)  # the agent has polled the empty queue and sleeps for 30 s
+        # the agent has polled the empty queue and waits 30 s for the next poll, or a ring
+        assert store.polled_empty.wait(60)
         job = tmp_path / "job.yml"
         job.write_text("command: echo rung\n")
         client = Client(store, pool="bell")

@@ -1,0 +1,33 @@
+"""The pool's scheduler: who runs which attempt, decided in one place.
+
+`decide` (`jobrunner.scheduler.decide`) is the decision: a pure function from a snapshot of
+the pool (its idle live nodes, what runs and until when at the latest, what waits) to the
+attempts to start now and why the others wait. Gangs get their N nodes at once, in priority
+then store-time submission order, with EASY backfill from `limits.timeout`. It does no I/O,
+so it is tested with drawn states (tests/scheduler) and simulated at 1,000 nodes
+(`bench/simulate.py`).
+"""
+
+from jobrunner.scheduler.decide import (
+    Assignment,
+    Decision,
+    PoolState,
+    QueuedJob,
+    Reservation,
+    RunningJob,
+    Waiting,
+    decide,
+    job_order,
+)
+
+__all__ = [
+    "Assignment",
+    "Decision",
+    "PoolState",
+    "QueuedJob",
+    "Reservation",
+    "RunningJob",
+    "Waiting",
+    "decide",
+    "job_order",
+]

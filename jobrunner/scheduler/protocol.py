@@ -1,0 +1,617 @@
+"""The pool protocol: one leader assigns, every node executes what is assigned to it.
+
+    leader = Leader(store, "vm-0", settings)    # any node may become it: a blob lease decides
+    node = NodeAgent(store, "vm-0", incarnation, executor, settings)
+    delay = node.step(local_now)                # beat, take an assignment, report; again after `delay`
+    delay = leader.step(local_now)              # renew the lease, take submissions, decide, assign
+
+Everything lives in a few blobs of one container (`PoolStore`), and the leader learns the
+whole pool from two listings per pass, whatever its size:
+
+- `leader`: the lease blob. The holder is the pool's one scheduler; it renews every
+  `renew_s`, well inside `lease_s`, and stops acting the moment a renewal fails, before the
+  lease can pass to anyone else. Nodes try for it only while idle: when every node is busy
+  there is nothing to assign, and the first node to finish takes over.
+- `nodes/<name>`: a node's blob, rewritten by the node every beat under its own ETag. Its
+  metadata say everything the leader needs: the node's incarnation, its state (idle,
+  assigned, busy, done, revoke), the attempt it holds (run, attempt, rank, gang size, latest
+  end) and, once done, its result. Its last-modified time (the store's clock) is its
+  heartbeat. The leader assigns by writing the same blob under the ETag it listed; the
+  node's next beat then fails its ETag check, and the node reads the blob: one request per
+  beat in the common case, and an assignment costs no extra poll.
+- `pending/<run>`: a queued attempt (metadata: attempt, nodes, timeout, priority and the
+  store time of the submission). Submissions arrive on the pool queue; the leader moves
+  each to a pending blob and deletes the message.
+- `runs/<run>`: the run's document (`RunDoc`), changed only under its ETag: the single
+  truth of which attempt is current, who owns it, and how the run ended.
+
+The state machine of one attempt, and what a crash at each point leaves (every write is
+idempotent, so "repeated" means the next pass or the restarted process writes it again):
+
+    submit: runs/<id> (queued) ──► queue message
+         crash between: the run exists, no message: submit failed and says so (never assigned)
+    intake: pending/<id> (if absent) ──► delete message
+         crash between: the message comes back; the pending blob is already there
+    assign: runs/<id> active, owners + incarnations (the attempt, written once, ETag)
+            ──► nodes/<n> assigned, per owner ──► delete pending/<id>
+         crash after the run write: pending/<id> is still listed; the next pass finds the
+         run active at that attempt with owners that never heard of it, and requeues it
+         crash after some deliveries: fewer owners than the gang name the attempt: requeued
+    execute: node beat meets the assignment ──► node busy ──► process ──► node done (result)
+         node crash: a restart is a new incarnation; it reports the old attempt lost and
+         never re-enters it; a node that stays silent past `stale_after_s` is lost
+         node cut off from the store: it stops its processes after `fence_s` without a
+         successful beat, before the leader can count it lost (`fence_s` < `stale_after_s`)
+    conclude (leader, from the listing): pending/<id> for attempt+1 (if requeued)
+            ──► runs/<id> queued attempt+1, or terminal (ETag) ──► revoke the live owners
+         crash before the run write: the owners still name the attempt and it is concluded
+         again; or they moved on, and the pass that finds pending/<id> one attempt ahead of
+         an active run that no node runs any more finishes the requeue
+         crash after it: pending/<id> names the next attempt; the revokes are repeated
+
+A run is queued and findable (a pending blob or a queue message) or concluded at every
+point. A pending attempt is not assigned while any node that may still run an older attempt
+of that run names it, so two attempts of a run never run at once; a node executes only an
+assignment made for its own incarnation, so no attempt runs on more nodes than assigned.
+
+Liveness counts only while the leader's own store calls have been steady for
+`stale_after_s`: after an outage every heartbeat is old, and nobody is declared lost on that
+evidence. Lost nodes, preemption and broken deliveries requeue without spending the retry
+budget, up to `max_free_requeues`; past it the run fails with its history.
+
+Failure modes: StoreError from any store call is caught here and retried on the next step;
+nothing in this module raises to its caller.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from jobrunner.errors import ConflictError, NotFoundError, StoreError
+from jobrunner.scheduler.decide import PoolState, QueuedJob, RunningJob, decide
+
+LEADER_BLOB = "leader"
+NODES = "nodes/"
+PENDING = "pending/"
+RUNS = "runs/"
+ACTIVE = "active"
+TERMINAL = ("succeeded", "failed")
+
+
+# ---------------------------------------------------------------------------- the store
+@dataclass(frozen=True)
+class BlobEntry:
+    name: str
+    etag: str
+    last_modified: float  # the store's clock, seconds
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Listing:
+    at: float  # the store's clock when it answered (the response's Date)
+    entries: tuple[BlobEntry, ...]
+
+
+@dataclass(frozen=True)
+class Submission:
+    message_id: str
+    receipt: str
+    body: dict[str, object]
+    inserted_at: float  # the store's clock when the message arrived
+
+
+class PoolStore(Protocol):
+    """The few store calls the protocol makes. StoreError on trouble; ConflictError when an
+    ETag or if-absent condition fails; NotFoundError for a missing blob."""
+
+    def list(self, prefix: str) -> Listing: ...
+    def get(self, name: str) -> tuple[bytes, str, dict[str, str]]: ...
+    def put(
+        self, name: str, data: bytes, metadata: dict[str, str], *, if_match: str | None = None,
+        if_absent: bool = False,
+    ) -> str: ...  # fmt: skip
+    def delete(self, name: str, *, if_match: str | None = None) -> None: ...
+    def acquire_lease(self, name: str, duration_s: int, lease_id: str) -> bool: ...
+    def renew_lease(self, name: str, lease_id: str) -> None: ...
+    def send(self, body: dict[str, object]) -> None: ...
+    def receive(self, max_messages: int) -> builtins.list[Submission]: ...
+    def delete_message(self, submission: Submission) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """Intervals of the protocol, in seconds (one place; the agent settings hold these)."""
+
+    beat_idle_s: float = 12.0  # an idle node: 5 beats a minute, plus a lease try
+    beat_busy_s: float = 120.0
+    stale_after_s: float = 600.0  # silent this long: lost
+    fence_s: float = 420.0  # a node without a successful beat this long stops its attempt
+    lease_s: int = 30
+    renew_s: float = 10.0
+    pass_s: float = 5.0
+    leader_try_s: float = 60.0
+    max_free_requeues: int = 5
+    intake_batch: int = 32
+
+
+# ------------------------------------------------------------------------- the run doc
+@dataclass(frozen=True)
+class RunDoc:
+    """`runs/<id>`: which attempt is current, who owns it, how the run ended."""
+
+    id: str
+    nodes: int
+    timeout_s: float | None
+    priority: int = 0
+    state: str = "queued"
+    attempt: int = 1
+    owners: tuple[tuple[str, str], ...] = ()  # (node, incarnation), rank order
+    free_requeues: int = 0
+    history: tuple[str, ...] = ()
+
+    def encode(self) -> bytes:
+        return json.dumps(self.__dict__).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> RunDoc:
+        raw = json.loads(data)
+        raw["owners"] = tuple(tuple(o) for o in raw["owners"])
+        raw["history"] = tuple(raw["history"])
+        return cls(**raw)
+
+
+def submission_body(doc: RunDoc) -> dict[str, object]:
+    return {"id": doc.id, "nodes": doc.nodes, "timeout_s": doc.timeout_s, "priority": doc.priority}
+
+
+def submit(store: PoolStore, doc: RunDoc) -> None:
+    """Write the run, then its message (see the state machine). StoreError on trouble; calling
+    again after one is safe: a run already written stays, a second message is taken in once."""
+    with contextlib.suppress(ConflictError):  # an earlier try wrote it and its answer was lost
+        store.put(RUNS + doc.id, doc.encode(), {}, if_absent=True)
+    store.send(submission_body(doc))
+
+
+def _pending_metadata(doc: RunDoc, attempt: int, submitted_at: float) -> dict[str, str]:
+    timeout = "" if doc.timeout_s is None else repr(doc.timeout_s)
+    return {"attempt": str(attempt), "nodes": str(doc.nodes), "timeout": timeout,
+            "priority": str(doc.priority), "submitted_at": repr(submitted_at)}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- a node
+class Executor(Protocol):
+    """What runs an attempt's processes on a node (`jobrunner.attempt` on a real node)."""
+
+    def start(self, run: str, attempt: int, rank: int, size: int, done: Callable[[str], None]) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class NodeAgent:
+    """One node: beats, executes the attempt assigned to its incarnation, reports its result."""
+
+    store: PoolStore
+    name: str
+    incarnation: str
+    executor: Executor
+    settings: ProtocolSettings = field(default_factory=ProtocolSettings)
+    meta: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    started: bool = False
+    last_ok: float | None = None
+    on_state: Callable[[str, dict[str, str]], None] = lambda _what, _meta: None
+
+    @property
+    def blob(self) -> str:
+        return NODES + self.name
+
+    @property
+    def state(self) -> str:
+        return self.meta.get("state", "idle")
+
+    @property
+    def idle(self) -> bool:
+        return self.started and self.state in ("idle", "done")
+
+    def step(self, now: float) -> float:
+        """One beat; returns the seconds until the next step."""
+        try:
+            if not self.started:
+                self._start()
+            if (
+                self.state == "busy"
+                and self.last_ok is not None
+                and now - self.last_ok > self.settings.fence_s
+            ):
+                self.executor.stop()
+                self._finish("fenced")
+            self._beat(now)
+        except StoreError:
+            return min(self.settings.beat_idle_s, 5.0)
+        return self.settings.beat_busy_s if self.state == "busy" else self.settings.beat_idle_s
+
+    def finished(self, result: str) -> None:
+        """The executor's callback: the attempt's processes on this node ended with `result`."""
+        if self.state == "busy":
+            self._finish(result)
+
+    def _start(self) -> None:
+        """A new incarnation: an attempt the previous one held is reported lost, never re-entered."""
+        try:
+            _, self.etag, old = self.store.get(self.blob)
+        except NotFoundError:
+            self.etag, old = None, {}
+        self.meta = {"inc": self.incarnation, "state": "idle"}
+        if old.get("state") in ("assigned", "busy", "revoke") and old.get("inc") != self.incarnation:
+            self.meta = {**_attempt_of(old), "inc": self.incarnation, "state": "done", "result": "lost"}
+        elif old.get("state") == "done":
+            self.meta = {**old, "inc": self.incarnation}
+        self.started = True
+        self.on_state("started", self.meta)
+
+    def _finish(self, result: str) -> None:
+        self.meta = {**self.meta, "state": "done", "result": result}
+        self.on_state("done", self.meta)
+
+    def _beat(self, now: float) -> None:
+        for _ in range(3):
+            meta = {**self.meta, "by": "node"}
+            try:
+                if self.etag is None:
+                    self.etag = self.store.put(self.blob, b"", meta, if_absent=True)
+                else:
+                    self.etag = self.store.put(self.blob, b"", meta, if_match=self.etag)
+                self.last_ok = now
+                return
+            except ConflictError:
+                _, self.etag, written = self.store.get(self.blob)
+                self._read_leader(written)
+        raise StoreError("node blob changing too fast")
+
+    def _read_leader(self, written: dict[str, str]) -> None:
+        """React to what the leader wrote on this node's blob (ignored for another incarnation)."""
+        if written.get("by") != "leader" or written.get("inc") != self.incarnation:
+            return
+        if written.get("state") == "assigned" and self.idle:
+            self.meta = {**_attempt_of(written), "inc": self.incarnation, "state": "busy"}
+            self.on_state("busy", self.meta)
+            self.executor.start(
+                written["run"], int(written["attempt"]), int(written["rank"]), int(written["size"]),
+                self.finished,
+            )  # fmt: skip
+        elif written.get("state") == "revoke" and self.state == "busy" and _same_attempt(written, self.meta):
+            self.executor.stop()
+            self._finish("revoked")
+
+
+def _attempt_of(meta: dict[str, str]) -> dict[str, str]:
+    return {k: meta[k] for k in ("run", "attempt", "rank", "size", "ends_by") if k in meta}
+
+
+def _same_attempt(a: dict[str, str], b: dict[str, str]) -> bool:
+    return a.get("run") == b.get("run") and a.get("attempt") == b.get("attempt")
+
+
+# -------------------------------------------------------------------------- the leader
+@dataclass
+class PassReport:
+    """What one leader pass did (for logs, `jobrunner pool status` and the simulation)."""
+
+    at: float
+    assigned: int = 0
+    concluded: int = 0
+    waiting: tuple[str, ...] = ()
+    nodes_short: int = 0
+    decide_s: float = 0.0
+
+
+@dataclass
+class Leader:
+    """The pool's scheduler while it holds the lease (see the module docstring)."""
+
+    store: PoolStore
+    name: str
+    settings: ProtocolSettings = field(default_factory=ProtocolSettings)
+    lease_id: str | None = None
+    renewed_at: float = 0.0
+    next_try: float = 0.0
+    next_pass: float = 0.0
+    trouble_at: float | None = None  # store time of the last failed call while leading
+    steady_since: float | None = None
+    concluded: set[tuple[str, str]] = field(default_factory=set)
+    _parsed: dict[str, tuple[str, QueuedJob]] = field(default_factory=dict)  # run -> (etag, job)
+    clock: Callable[[], float] = lambda: 0.0  # a timer for `decide` (bench only)
+    on_pass: Callable[[PassReport], None] = lambda _r: None
+    on_conclude: Callable[[RunDoc], None] = lambda _d: None
+
+    @property
+    def leading(self) -> bool:
+        return self.lease_id is not None
+
+    def step(self, now: float, *, idle: bool = True) -> float:
+        """Lead one pass if holding the lease; try for it when idle. Seconds to the next step."""
+        if not self.leading:
+            if idle and now >= self.next_try:
+                self.next_try = now + self.settings.leader_try_s
+                try:
+                    # the proposed id is ours: a retry after a lost answer gets the same lease back
+                    won = self.store.acquire_lease(LEADER_BLOB, self.settings.lease_s, self.name)
+                except StoreError:
+                    won = False
+                self.lease_id = self.name if won else None
+                if self.lease_id is not None:
+                    self.renewed_at, self.next_pass, self.concluded = now, now, set()
+                    self.steady_since = None
+            if not self.leading:
+                return self.settings.leader_try_s
+        elif self.lease_id is not None and now - self.renewed_at >= self.settings.renew_s:
+            try:
+                self.store.renew_lease(LEADER_BLOB, self.lease_id)
+                self.renewed_at = now
+            except StoreError:
+                self.lease_id = None  # stop acting now: the lease may pass to another node
+                self.next_try = now  # ... or still be ours, if only the answer was lost
+                return self.settings.renew_s
+        if now >= self.next_pass:
+            self.next_pass = now + self.settings.pass_s
+            try:
+                self._pass()
+            except StoreError:
+                self.steady_since = None
+        return min(self.settings.pass_s, self.settings.renew_s)
+
+    # ------------------------------------------------------------------ one pass
+    def _pass(self) -> None:
+        self._intake()
+        nodes = self.store.list(NODES)
+        pending = self.store.list(PENDING)
+        now = nodes.at
+        if self.steady_since is None:
+            self.steady_since = now
+        silence_counts = now - self.steady_since > self.settings.stale_after_s
+        report = PassReport(now)
+        concluded_now: set[str] = set()
+        view = _PoolView.build(nodes.entries, now, self.settings.stale_after_s, silence_counts)
+        for key, owners in view.attempts.items():
+            if key in self.concluded:
+                self._revoke(view.live_running(owners))
+                continue
+            verdict = _verdict(owners, view)
+            if verdict is not None:
+                self._conclude(key, verdict, view)
+                concluded_now.add(key[0])
+                report.concluded += 1
+        queued = []
+        by_run = {e.name.removeprefix(PENDING): e for e in pending.entries}
+        cache, self._parsed = self._parsed, {}
+        for run, entry in by_run.items():
+            known = cache.get(run)
+            job = known[1] if known is not None and known[0] == entry.etag else _queued(run, entry.metadata)
+            self._parsed[run] = (entry.etag, job)
+            if run not in view.blocked_runs and run not in concluded_now:
+                queued.append(job)
+        idle = tuple(
+            n for n in view.idle if view.attempt_of(n) in self.concluded or view.attempt_of(n) is None
+        )
+        t0 = self.clock()
+        decision = decide(PoolState(now, idle, view.running_jobs(now), tuple(queued)))
+        report.decide_s = self.clock() - t0
+        for a in decision.assignments:
+            self._assign(a.run_id, a.attempt, a.nodes, view, by_run[a.run_id])
+            report.assigned += 1
+        report.waiting = tuple(w.reason for w in decision.waiting)
+        report.nodes_short = decision.nodes_short
+        self.on_pass(report)
+
+    def _intake(self) -> None:
+        for sub in self.store.receive(self.settings.intake_batch):
+            body = sub.body
+            doc = RunDoc(str(body["id"]), int(str(body["nodes"])), _opt_float(body.get("timeout_s")),
+                         int(str(body.get("priority", 0))))  # fmt: skip
+            with contextlib.suppress(ConflictError):  # taken in already: the message came back
+                meta = _pending_metadata(doc, 1, sub.inserted_at)
+                self.store.put(PENDING + doc.id, b"", meta, if_absent=True)
+            self.store.delete_message(sub)
+
+    def _assign(
+        self, run: str, attempt: int, nodes: tuple[str, ...], view: _PoolView, pending: BlobEntry
+    ) -> None:
+        data, etag, _ = self.store.get(RUNS + run)
+        doc = RunDoc.decode(data)
+        if doc.state in TERMINAL or doc.attempt > attempt or (doc.state == ACTIVE and doc.attempt == attempt):
+            if doc.state == ACTIVE and doc.attempt == attempt and (run, str(attempt)) not in view.attempts:
+                # a leader stopped between the assignment and its delivery: nobody runs it
+                self._conclude((run, str(attempt)), "undelivered", view)
+            elif doc.state in TERMINAL or doc.attempt > attempt:
+                self._drop_pending(pending)
+            return
+        if doc.attempt < attempt:
+            if doc.state == ACTIVE and doc.attempt == attempt - 1:
+                # a conclusion stopped between its pending write and its run write, and no
+                # node runs the old attempt any more (this run is not blocked): finish it
+                self._finish_requeue(doc, etag, view.at)
+            return
+        owners = tuple((n, view.meta[n]["inc"]) for n in nodes)
+        ends_by = "" if doc.timeout_s is None else repr(view.at + doc.timeout_s)
+        active = replace(doc, state=ACTIVE, owners=owners)
+        self.store.put(RUNS + run, active.encode(), {}, if_match=etag)
+        for rank, node in enumerate(nodes):
+            meta = {
+                "inc": view.meta[node]["inc"], "state": "assigned", "run": run, "attempt": str(attempt),
+                "rank": str(rank), "size": str(len(nodes)), "ends_by": ends_by, "by": "leader",
+                "beat_at": repr(view.beat_at[node]),
+            }  # fmt: skip
+            try:
+                self.store.put(NODES + node, b"", meta, if_match=view.etag[node])
+            except ConflictError:
+                self._retry_delivery(node, meta)
+        self._drop_pending(pending)
+
+    def _drop_pending(self, entry: BlobEntry) -> None:
+        """Delete the pending blob as listed: a requeue that rewrote it since keeps it."""
+        with contextlib.suppress(ConflictError, NotFoundError):
+            self.store.delete(entry.name, if_match=entry.etag)
+
+    def _finish_requeue(self, doc: RunDoc, etag: str, at: float) -> None:
+        new = self._next(doc, "requeue", at)
+        self.store.put(RUNS + doc.id, new.encode(), {}, if_match=etag)
+        self.on_conclude(new)
+        self.concluded.add((doc.id, str(doc.attempt)))
+
+    def _retry_delivery(self, node: str, meta: dict[str, str]) -> None:
+        """The node beat between the listing and the assignment: once more, if still idle."""
+        _, etag, now_meta = self.store.get(NODES + node)
+        if now_meta.get("inc") == meta["inc"] and now_meta.get("state") in ("idle", "done"):
+            self.store.put(NODES + node, b"", meta, if_match=etag)
+        # otherwise this owner never hears of it: the attempt has fewer owners than its
+        # gang, and the next pass requeues it
+
+    def _conclude(self, key: tuple[str, str], verdict: str, view: _PoolView) -> None:
+        run, attempt = key
+        data, etag, _ = self.store.get(RUNS + run)
+        doc = RunDoc.decode(data)
+        if doc.state == ACTIVE and str(doc.attempt) == attempt:
+            new = self._next(doc, verdict, view.at)
+            if new.state == "queued":
+                self.store.put(PENDING + run, b"", _pending_metadata(new, new.attempt, view.at))
+            self.store.put(RUNS + run, new.encode(), {}, if_match=etag)
+            self.on_conclude(new)
+        self.concluded.add(key)
+        self._revoke(view.live_running(view.attempts.get(key, ())))
+
+    def _next(self, doc: RunDoc, verdict: str, at: float) -> RunDoc:
+        note = f"attempt {doc.attempt}: {verdict} at {at:.0f}"
+        history = (*doc.history, note)
+        if verdict == "ok":
+            return replace(doc, state="succeeded", history=history)
+        if verdict == "fail":
+            return replace(doc, state="failed", history=history)
+        free = doc.free_requeues + (0 if verdict == "undelivered" else 1)
+        if free > self.settings.max_free_requeues:
+            return replace(
+                doc, state="failed", history=(*history, "free requeues exhausted"), free_requeues=free
+            )
+        return replace(
+            doc, state="queued", attempt=doc.attempt + 1, owners=(), free_requeues=free, history=history
+        )
+
+    def _revoke(self, owners: tuple[BlobEntry, ...]) -> None:
+        for entry in owners:
+            if entry.metadata.get("state") == "revoke":
+                continue
+            meta = {**entry.metadata, "state": "revoke", "by": "leader", "beat_at": repr(_beat_at(entry))}
+            try:
+                self.store.put(entry.name, b"", meta, if_match=entry.etag)
+            except ConflictError:
+                continue  # it beat meanwhile: the next pass sees it and revokes again
+
+
+# ---------------------------------------------------------------- reading a listing
+def _beat_at(entry: BlobEntry) -> float:
+    """When the node itself last wrote: the leader's writes keep the node's time."""
+    if entry.metadata.get("by") == "leader":
+        return float(entry.metadata.get("beat_at", entry.last_modified))
+    return entry.last_modified
+
+
+@dataclass
+class _PoolView:
+    at: float
+    meta: dict[str, dict[str, str]]
+    etag: dict[str, str]
+    beat_at: dict[str, float]
+    live: set[str]
+    lost: set[str]  # silent past the stale limit, while silence counts
+    idle: list[str]
+    attempts: dict[tuple[str, str], tuple[BlobEntry, ...]]
+    blocked_runs: set[str]
+
+    @classmethod
+    def build(
+        cls, entries: tuple[BlobEntry, ...], at: float, stale_s: float, silence_counts: bool
+    ) -> _PoolView:
+        view = cls(at, {}, {}, {}, set(), set(), [], {}, set())
+        grouped: dict[tuple[str, str], list[BlobEntry]] = {}
+        for e in entries:
+            name = e.name.removeprefix(NODES)
+            m = e.metadata
+            if "inc" not in m:
+                continue
+            view.meta[name], view.etag[name] = m, e.etag
+            view.beat_at[name] = beat = _beat_at(e)
+            if at - beat <= stale_s:
+                view.live.add(name)
+            elif silence_counts:
+                view.lost.add(name)
+            state = m.get("state")
+            if "run" in m:
+                grouped.setdefault((m["run"], m["attempt"]), []).append(e)
+                may_run = state in ("assigned", "busy", "revoke") and name not in view.lost
+                if may_run:
+                    view.blocked_runs.add(m["run"])
+            if name in view.live and state in ("idle", "done") and m.get("by") == "node":
+                view.idle.append(name)
+        view.attempts = {k: tuple(v) for k, v in grouped.items()}
+        return view
+
+    def attempt_of(self, node: str) -> tuple[str, str] | None:
+        m = self.meta[node]
+        return (m["run"], m["attempt"]) if "run" in m else None
+
+    def live_running(self, owners: tuple[BlobEntry, ...]) -> tuple[BlobEntry, ...]:
+        return tuple(
+            e for e in owners
+            if e.metadata.get("state") in ("assigned", "busy") and e.name.removeprefix(NODES) in self.live
+        )  # fmt: skip
+
+    def running_jobs(self, now: float) -> tuple[RunningJob, ...]:
+        jobs: dict[tuple[str, str], list[str]] = {}
+        ends: dict[tuple[str, str], str] = {}
+        for name, m in self.meta.items():
+            if m.get("state") in ("assigned", "busy", "revoke") and name in self.live:
+                key = (m["run"], m["attempt"])
+                jobs.setdefault(key, []).append(name)
+                ends[key] = m.get("ends_by", "")
+        out = []
+        for key, names in jobs.items():
+            end = ends[key]
+            out.append(RunningJob(key[0], tuple(names), float(end) if end else now, 0.0 if end else None))
+        return tuple(out)
+
+
+def _verdict(owners: tuple[BlobEntry, ...], view: _PoolView) -> str | None:
+    """How an attempt ended, from its owners' blobs; None while it still runs."""
+    size = int(owners[0].metadata.get("size", "1"))
+    results = []
+    running = False
+    for e in owners:
+        name, m = e.name.removeprefix(NODES), e.metadata
+        if m.get("state") == "done":
+            results.append(m.get("result", "lost"))
+        elif name in view.lost:
+            results.append("lost")
+        else:
+            running = True
+    failures = [r for r in results if r != "ok"]
+    if failures:
+        return "fail" if "fail" in failures else failures[0]
+    if len(owners) < size and not running:
+        return "undelivered"
+    if running or len(results) < size:
+        return None
+    return "ok"
+
+
+def _queued(run: str, m: dict[str, str]) -> QueuedJob:
+    return QueuedJob(run, int(m["attempt"]), int(m["nodes"]), float(m["submitted_at"]),
+                     int(m.get("priority", "0")), _opt_float(m.get("timeout")))  # fmt: skip
+
+
+def _opt_float(value: object) -> float | None:
+    return None if value in (None, "") else float(str(value))
