@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup demo test lint schemas clean wheel
+.PHONY: setup demo test lint schemas clean wheel mpi chromium
 
-setup: $(VENV)/.installed node_modules/.installed mpi
+setup: $(VENV)/.installed node_modules/.installed mpi chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ mpi:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends openmpi-bin >/dev/null \
 	  || echo "warning: could not install OpenMPI (openmpi-bin); MPI jobs will be refused on this machine"; }
+
+# Headless Chromium drives the web page's browser tests (jobrunner ui); Debian packages it.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+	  || echo "warning: could not install Chromium (chromium); the browser tests will be skipped"; }
 
 demo: setup
 	$(VENV)/bin/trainstack demo

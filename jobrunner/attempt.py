@@ -48,6 +48,7 @@ from jobrunner.spec import JobSpec
 from jobrunner.staging import OutputSync, stage_inputs, unpack_code
 from jobrunner.status import NodeStatus, RunRef, RunStatus, read_status, update_status, utc_now
 from jobrunner.store import RUNS, Store
+from jobrunner.tracking import TrackingRecord, open_tracking_run, with_tracking
 
 AGENT_STREAM = "agent"  # the log stream of the agent's own notes, per node
 REPORT_PATIENCE_S = 600.0  # how long a node's final report waits for the store to come back
@@ -78,6 +79,7 @@ class AttemptContext:
     agent_stop: threading.Event = field(default_factory=threading.Event)  # the agent is shutting down
     preemption: PreemptionWatch | None = None  # this node's eviction notices, when watched
     datastores: Datastores = LOCAL  # datastore name -> container (the agent config's map)
+    tracking_uri: str | None = None  # the pool's MLflow tracking server (`jobrunner.tracking`)
 
 
 def node_paths(ctx: AttemptContext) -> NodePaths:
@@ -269,7 +271,7 @@ def _prepare_and_run(
     note: Callable[[str], None],
 ) -> tuple[NodeStatus, tuple[str, ...]]:
     try:
-        plan = plan_launch(ctx.spec, ctx.node, ctx.gang, paths)
+        plan = plan_launch(with_tracking(ctx.spec, _tracking_run(ctx, note)), ctx.node, ctx.gang, paths)
     except TrainstackError as exc:
         return _finished(me, None, FailureKind.INFRASTRUCTURE, f"cannot plan the launch: {exc}"), ()
     for line in plan.notes:
@@ -313,6 +315,20 @@ def _prepare_and_run(
             watch.lost = gone
             note(watch.reason[1])
     return _node_result(me, plan, result, watch), watch.lost
+
+
+def _tracking_run(ctx: AttemptContext, note: Callable[[str], None]) -> TrackingRecord | None:
+    """The run's MLflow run when the pool tracks; a tracking server that fails does not fail
+    the job: its metrics are lost, which the agent's notes say."""
+    if ctx.tracking_uri is None:
+        return None
+    try:
+        record = open_tracking_run(ctx.store, ctx.ref, ctx.spec, ctx.tracking_uri, pool=ctx.pool)
+    except TrainstackError as exc:
+        note(f"metrics are not tracked: {exc}")
+        return None
+    note(f"metrics go to MLflow run {record.run_id} on {record.uri}")
+    return record
 
 
 def _peers_lost_since(ctx: AttemptContext, peers: frozenset[str], since: str) -> tuple[str, ...]:

@@ -184,4 +184,5 @@ def agent_settings(config: AgentConfig, *, source: str | None = None) -> AgentSe
         timing=Timing(stale_after_s=config.stale_after_s),
         scheduled_events_url=config.scheduled_events_url,
         datastores=Datastores.from_config(config, source=source),
+        tracking_uri=config.tracking_uri,
     )
