@@ -16,8 +16,9 @@ from rich import box
 from rich.table import Table
 
 from jobrunner.status import find_run
-from jobrunner.store import Store
+from jobrunner.store import Store, home_dir
 from jobrunner.tracking import RunMetrics, read_record, read_run_metrics
+from jobrunner.tracking_server import revive_local_tracking
 
 PLOT_HEIGHT = 12
 
@@ -27,7 +28,10 @@ def run_metrics(store: Store, run_id: str) -> RunMetrics | None:
     tracks nothing)."""
     ref = find_run(store, run_id)
     record = read_record(store, ref)
-    return None if record is None else read_run_metrics(record, ref.id)
+    if record is None:
+        return None
+    revive_local_tracking(record.uri, home_dir())
+    return read_run_metrics(record, ref.id)
 
 
 def _number(value: float) -> str:

@@ -140,6 +140,15 @@ def ensure_local_tracking(state_dir: Path) -> TrackingServer:
         return started
 
 
+def revive_local_tracking(uri: str, state_dir: Path) -> None:
+    """Start the local tracking server again when `uri` is its recorded address and it is down
+    (after `jobrunner local-pool stop`), so that the runs it holds can still be read. Any other
+    URI is left alone. Raises TrackingError when it cannot start."""
+    recorded = _recorded(state_dir)
+    if recorded is not None and recorded.uri == uri.rstrip("/") and not answers(uri):
+        ensure_local_tracking(state_dir)
+
+
 def _port_free(port: int) -> bool:
     import socket
 
