@@ -3,7 +3,10 @@
 Declares a user-assigned identity with Storage Blob Data Contributor and Storage Queue Data
 Contributor on the job store (the workspace's storage account: its blob datastores are the
 containers the agents stage from, and it holds the pool's queue `pool-<name>` and the
-`runs`/`pools` containers), the scale set and its autoscale setting.
+`runs`/`pools` containers) and AzureML Data Scientist on the workspace, whose MLflow tracking
+server (`azureml://<region>.api.azureml.ms/mlflow/v1.0/...`, in the agent config as
+`trackingUri`) keeps every job's metrics, so pool runs show in Azure ML studio beside
+AmlCompute runs (docs/metrics.md); the scale set and its autoscale setting.
 
 The scale set: the pool's GPU size, Spot/Low/Regular priority with its eviction policy and
 maximum price, no public IPs (nodes join `subnetId`), accelerated networking, the agent image
@@ -41,7 +44,12 @@ SCALE_OUT_WINDOW = "PT5M"
 
 
 def agent_config(
-    config: GpuPoolConfig, *, account: str, client_id: str | None, datastores: dict[str, str]
+    config: GpuPoolConfig,
+    *,
+    account: str,
+    client_id: str | None,
+    datastores: dict[str, str],
+    tracking_uri: str | None = None,
 ) -> AgentConfig:
     """The agent config every node of `config`'s pool gets (`datastores`: name -> container)."""
     return AgentConfig(
@@ -51,7 +59,14 @@ def agent_config(
         max_nodes=config.max_nodes,
         node_setup=config.node_setup,
         datastores={name: DatastoreLocation(container=c) for name, c in sorted(datastores.items())},
+        tracking_uri=tracking_uri,
     )
+
+
+def workspace_tracking_uri(location: str, workspace_id: str) -> str:
+    """The workspace's MLflow tracking URI, as Azure ML gives it (`mlflow_tracking_uri`)."""
+    region = location.replace(" ", "").lower()
+    return f"azureml://{region}.api.azureml.ms/mlflow/v1.0{workspace_id}"
 
 
 def queue_resource_id(account_id: pulumi.Input[str], pool: str) -> pulumi.Output[str]:
@@ -209,11 +224,27 @@ class GpuPool(pulumi.ComponentResource):
                 ("queue-data", roles.STORAGE_QUEUE_DATA_CONTRIBUTOR),
             )
         ]
+        # scope is (resource group, workspace): the workspace's tracking server keeps the metrics
+        workspace_id = roles.workspace_id(resource_group, scope[-1])
+        grants.append(
+            roles.assign_role(
+                f"{name}-tracking",
+                role=roles.AZUREML_DATA_SCIENTIST,
+                principal_id=self.identity.principal_id,
+                scope=workspace_id,
+                key=(*scope, config.name, "tracking"),
+                description=f"pool {config.name}'s jobs log their metrics to the workspace (MLflow)",
+                opts=child,
+            )
+        )
 
         def user_data(values: list[Any]) -> str:
-            account, client_id = values
+            account, client_id, workspace = values
+            tracking = workspace_tracking_uri(location, workspace)
             return custom_data(
-                agent_config(config, account=account, client_id=client_id, datastores=datastores)
+                agent_config(
+                    config, account=account, client_id=client_id, datastores=datastores, tracking_uri=tracking
+                )
             )
 
         self.scale_set = compute.VirtualMachineScaleSet(
@@ -233,7 +264,9 @@ class GpuPool(pulumi.ComponentResource):
             virtual_machine_profile=vm_profile(
                 config,
                 image_id=image_id,
-                user_data=pulumi.Output.all(storage_account_name, self.identity.client_id).apply(user_data),
+                user_data=pulumi.Output.all(
+                    storage_account_name, self.identity.client_id, workspace_id
+                ).apply(user_data),
             ),
             tags=pool_tags,
             opts=pulumi.ResourceOptions(

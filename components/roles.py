@@ -18,6 +18,8 @@ STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0a4de"
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+# Create runs and log metrics, params and artifacts to a workspace (its MLflow tracking server).
+AZUREML_DATA_SCIENTIST = "f6c7c914-8db3-469d-8ca1-694a8f32e121"
 
 _NAMESPACE = uuid.UUID("5f0c6f1e-4f7e-4d55-9d43-6b7f6c3e2a10")
 
@@ -27,15 +29,25 @@ def subscription_id() -> pulumi.Output[str]:
     return authorization.get_client_config_output().subscription_id
 
 
-def storage_account_id(resource_group: pulumi.Input[str], account: pulumi.Input[str]) -> pulumi.Output[str]:
+def _resource_id(
+    resource_group: pulumi.Input[str], provider: str, name: pulumi.Input[str]
+) -> pulumi.Output[str]:
     return pulumi.Output.concat(
         "/subscriptions/",
         subscription_id(),
         "/resourceGroups/",
         resource_group,
-        "/providers/Microsoft.Storage/storageAccounts/",
-        account,
+        f"/providers/{provider}/",
+        name,
     )
+
+
+def storage_account_id(resource_group: pulumi.Input[str], account: pulumi.Input[str]) -> pulumi.Output[str]:
+    return _resource_id(resource_group, "Microsoft.Storage/storageAccounts", account)
+
+
+def workspace_id(resource_group: pulumi.Input[str], workspace: pulumi.Input[str]) -> pulumi.Output[str]:
+    return _resource_id(resource_group, "Microsoft.MachineLearningServices/workspaces", workspace)
 
 
 def assign_role(

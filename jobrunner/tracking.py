@@ -77,18 +77,49 @@ class RunMetrics(BaseModel):
         }
 
 
+AZUREML_SCHEME = "azureml://"
+# The audience Azure ML's MLflow endpoint takes tokens for (Azure Resource Manager's).
+AZUREML_TOKEN_SCOPE = "https://management.azure.com/.default"
+
+
+def rest_uri(uri: str) -> str:
+    """The http(s) address of a tracking URI: Azure ML's `azureml://<region>.api.azureml.ms/mlflow/
+    v1.0/...` is served at `https://` the same path (what `azureml-mlflow` does for jobs)."""
+    return "https://" + uri.removeprefix(AZUREML_SCHEME) if uri.startswith(AZUREML_SCHEME) else uri
+
+
+def _azureml_token() -> str:
+    """A token of the node's managed identity (`AZURE_CLIENT_ID`: the pool's identity) for Azure ML."""
+    from azure.identity import DefaultAzureCredential
+
+    credential = DefaultAzureCredential(managed_identity_client_id=os.environ.get("AZURE_CLIENT_ID"))
+    return str(credential.get_token(AZUREML_TOKEN_SCOPE).token)
+
+
 def _client(uri: str) -> Any:
+    """MLflow's own client for `uri`. The agent's environment holds only `mlflow-skinny` (Azure
+    ML's plugin pins older storage packages than the agent's), so for an `azureml://` URI it
+    speaks MLflow's REST protocol to the workspace's https endpoint with the node's token."""
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise TrackingError(
-            "the MLflow client is not installed", fix="pip install mlflow-skinny (make setup installs it)"
+            "the MLflow client is not installed",
+            fix="pip install 'jobrunner[tracking]' (mlflow-skinny; make setup installs it)",
         ) from None
     # MLflow retries a refused request for minutes by default; a reader should say so at once.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
-    return MlflowClient(tracking_uri=uri)
+    if uri.startswith(AZUREML_SCHEME):
+        try:
+            os.environ["MLFLOW_TRACKING_TOKEN"] = _azureml_token()
+        except Exception as exc:  # azure-identity raises several kinds
+            raise TrackingError(
+                f"no token for the workspace's tracking server {uri}: {exc}",
+                fix="give the node a managed identity with AzureML Data Scientist on the workspace",
+            ) from exc
+    return MlflowClient(tracking_uri=rest_uri(uri))
 
 
 def _call(uri: str, what: str, fn: Any) -> Any:

@@ -79,7 +79,11 @@ def test_gpu_pool_declares_a_spot_scale_set_without_public_ips(pool_plan: StackP
 
 
 def test_the_agents_identity_gets_blob_and_queue_data_roles_on_the_job_store(pool_plan: StackPlan) -> None:
-    grants = pool_plan.of_type("azure-native:authorization:RoleAssignment")
+    grants = [
+        g
+        for g in pool_plan.of_type("azure-native:authorization:RoleAssignment")
+        if "/Microsoft.Storage/" in g.inputs["scope"]  # the workspace's role: tests/tracking
+    ]
     roles = sorted(g.inputs["roleDefinitionId"].rsplit("/", 1)[-1] for g in grants)
     assert roles == ["974c5e8b-45b9-4653-ba55-5f855dd0a4de", "ba92f5b4-2d11-453d-a403-e96b0029c9fe"]
     for grant in grants:
@@ -126,6 +130,7 @@ def test_custom_data_is_the_config_the_agent_loads(pool_plan: StackPlan) -> None
         account="sttest",
         client_id=loaded.identity_client_id,
         datastores={"training_data": "training-data"},
+        tracking_uri=loaded.tracking_uri,  # checked in tests/tracking/test_pool_tracking.py
     )
     assert loaded == expected and loaded.identity_client_id  # the identity's client id, filled by Azure
     assert (loaded.store, loaded.pool, loaded.max_nodes) == (
