@@ -39,6 +39,10 @@ from jobrunner.store import RUNS, Store
 RECORD_BLOB = "tracking.json"
 RUN_ID_TAG = "trainstack.run_id"  # the job run's id, on its MLflow run
 POOL_TAG = "trainstack.pool"
+# What the pool sets under the job's own variables: plain `mlflow.log_metric` calls queue their
+# points and a background thread sends them in batches, one request a second, instead of one
+# request per call inside the training loop (`bench/metrics.py`). A job may set either itself.
+LOGGING_DEFAULTS = {"MLFLOW_ENABLE_ASYNC_LOGGING": "true", "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1"}
 # How a concluded job run ends its MLflow run (MLflow's RunStatus names).
 FINAL_STATUS = {JobState.SUCCEEDED: "FINISHED", JobState.FAILED: "FAILED", JobState.CANCELED: "KILLED"}
 
@@ -203,11 +207,11 @@ def tracking_env(record: TrackingRecord) -> dict[str, str]:
 
 
 def with_tracking(spec: JobSpec, record: TrackingRecord | None) -> JobSpec:
-    """`spec` with the MLflow variables among its environment variables, unless the job names
-    a tracking server of its own (then it is left as it is)."""
+    """`spec` with the MLflow variables among its environment variables (and `LOGGING_DEFAULTS`
+    under its own), unless the job names a tracking server of its own (then it is left as it is)."""
     if record is None or V.MLFLOW_TRACKING_URI in spec.environment_variables:
         return spec
-    env = {**spec.environment_variables, **tracking_env(record)}
+    env = {**LOGGING_DEFAULTS, **spec.environment_variables, **tracking_env(record)}
     return spec.model_copy(update={"environment_variables": env})
 
 

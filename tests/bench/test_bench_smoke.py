@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("dispatch", "overhead", "staging", "logs", "plan", "agent", "scale")
+BENCHMARKS = ("dispatch", "overhead", "staging", "logs", "plan", "agent", "scale", "metrics")
 FIELDS = {"name", "value", "baseline", "ratio", "unit", "goal", "met", "detail", "host"}
 
 
