@@ -36,6 +36,10 @@ STATE_FILE = "mlflow.json"
 # Where a local pool's agents look for the tracking server; `none` turns tracking off.
 TRACKING_ENV = "JOBRUNNER_TRACKING_URI"
 NO_TRACKING = "none"
+PORT_PATIENCE_S = 15.0  # how long a restart waits for the port a stopped server still holds
+# Detached servers outlive their starter; holding their Popen keeps Python from warning that a
+# child it forgot is still running.
+_DETACHED: list[subprocess.Popen[bytes]] = []
 
 
 @dataclass
@@ -92,6 +96,8 @@ def start_tracking_server(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             cwd=data_dir,
         )  # fmt: skip
+    if detached:
+        _DETACHED.append(proc)
     server = TrackingServer(proc.pid, chosen, log, None if detached else proc)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline and proc.poll() is None:
@@ -132,7 +138,14 @@ def ensure_local_tracking(state_dir: Path) -> TrackingServer:
         if running is not None:
             return running
         before = _recorded(state_dir)
-        port = before.port if before is not None and _port_free(before.port) else None
+        port = before.port if before is not None else None
+        if port is not None and not _port_frees(port):
+            # runs keep the URI they were tracked under: a new port would orphan them all
+            raise TrackingError(
+                f"port {port} of the local tracking server is taken by another program",
+                fix=f"stop what listens on it, or remove {state_dir / STATE_FILE} to start on a new port "
+                "(the runs tracked until now are then not readable)",
+            )
         started = start_tracking_server(state_dir / "mlflow", detached=True, port=port)
         tmp = state_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps({"pid": started.pid, "port": started.port, "log": str(started.log)}))
@@ -149,15 +162,22 @@ def revive_local_tracking(uri: str, state_dir: Path) -> None:
         ensure_local_tracking(state_dir)
 
 
-def _port_free(port: int) -> bool:
+def _port_frees(port: int) -> bool:
+    """Whether `port` is free, or frees within PORT_PATIENCE_S (a server just stopped may still
+    hold it); the server binds with SO_REUSEADDR, so this does too."""
     import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    deadline = time.monotonic() + PORT_PATIENCE_S
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        time.sleep(0.25)
 
 
 def stop_local_tracking(state_dir: Path) -> bool:
