@@ -213,7 +213,8 @@ def status(
 
         jobrunner status run-20261121-204800-ab12cd --json
     """
-    s = _client().status(run_id)
+    client = _client()
+    s = client.status(run_id)
     if as_json:
         _print_json(status_json(s))
         return
@@ -222,7 +223,7 @@ def status(
         out.print(f"exit code {s.exit_code}  {s.reason or ''}", markup=False)
     from jobrunner.cli_tracking import last_metrics_line
 
-    metrics_line = last_metrics_line(_client().store, s.id)
+    metrics_line = last_metrics_line(client.store, s.id)
     if metrics_line:
         out.print(metrics_line, markup=False)
     table = Table("rank", "node", "exit code", "failure", "reason")

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +91,27 @@ def test_run_page_draws_a_chart_of_its_metric(ui: str, example_run: str, tmp_pat
     pixels = zip(raw[0::3], raw[1::3], raw[2::3], strict=True)
     drawn = sum(1 for p in pixels if all(abs(a - b) < 40 for a, b in zip(p, CHART_BLUE, strict=True)))
     assert drawn > 500, f"only {drawn} pixels of the chart lines in the screenshot"
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_the_page_needs_no_internet_and_unknown_runs_are_not_found(ui: str, example_run: str) -> None:
+    status, page = fetch(f"{ui}/runs/{example_run}")
+    assert status == 200
+    assert "http://" not in page and "https://" not in page  # scripts and styles from the package
+    assert fetch(f"{ui}/static/uPlot.iife.min.js")[0] == 200
+    assert fetch(f"{ui}/runs/run-nope")[0] == 404
+    status, body = fetch(f"{ui}/api/runs/run-nope")
+    assert status == 404 and "error" in body
+    assert fetch(f"{ui}/runs/{example_run}/outputs/../status.json")[0] == 404
+
+
+def test_the_ui_listens_on_loopback_by_default(tracked_pool: Cli) -> None:
+    shown = tracked_pool.run("ui", "--help", check=True).stdout
+    assert "127.0.0.1" in shown and "--port" in shown
