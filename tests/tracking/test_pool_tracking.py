@@ -112,6 +112,10 @@ def test_the_job_gets_mlflows_variables_under_its_own() -> None:
         V.MLFLOW_EXPERIMENT_NAME: "exp",
     }
     assert with_tracking(spec, None) is spec
+    stray = parse_job(
+        "command: python train.py\nenvironment_variables:\n  MLFLOW_RUN_ID: old\n", source="job.yml"
+    )
+    assert with_tracking(stray, RECORD).environment_variables[V.MLFLOW_RUN_ID] == "abc"  # one run per job run
 
 
 def test_a_job_with_its_own_tracking_server_keeps_it() -> None:
