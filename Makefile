@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup tools demo test lint typecheck schemas clean wheel firewall
+.PHONY: setup tools demo test lint typecheck schemas clean wheel
 
-setup: $(VENV)/.installed node_modules/.installed tools firewall
+setup: $(VENV)/.installed node_modules/.installed tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,23 +18,21 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # Debian tools the tests use: OpenMPI runs the MPI example and the mpi distribution, systemd's
-# systemd-analyze verifies the agent's unit file. Under .ci/run (TRAINSTACK_CI=1) a test whose
-# tool is still missing fails instead of skipping.
+# systemd-analyze verifies the agent's unit file, iptables and iproute2 apply the image's
+# metadata guard in a scratch network namespace, headless Chromium drives the web page's
+# browser tests. Under .ci/run (TRAINSTACK_CI=1) a test whose tool is still missing fails
+# instead of skipping.
 tools:
 	@missing=; \
 	command -v mpirun >/dev/null 2>&1 || missing="$$missing openmpi-bin"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
-	  || echo "warning: could not install$$missing; MPI jobs are refused and their tests skipped on this machine"; }
-
-# iptables and iproute2 let the tests apply the image's metadata guard in a scratch network namespace.
-firewall:
-	@command -v iptables >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends iptables iproute2 >/dev/null \
-	  || echo "warning: could not install iptables/iproute2; the metadata guard test will be skipped"; }
+	  || echo "warning: could not install$$missing; the tests that need them are skipped on this machine"; }
 
 demo: setup
 	$(VENV)/bin/trainstack demo

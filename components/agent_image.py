@@ -42,6 +42,11 @@ PACKAGED = (INSTALL_SCRIPT, UNIT_FILE, GUARD_FILE)
 # Gen2-capable and cheap: the build VM only installs files, it needs no GPU.
 BUILD_VM_SIZE = "Standard_D4ds_v5"
 BUILD_TIMEOUT_MINUTES = 90
+# The agent's own extras: its MLflow client, which opens each job run's run in the workspace.
+AGENT_EXTRAS = "tracking"
+# The node Python's packages for jobs that log with MLflow to the workspace, as on Azure ML:
+# MLflow's Azure ML plugin (azureml:// URIs, the node identity), with its mlflow-skinny.
+JOB_PACKAGES = ("azureml-mlflow==1.62.0.post6",)
 
 
 class AgentImageArgs(BaseModel):
@@ -109,7 +114,8 @@ def customize_steps(
             type="Shell",
             name="install-jobrunner-agent",
             inline=[
-                f"sudo bash /tmp/{INSTALL_SCRIPT} /tmp/{wheel_name} /tmp/{UNIT_FILE}",
+                f"sudo JOBRUNNER_EXTRAS={AGENT_EXTRAS} bash /tmp/{INSTALL_SCRIPT} /tmp/{wheel_name} "
+                f"/tmp/{UNIT_FILE} " + " ".join(JOB_PACKAGES),
                 f"sudo rm -f /tmp/{INSTALL_SCRIPT} /tmp/{UNIT_FILE} /tmp/{GUARD_FILE} /tmp/{wheel_name}",
             ],
         ),
@@ -119,7 +125,9 @@ def customize_steps(
 def recipe_digest(image: PoolImageConfig, wheel_name: str) -> str:
     """Hash of what the image is built from, apart from the wheel's bytes (see the module doc)."""
     h = hashlib.sha256()
-    h.update(json.dumps({"base": image.base_image, "wheel": wheel_name, "vm": BUILD_VM_SIZE}).encode())
+    recipe: dict[str, object] = {"base": image.base_image, "wheel": wheel_name, "vm": BUILD_VM_SIZE}
+    recipe |= {"extras": AGENT_EXTRAS, "jobs": list(JOB_PACKAGES)}
+    h.update(json.dumps(recipe).encode())
     for f in PACKAGED:
         h.update((PACKAGING / f).read_bytes())
     return h.hexdigest()

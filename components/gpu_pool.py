@@ -3,8 +3,11 @@
 Declares a user-assigned identity with data roles on exactly what its agents use in the job
 store (the workspace's storage account, see `data_scopes`): Storage Blob Data Contributor on the
 `runs` and `pools` containers and on each mapped datastore's container, Storage Queue Data
-Message Processor and Sender on the pool's queue (declared by `JobStore`), the scale set and
-its autoscale setting.
+Message Processor and Sender on the pool's queue (declared by `JobStore`); AzureML Data
+Scientist on the workspace, whose MLflow tracking server (`azureml://<region>.api.azureml.ms/
+mlflow/v1.0/...`, in the agent config as `trackingUri`) keeps every job's metrics, so pool runs
+show in Azure ML studio beside AmlCompute runs (docs/metrics.md); the scale set and its
+autoscale setting.
 
 The scale set: the pool's GPU size, Spot/Low/Regular priority with its eviction policy and
 maximum price, no public IPs (nodes join `subnetId`), accelerated networking, the agent image
@@ -51,6 +54,7 @@ def agent_config(
     client_id: str | None,
     datastores: dict[str, str],
     environments: Mapping[str, str] | None = None,
+    tracking_uri: str | None = None,
 ) -> AgentConfig:
     """The agent config every node of `config`'s pool gets (`datastores`: name -> container;
     `environments`: the stack's map, `StackConfig.pool_environments`; default the pool's own)."""
@@ -63,7 +67,14 @@ def agent_config(
         job_user=IMAGE_JOB_USER,  # the baked image's unprivileged user, refused the metadata service
         datastores={name: DatastoreLocation(container=c) for name, c in sorted(datastores.items())},
         environments=dict(sorted((config.environments if environments is None else environments).items())),
+        tracking_uri=tracking_uri,
     )
+
+
+def workspace_tracking_uri(location: str, workspace_id: str) -> str:
+    """The workspace's MLflow tracking URI, as Azure ML gives it (`mlflow_tracking_uri`)."""
+    region = location.replace(" ", "").lower()
+    return f"azureml://{region}.api.azureml.ms/mlflow/v1.0{workspace_id}"
 
 
 def queue_resource_id(account_id: pulumi.Input[str], pool: str) -> pulumi.Output[str]:
@@ -270,9 +281,23 @@ class GpuPool(pulumi.ComponentResource):
             scope=scope,
             opts=child,
         )
+        # scope is (resource group, workspace): the workspace's tracking server keeps the metrics
+        workspace_id = roles.workspace_id(resource_group, scope[-1])
+        grants.append(
+            roles.assign_role(
+                f"{name}-tracking",
+                role=roles.AZUREML_DATA_SCIENTIST,
+                principal_id=self.identity.principal_id,
+                scope=workspace_id,
+                key=(*scope, config.name, "tracking"),
+                description=f"pool {config.name}'s jobs log their metrics to the workspace (MLflow)",
+                opts=child,
+            )
+        )
 
         def user_data(values: list[Any]) -> str:
-            account, client_id = values
+            account, client_id, workspace = values
+            tracking = workspace_tracking_uri(location, workspace)
             return custom_data(
                 agent_config(
                     config,
@@ -280,6 +305,7 @@ class GpuPool(pulumi.ComponentResource):
                     client_id=client_id,
                     datastores=datastores,
                     environments=environments,
+                    tracking_uri=tracking,
                 )  # fmt: skip
             )
 
@@ -300,7 +326,9 @@ class GpuPool(pulumi.ComponentResource):
             virtual_machine_profile=vm_profile(
                 config,
                 image_id=image_id,
-                user_data=pulumi.Output.all(storage_account_name, self.identity.client_id).apply(user_data),
+                user_data=pulumi.Output.all(
+                    storage_account_name, self.identity.client_id, workspace_id
+                ).apply(user_data),
             ),
             tags=pool_tags,
             opts=pulumi.ResourceOptions(

@@ -24,6 +24,8 @@ STORAGE_QUEUE_DATA_MESSAGE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
 STORAGE_QUEUE_DATA_READER = "19e7f393-937e-4f77-808e-94535e297925"
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+# Create runs and log metrics, params and artifacts to a workspace (its MLflow tracking server).
+AZUREML_DATA_SCIENTIST = "f6c7c914-8db3-469d-8ca1-694a8f32e121"
 
 _NAMESPACE = uuid.UUID("5f0c6f1e-4f7e-4d55-9d43-6b7f6c3e2a10")
 
@@ -33,14 +35,16 @@ def subscription_id() -> pulumi.Output[str]:
     return authorization.get_client_config_output().subscription_id
 
 
-def storage_account_id(resource_group: pulumi.Input[str], account: pulumi.Input[str]) -> pulumi.Output[str]:
+def _resource_id(
+    resource_group: pulumi.Input[str], provider: str, name: pulumi.Input[str]
+) -> pulumi.Output[str]:
     return pulumi.Output.concat(
         "/subscriptions/",
         subscription_id(),
         "/resourceGroups/",
         resource_group,
-        "/providers/Microsoft.Storage/storageAccounts/",
-        account,
+        f"/providers/{provider}/",
+        name,
     )
 
 
@@ -52,6 +56,14 @@ def container_id(account_id: pulumi.Input[str], container: str) -> pulumi.Output
 def queue_id(account_id: pulumi.Input[str], queue: str) -> pulumi.Output[str]:
     """A queue as a role assignment scope."""
     return pulumi.Output.concat(account_id, "/queueServices/default/queues/", queue)
+
+
+def storage_account_id(resource_group: pulumi.Input[str], account: pulumi.Input[str]) -> pulumi.Output[str]:
+    return _resource_id(resource_group, "Microsoft.Storage/storageAccounts", account)
+
+
+def workspace_id(resource_group: pulumi.Input[str], workspace: pulumi.Input[str]) -> pulumi.Output[str]:
+    return _resource_id(resource_group, "Microsoft.MachineLearningServices/workspaces", workspace)
 
 
 def assign_role(

@@ -74,6 +74,7 @@ from jobrunner.status import (
     utc_now,
 )
 from jobrunner.store import RUNS, Store, queue_name
+from jobrunner.tracking import finish_tracking_run
 
 EXTRA_PORTS = 4  # per agent and gang, for per-task ports (TensorFlow)
 
@@ -98,6 +99,7 @@ class AgentSettings:
     datastores: Datastores = LOCAL  # a deployed pool's map from its agent config
     doorbell: Path | None = None  # local pools: a socket that submits ring (`jobrunner.doorbell`)
     job_user: str | None = None  # the unprivileged user jobs run as (None: the agent's own)
+    tracking_uri: str | None = None  # the MLflow tracking server jobs log to (`jobrunner.tracking`)
 
 
 class _Holder:
@@ -311,10 +313,14 @@ class Agent:
                 stop,
                 self._preemption,
                 self.config.datastores,
+                tracking_uri=self.config.tracking_uri,
                 job_user=self.config.job_user,
             )
             run_attempt(ctx)
             concluded = update_status(self.store, ref, lambda s: conclude(s, spec.trainstack.retry))
+            if concluded.state.terminal and self.config.tracking_uri is not None:
+                with contextlib.suppress(TrainstackError):  # the MLflow run only says it runs on
+                    finish_tracking_run(self.store, ref, concluded.state)
             if concluded.state is JobState.QUEUED and concluded.attempt > gang.attempt:
                 self._requeue_once(ref, concluded)
         finally:

@@ -68,6 +68,7 @@ from jobrunner.spec import JobSpec
 from jobrunner.staging import OutputSync, stage_inputs, unpack_code
 from jobrunner.status import NodeStatus, RunRef, RunStatus, read_status, update_status, utc_now
 from jobrunner.store import RUNS, Store
+from jobrunner.tracking import TrackingRecord, open_tracking_run, with_tracking
 from jobrunner.worker import Worker
 
 AGENT_STREAM = "agent"  # the log stream of the agent's own notes, per node
@@ -101,6 +102,7 @@ class AttemptContext:
     preemption: PreemptionWatch | None = None  # this node's eviction notices, when watched
     datastores: Datastores = LOCAL  # datastore name -> container (the agent config's map)
     job_user: str | None = None  # the unprivileged user the job runs as (jobrunner.isolation)
+    tracking_uri: str | None = None  # the pool's MLflow tracking server (`jobrunner.tracking`)
 
 
 def node_paths(ctx: AttemptContext) -> NodePaths:
@@ -364,7 +366,7 @@ def _prepare_and_run(
     watch: _Supervisor,
 ) -> tuple[NodeStatus, tuple[str, ...]]:
     try:
-        plan = plan_launch(ctx.spec, ctx.node, ctx.gang, paths)
+        plan = plan_launch(with_tracking(ctx.spec, _tracking_run(ctx, note)), ctx.node, ctx.gang, paths)
     except JobSpecError as exc:  # the job asks for what this node cannot give: its fault
         return _finished(me, None, FailureKind.USER, f"cannot run here: {exc}"), ()
     except TrainstackError as exc:
@@ -434,6 +436,20 @@ def _job_user(ctx: AttemptContext, paths: NodePaths) -> JobUser | None:
     writable = [p for p in (paths.code, paths.temp, paths.mounts, *paths.outputs.values()) if p]
     hand_over(user, writable)
     return user
+
+
+def _tracking_run(ctx: AttemptContext, note: Callable[[str], None]) -> TrackingRecord | None:
+    """The run's MLflow run when the pool tracks; a tracking server that fails does not fail
+    the job: its metrics are lost, which the agent's notes say."""
+    if ctx.tracking_uri is None:
+        return None
+    try:
+        record = open_tracking_run(ctx.store, ctx.ref, ctx.spec, ctx.tracking_uri, pool=ctx.pool)
+    except TrainstackError as exc:
+        note(f"metrics are not tracked: {exc}")
+        return None
+    note(f"metrics go to MLflow run {record.run_id} on {record.uri}")
+    return record
 
 
 def _peers_lost_since(ctx: AttemptContext, peers: frozenset[str], since: str) -> tuple[str, ...]:

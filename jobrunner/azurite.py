@@ -119,10 +119,11 @@ class Azurite:
                     self.process.kill()
                     self.process.wait(timeout)
             return
-        _kill_group(self.pid, timeout)
+        stop_process_group(self.pid, timeout)
 
 
-def _kill_group(pid: int, timeout: float) -> None:
+def stop_process_group(pid: int, timeout: float) -> None:
+    """SIGTERM the process group `pid` leads, then SIGKILL it if it outlives `timeout`."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)

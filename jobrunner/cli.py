@@ -241,7 +241,10 @@ def _follow(client: Client, run_id: str, *, logs: bool) -> RunStatus:
             )
             out.print(text_line, markup=out.is_terminal, soft_wrap=True)
 
-    final = client.follow(run_id, sink if logs else None, on_status=on_status)
+    from jobrunner.cli_tracking import MetricsTicker
+
+    with MetricsTicker(client.store, run_id, lambda line: err.print(line, markup=False)):
+        final = client.follow(run_id, sink if logs else None, on_status=on_status)
     if final.reason:
         err.print(f"{_state(final.state)}: {escape(final.reason)}")
     return final
@@ -258,7 +261,8 @@ def status(
 
         jobrunner status run-20261121-204800-ab12cd --json
     """
-    s = _client().status(run_id)
+    client = _client()
+    s = client.status(run_id)
     if as_json:
         _print_json(status_json(s))
         return
@@ -267,6 +271,11 @@ def status(
     )
     if s.exit_code is not None or s.reason:
         out.print(f"exit code {s.exit_code}  {s.reason or ''}", markup=False)
+    from jobrunner.cli_tracking import last_metrics_line
+
+    metrics_line = last_metrics_line(client.store, s.id)
+    if metrics_line:
+        out.print(metrics_line, markup=False)
     table = Table("rank", "node", "exit code", "failure", "reason")
     for n in s.nodes:
         table.add_row(str(n.rank), Text(n.name), "" if n.exit_code is None else str(n.exit_code),
@@ -281,27 +290,38 @@ def status(
 @guarded
 def list_(
     experiment: Annotated[str | None, typer.Option("--experiment", help="Only this experiment.")] = None,
+    metric: Annotated[
+        list[str],
+        typer.Option("--metric", help="Add a column with the last value of this metric (repeatable)."),
+    ] = [],  # noqa: B006
     as_json: JsonFlag = False,
 ) -> None:
     """List runs, newest first.
 
     Example:
 
-        jobrunner list --experiment mnist
+        jobrunner list --experiment mnist --metric loss
     """
-    runs = _client().list(experiment)
+    from jobrunner.cli_tracking import metric_column
+
+    client = _client()
+    runs = client.list(experiment)
+    columns = {r.id: {m: metric_column(client.store, r.id, m) for m in metric} for r in runs}
     if as_json:
-        _print_json([status_json(r) for r in runs])
+        _print_json([status_json(r) | ({"metrics": columns[r.id]} if metric else {}) for r in runs])
         return
     # The id is what every other command takes: never cut it. It starts with the submission
     # time (run-YYYYMMDD-HHMMSS-...), so no separate column for that.
     table = Table(box=box.SIMPLE_HEAD)
     table.add_column("id", no_wrap=True)
     table.add_column("experiment", overflow="fold")
-    for name in ("state", "attempt", "nodes"):
+    for name in ("state", "attempt", "nodes", *metric):
         table.add_column(name, no_wrap=True)
     for r in runs:
-        table.add_row(r.id, Text(r.experiment), _state(r.state), str(r.attempt), str(r.instance_count))
+        cells = [columns[r.id][m] for m in metric]
+        table.add_row(
+            r.id, Text(r.experiment), _state(r.state), str(r.attempt), str(r.instance_count), *cells
+        )
     out.print(table)
 
 
@@ -416,6 +436,14 @@ def agent(
         Path | None,
         typer.Option("--doorbell", help="Unix socket a submit rings to wake this agent (local pools)."),
     ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            envvar="JOBRUNNER_TRACKING_URI",
+            help="MLflow tracking server the jobs log to (MLFLOW_TRACKING_URI); `none` or unset: none.",
+        ),
+    ] = None,
     config_file: Annotated[
         Path | None,
         typer.Option("--config", help="Agent config file (YAML, JSON or cloud-init); other options ignored."),
@@ -457,6 +485,7 @@ def agent(
         pool=pool, name=agent_name, address=address, work_dir=work_dir or home_dir() / "agent" / agent_name,
         visibility_timeout_s=visibility_timeout_s, heartbeat_s=heartbeat_s, idle_poll_max_s=idle_poll_max_s,
         board_poll_s=board_poll_s, scheduled_events_url=scheduled_events_url, doorbell=doorbell,
+        tracking_uri=None if tracking_uri in (None, "", "none") else tracking_uri,
         timing=Timing(
             stale_after_s=stale_after_s, status_poll_s=status_poll_s, sync_s=sync_s,
             terminate_grace_s=terminate_grace_s,
@@ -715,6 +744,11 @@ def data_download(
         f"download {path}", lambda p: client.download_data(dest, datastore=datastore, path=path, progress=p)
     )
     out.print(f"{count} file(s) in {dest}", markup=False)
+
+
+from jobrunner.cli_tracking import register as _register_tracking  # noqa: E402 - it uses the app above
+
+_register_tracking(app)
 
 
 def main() -> None:

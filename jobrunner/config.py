@@ -126,6 +126,12 @@ class AgentConfig(_FileModel):
         SCHEDULED_EVENTS_URL,
         description="Azure Scheduled Events endpoint watched for eviction notices (null: none watched)",
     )
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking server every job logs to (MLFLOW_TRACKING_URI): the workspace's "
+        "`azureml://<region>.api.azureml.ms/mlflow/v1.0/subscriptions/...` or an http(s) server; "
+        "null: jobs keep their metrics with their outputs (docs/metrics.md)",
+    )
     heartbeat_s: float = Field(30.0, gt=0)
     idle_poll_max_s: float = Field(5.0, gt=0)
     board_poll_s: float = Field(20.0, gt=0)
@@ -147,6 +153,17 @@ class AgentConfig(_FileModel):
                 "not a job store: expected `https://<account>.blob.core.windows.net` or a connection string"
             )
         return value.rstrip("/")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"(azureml|https?)://[^/\s]+", value):
+            raise ValueError(
+                f"{value!r} is not a tracking server: expected `azureml://<region>.api.azureml.ms/mlflow/"
+                "v1.0/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.MachineLearningServices/"
+                "workspaces/<name>` or `http(s)://host:port`"
+            )
+        return value
 
     @field_validator("pool")
     @classmethod

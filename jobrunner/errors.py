@@ -7,7 +7,8 @@ pydantic validation failure into messages that name the file, the field and the 
     ├── StoreError              the job store refused a request or cannot be reached
     │   ├── NotFoundError       a run, blob or queue that does not exist
     │   └── ConflictError       an ETag-guarded update lost a race; re-read and retry
-    └── LaunchError             a planned process could not be started on this node
+    ├── LaunchError             a planned process could not be started on this node
+    └── TrackingError           the MLflow tracking server cannot be started or reached
 
 Catch `TrainstackError` at a command's edge and print `str(err)`: one line per problem,
 never a traceback.
@@ -82,6 +83,10 @@ class ConflictError(StoreError):
 
 class LaunchError(TrainstackError):
     """A planned process could not be started on this node."""
+
+
+class TrackingError(TrainstackError):
+    """The MLflow tracking server cannot be started or reached, or refused a request."""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

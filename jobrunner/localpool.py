@@ -6,7 +6,9 @@
 
 The store is `JOBRUNNER_STORE` when set, else the local Azurite (started on demand). The
 agents inherit this process's environment, with the store made explicit so they use the
-same one; each logs to `<JOBRUNNER_HOME>/pool/<name>.log` and works under
+same one. Likewise the tracking server: `JOBRUNNER_TRACKING_URI` when set (`none`: no
+tracking), else the local MLflow server (`jobrunner.tracking_server`, started on demand and
+stopped with the local Azurite). Each agent logs to `<JOBRUNNER_HOME>/pool/<name>.log` and works under
 `<JOBRUNNER_HOME>/pool/<name>/`. The pool's node count is recorded in the store (submit
 refuses larger jobs) and its agents' pids in `<JOBRUNNER_HOME>/pool/<pool>.json`.
 Local agents use short poll intervals: a local store costs nothing per request. They are
@@ -35,6 +37,7 @@ from jobrunner.doorbell import SUFFIX
 from jobrunner.errors import ConfigError, LaunchError
 from jobrunner.registry import PoolConfig, write_pool_config
 from jobrunner.store import STORE_ENV, Store, home_dir
+from jobrunner.tracking_server import TRACKING_ENV, ensure_local_tracking, stop_local_tracking
 
 LOCAL_AGENT_ARGS = (
     "--heartbeat-s", "3", "--idle-poll-max-s", "1", "--board-poll-s", "2", "--stale-after-s", "15",
@@ -79,6 +82,11 @@ def _store_target() -> tuple[str, bool]:
     return ensure_local_azurite(home_dir()).connection_string, True
 
 
+def _tracking_target() -> str:
+    """The tracking URI the agents get (`none` when tracking is off)."""
+    return os.environ.get(TRACKING_ENV) or ensure_local_tracking(home_dir()).uri
+
+
 def read_local_pool(pool: str) -> LocalPool | None:
     """The local pool of that name, as recorded when it started (None if never started or stopped)."""
     try:
@@ -115,7 +123,7 @@ def start_local_pool(nodes: int, pool: str = "local") -> LocalPool:
     write_pool_config(
         store, PoolConfig(name=pool, max_nodes=nodes, kind="local", containers=container_runtime_works())
     )
-    env = {**os.environ, STORE_ENV: target, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, STORE_ENV: target, TRACKING_ENV: _tracking_target(), "PYTHONUNBUFFERED": "1"}
     folder = _pool_dir()
     folder.mkdir(parents=True, exist_ok=True)
     agents: list[LocalAgent] = []
@@ -172,4 +180,6 @@ def stop_local_pool(pool: str | None = None, *, stop_store: bool = True, grace_s
     others_left = folder.exists() and any(folder.glob("*.json"))
     if stop_store and not others_left and not os.environ.get(STORE_ENV):
         stop_local_azurite(home_dir())
+    if stop_store and not others_left and not os.environ.get(TRACKING_ENV):
+        stop_local_tracking(home_dir())
     return stopped

@@ -190,4 +190,5 @@ def agent_settings(config: AgentConfig, *, source: str | None = None) -> AgentSe
         scheduled_events_url=config.scheduled_events_url,
         datastores=Datastores.from_config(config, source=source),
         job_user=config.job_user,
+        tracking_uri=config.tracking_uri,
     )

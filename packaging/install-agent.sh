@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install the jobrunner agent on a GPU node image (Azure Image Builder's customize step).
 #
-#   sudo bash install-agent.sh WHEEL UNIT_FILE
+#   sudo bash install-agent.sh WHEEL UNIT_FILE [JOB_PACKAGE...]
 #
 # 1. Docker and the NVIDIA container toolkit (skipped when already there, as on the HPC image),
-# 2. a virtualenv at $JOBRUNNER_VENV (/opt/jobrunner/venv) with the wheel and its pinned deps,
-# 3. the unprivileged user jobs run as ($JOB_USER, trainstack-job) and the firewall guard that
+# 2. a virtualenv at $JOBRUNNER_VENV (/opt/jobrunner/venv) with the wheel and its pinned deps
+#    (and its extras in $JOBRUNNER_EXTRAS, e.g. `tracking`: the agent's MLflow client),
+# 3. JOB_PACKAGE... into the node's own Python, for the jobs that run on the node (azureml-mlflow),
+# 4. the unprivileged user jobs run as ($JOB_USER, trainstack-job) and the firewall guard that
 #    refuses that user the instance metadata service (169.254.169.254: identity tokens),
-# 4. the systemd unit, enabled; it starts at boot once custom data has written the config.
+# 5. the systemd unit, enabled; it starts at boot once custom data has written the config.
 #
 # Settings for other layouts and for tests: JOBRUNNER_VENV, JOBRUNNER_UNIT_DIR,
 # JOBRUNNER_CONFIG_DIR, JOBRUNNER_GUARD_DIR, INSTALL_CONTAINER_RUNTIME=0 (skip step 1),
@@ -55,7 +57,12 @@ fi
 log "creating $venv"
 "$python" -m venv --clear "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "$wheel"
+"$venv/bin/python" -m pip install --quiet "$wheel${JOBRUNNER_EXTRAS:+[$JOBRUNNER_EXTRAS]}"
+shift 2
+if [ "$#" -gt 0 ]; then
+  log "installing $* for the jobs"
+  "$python" -m pip install --quiet "$@" || "$python" -m pip install --quiet --break-system-packages "$@"
+fi
 "$venv/bin/jobrunner" --help >/dev/null
 
 if [ "${CREATE_JOB_USER:-1}" = 1 ]; then

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from jobrunner.azurite import start_azurite
+from jobrunner.tracking_server import NO_TRACKING, TRACKING_ENV, start_tracking_server
 from tests.runner.http_inputs import loopback_tls, misbehaving_http  # noqa: F401 - fixtures for every suite
 
 pytest_plugins = ["pytester"]  # tests of this file's hooks run small suites of their own
@@ -55,3 +56,20 @@ def pytest_report_header(config: pytest.Config) -> str:
     from tests.corpus import CORPUS, PRESENT, REASON
 
     return f"corpus: {CORPUS}" if PRESENT else f"corpus: {REASON}: corpus tests skip"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _untracked_local_pools() -> None:
+    """Local pools started by tests track nothing unless a test points them at the session's
+    tracking server (`tracking_server`): an MLflow server per pool would cost seconds each."""
+    os.environ.setdefault(TRACKING_ENV, NO_TRACKING)
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MLflow tracking server on a free loopback port for the whole session; yields its URI."""
+    server = start_tracking_server(tmp_path_factory.mktemp("mlflow"))
+    try:
+        yield server.uri
+    finally:
+        server.stop()

@@ -14,7 +14,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("dispatch", "overhead", "staging", "logs", "preempt", "plan", "agent", "scale", "simulate")
+BENCHMARKS = (
+    "dispatch",
+    "overhead",
+    "staging",
+    "logs",
+    "preempt",
+    "plan",
+    "agent",
+    "scale",
+    "simulate",
+    "metrics",
+)
 FIELDS = {"name", "value", "baseline", "ratio", "unit", "goal", "met", "detail", "host"}
 
 

@@ -84,6 +84,7 @@ def test_the_agents_identity_holds_data_roles_only_on_its_containers_and_queues(
     held = sorted(
         (g.inputs["scope"].split(account, 1)[1], g.inputs["roleDefinitionId"].rsplit("/", 1)[-1])
         for g in grants
+        if account in g.inputs["scope"]  # the workspace's tracking role: tests/tracking
     )
     blob, processor, sender = (
         "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
@@ -112,8 +113,14 @@ def test_the_stack_declares_the_job_stores_containers_and_each_pools_queues() ->
     queues = {r.inputs["queueName"] for r in plan.children(store.urn) if r.type.endswith(":Queue")}
     assert containers == {"runs", "pools"} and queues == {"pool-a100-spot", "pool-a100-spot-poison"}
     grants = [g for g in plan.of_type("azure-native:authorization:RoleAssignment") if g.parent == "a100-spot"]
-    assert grants and all(
-        "/blobServices/" in g.inputs["scope"] or "/queueServices/" in g.inputs["scope"] for g in grants
+    data = [g for g in grants if "/Microsoft.Storage/" in g.inputs["scope"]]
+    assert data and all(
+        "/blobServices/" in g.inputs["scope"] or "/queueServices/" in g.inputs["scope"] for g in data
+    )
+    # the one grant outside the store: the workspace, whose MLflow server keeps the metrics
+    (tracking,) = [g for g in grants if g not in data]
+    assert tracking.inputs["scope"].endswith(
+        "/Microsoft.MachineLearningServices/workspaces/mlw-trainstack-pool"
     )
 
 
@@ -155,6 +162,7 @@ def test_custom_data_is_the_config_the_agent_loads(pool_plan: StackPlan) -> None
         account="sttest",
         client_id=loaded.identity_client_id,
         datastores={"training_data": "training-data"},
+        tracking_uri=loaded.tracking_uri,  # checked in tests/tracking/test_pool_tracking.py
     )
     assert loaded == expected and loaded.identity_client_id  # the identity's client id, filled by Azure
     assert (loaded.store, loaded.pool, loaded.max_nodes) == (

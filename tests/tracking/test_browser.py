@@ -1,0 +1,116 @@
+"""The web page (`jobrunner ui`) in a real browser: Debian's Chromium, headless, against a real
+run of examples/mlflow on a local pool. The run list shows the run; the run page draws a chart
+of its metric (uPlot, in the page) with every step."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobrunner.azurite import free_port
+from tests.runner.conftest import Cli
+from tests.tracking.conftest import STEPS
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.needs_tool("chromium", "chromium"),
+]
+
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,1400",
+)  # fmt: skip
+CHART_BLUE = (0x25, 0x63, 0xEB)  # the series colour ui.js gives each chart's line
+
+
+@pytest.fixture(scope="module")
+def ui(tracked_pool: Cli) -> Iterator[str]:
+    """`jobrunner ui` over the tracked pool's store, on a free loopback port; yields its address."""
+    port = free_port()
+    argv = [sys.executable, "-m", "jobrunner", "ui", "--port", str(port)]
+    with subprocess.Popen(
+        argv, env=tracked_pool.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as page:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/api/runs", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or page.poll() is not None:
+                    raise AssertionError("jobrunner ui did not answer") from None
+                time.sleep(0.25)
+        try:
+            yield url
+        finally:
+            page.terminate()
+            page.wait(30)
+
+
+def chromium(url: str, profile: Path, *, screenshot: Path | None = None) -> str:
+    """The page's DOM once its scripts ran (virtual time lets its fetches and drawing finish),
+    and a screenshot when asked."""
+    what = [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
+    done = subprocess.run(
+        ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", *what,
+         url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_run_list_shows_the_run(ui: str, example_run: str, tmp_path: Path) -> None:
+    dom = chromium(ui + "/", tmp_path / "profile")
+    row = dom[dom.index(f'<tr data-run="{example_run}">') :].split("</tr>", 1)[0]
+    assert f'href="/runs/{example_run}"' in row
+    assert ">succeeded<" in row and "<td>2</td>" in row  # state, nodes
+
+
+def test_run_page_draws_a_chart_of_its_metric(ui: str, example_run: str, tmp_path: Path) -> None:
+    dom = chromium(f"{ui}/runs/{example_run}", tmp_path / "profile")
+    chart = dom[dom.index('data-metric="loss"') :].split('class="chart"', 1)[0]
+    assert f'data-points="{STEPS}"' in chart
+    assert "<canvas" in chart and "uplot" in chart
+    assert "learning_rate=0.1, steps=50, world_size=2" in dom
+    assert 'data-stream="node-1"' in dom and "50 steps logged" in dom  # logs per node and rank
+
+    image = pytest.importorskip("PIL.Image")
+    shot = tmp_path / "run.png"
+    chromium(f"{ui}/runs/{example_run}", tmp_path / "profile2", screenshot=shot)
+    raw = image.open(shot).convert("RGB").tobytes()
+    pixels = zip(raw[0::3], raw[1::3], raw[2::3], strict=True)
+    drawn = sum(1 for p in pixels if all(abs(a - b) < 40 for a, b in zip(p, CHART_BLUE, strict=True)))
+    assert drawn > 500, f"only {drawn} pixels of the chart lines in the screenshot"
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_the_page_needs_no_internet_and_unknown_runs_are_not_found(ui: str, example_run: str) -> None:
+    status, page = fetch(f"{ui}/runs/{example_run}")
+    assert status == 200
+    assert "http://" not in page and "https://" not in page  # scripts and styles from the package
+    assert fetch(f"{ui}/static/uPlot.iife.min.js")[0] == 200
+    assert fetch(f"{ui}/runs/run-nope")[0] == 404
+    status, body = fetch(f"{ui}/api/runs/run-nope")
+    assert status == 404 and "error" in body
+    assert fetch(f"{ui}/runs/{example_run}/outputs/../status.json")[0] == 404
+
+
+def test_the_ui_listens_on_loopback_by_default(tracked_pool: Cli) -> None:
+    shown = tracked_pool.run("ui", "--help", check=True).stdout
+    assert "127.0.0.1" in shown and "--port" in shown
