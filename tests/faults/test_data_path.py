@@ -49,6 +49,15 @@ def submit(pool: FaultPool, job: Path, refs: list[RunRef]) -> tuple[str, RunRef]
     return run, refs[-1]
 
 
+def numbered_job(folder: Path) -> Path:
+    """A job printing `out i` and `err i`, i = 1..LINES, on stdout and stderr in turn."""
+    job = folder / "numbered.yml"
+    job.write_text(
+        f'command: for i in $(seq 1 {LINES}); do echo "out $i"; echo "err $i" >&2; sleep 0.01; done\n'
+    )
+    return job
+
+
 @pytest.fixture
 def proxy(azurite: str) -> Iterator[FaultyProxy]:
     with FaultyProxy(ports(azurite)[0]) as p:
@@ -58,12 +67,8 @@ def proxy(azurite: str) -> Iterator[FaultyProxy]:
 def test_every_log_byte_goes_up_once_even_when_answers_are_lost(
     azurite: str, proxy: FaultyProxy, tmp_path: Path
 ) -> None:
-    store = Store.connect(azurite)
     pool = FaultPool(connection_string(proxy.port, ports(azurite)[1]), tmp_path / "home", "once", 1)
-    job = tmp_path / "numbered.yml"
-    job.write_text(
-        f'command: for i in $(seq 1 {LINES}); do echo "out $i"; echo "err $i" >&2; sleep 0.01; done\n'
-    )
+    job = numbered_job(tmp_path)
     done = threading.Event()
 
     def lose_answers() -> None:  # an append lands, its answer never comes back, again and again
@@ -84,7 +89,18 @@ def test_every_log_byte_goes_up_once_even_when_answers_are_lost(
     merged = [line.split("| ", 1)[1] for line in logs.splitlines() if line.startswith("node-0| ")]
     assert [x for x in merged if x.startswith("out ")] == [f"out {i}" for i in range(1, LINES + 1)]
     assert [x for x in merged if x.startswith("err ")] == [f"err {i}" for i in range(1, LINES + 1)]
-    # Batch AI's per-process files: no copy in the store, a view of the merged log, each line once
+
+
+def test_batchai_files_are_a_view_of_the_merged_log_each_line_once(azurite: str, tmp_path: Path) -> None:
+    store = Store.connect(azurite)
+    pool = FaultPool(azurite, tmp_path / "home", "views", 1)
+    job = numbered_job(tmp_path)
+    refs: list[RunRef] = []
+    with running(pool, refs):
+        run, ref = submit(pool, job, refs)
+        final = pool.cli.wait_state(run, {"succeeded", "failed", "canceled"}, timeout=120)
+    assert final["state"] == "succeeded", final
+    # no copy in the store: `jobrunner outputs` cuts them out of the merged log by its index
     assert not [b.name for b in store.list(RUNS, ref.outputs_prefix("logs")) if "-wk-" in b.name]
     pool.cli.run("outputs", run, "--download", str(tmp_path / "out"), check=True)
     for stream, word in (("stdout", "out"), ("stderr", "err")):

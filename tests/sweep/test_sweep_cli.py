@@ -42,3 +42,10 @@ def test_another_job_type_gets_one_line(tmp_path: Path, kind: str) -> None:
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and f"not `{kind}` jobs" in lines[0], result.output
+
+
+def test_submitting_a_sweep_says_a_pool_does_not_run_it_yet(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path)
+    result = CliRunner().invoke(app, ["submit", str(path)])
+    assert result.exit_code == 2
+    assert "does not run them yet" in result.output and "first 5 trials" in result.output
