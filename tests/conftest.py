@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -44,8 +46,20 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """CI (`TRAINSTACK_CI=1`) stops here, in one line, when the corpus is missing."""
+    """The run stops here, in one line, when the environment is not the one pyproject.toml
+    pins (a `.venv` older than the checkout), or under CI (`TRAINSTACK_CI=1`) when the corpus
+    is missing."""
+    from tests.environment import stale_requirements
+
+    stale = stale_requirements(Path(__file__).resolve().parents[1] / "pyproject.toml")
+    if stale:
+        raise pytest.UsageError(
+            f"this Python ({sys.executable}) does not have what pyproject.toml pins: "
+            + "; ".join(stale)
+            + " (run `make setup`, or `.venv/bin/pip install -e '.[dev]'`)"
+        )
     try:
         import tests.corpus  # noqa: F401
     except RuntimeError as exc:
