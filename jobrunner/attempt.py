@@ -4,18 +4,17 @@
 
 `jobrunner.launch.run_plan` runs the processes (and stops them all on the first failure or
 at `limits.timeout` -> TIMEOUT). Beside it a supervisor thread (torchelastic's shape: poll,
-classify, act) looks every `status_poll_s` at the run's status and the gang's heartbeats,
-and stops the processes when:
+classify, act) looks every `status_poll_s` at the run's status and stops the processes when:
 
 - someone asked to cancel (`cancel_requested` in status.json)  -> CANCELED
 - another gang member reported a failure                       -> stopped, no failure of its own
-- another gang member stopped heartbeating                      -> LOST_NODE
 - this node got an eviction notice (Scheduled Events Preempt)   -> PREEMPTED (requeued)
-- this node's agent is stopping (SIGTERM)                       -> INFRASTRUCTURE (requeued)
+- the agent stops the attempt (SIGTERM, the scheduler revoked   -> INFRASTRUCTURE (requeued)
+  it, or the node was cut off from the store past its fence)
 
-Silence counts only while the store answers (`jobrunner.liveness`): after a storage outage
-every heartbeat is old, so a peer is judged lost only once the store has been steady for a
-while, and on a slow store only when its heartbeat lags well behind this node's own.
+A lost peer is the pool scheduler's to find (one listing of the node blobs per pass): it
+settles the attempt as LOST_NODE, whatever the survivors' processes said, and revokes it on
+the survivors, which stops them here (`jobrunner.scheduler.protocol`).
 On a notice the processes get at most `Notice.grace_s` between SIGTERM and SIGKILL, so
 that logs and a last output sync (the job's checkpoints) fit in the notice.
 
@@ -59,7 +58,6 @@ from jobrunner.errors import (
 )
 from jobrunner.isolation import JobUser, hand_over
 from jobrunner.launch import LaunchResult, run_plan
-from jobrunner.liveness import read_heartbeats
 from jobrunner.logship import LogShipper
 from jobrunner.outcome import report
 from jobrunner.plan import plan_launch
@@ -83,7 +81,6 @@ class Timing:
     watch_s: float = 0.5
     status_poll_s: float = 2.0
     sync_s: float = 15.0
-    stale_after_s: float = 60.0
     log_ship_s: float = 2.0
     terminate_grace_s: float = 10.0
 
@@ -126,7 +123,6 @@ def run_attempt(ctx: AttemptContext) -> NodeStatus:
     note = shipper.sink(f"{AGENT_STREAM}.{ctx.node.name}")
     shipper.start()
     result: NodeStatus
-    lost: tuple[str, ...] = ()
     sync: OutputSync | None = None
     # An agent never dies of a job: whatever goes wrong in a step ends this attempt with a
     # classified failure and its reason (see `_failed`), and the agent takes the next job.
@@ -139,7 +135,7 @@ def run_attempt(ctx: AttemptContext) -> NodeStatus:
                 result = _staging_failed(me, watch, exc, note)
             else:
                 try:
-                    result, lost = _prepare_and_run(ctx, paths, sync, me, shipper, note, watch)
+                    result = _prepare_and_run(ctx, paths, sync, me, shipper, note, watch)
                 except Exception as exc:
                     result = _failed(me, note, "running the job", exc)
         if sync is not None:
@@ -152,7 +148,7 @@ def run_attempt(ctx: AttemptContext) -> NodeStatus:
     finally:
         if not shipper.close():
             pass  # kept in the spool on this node: nothing more can be done for this attempt
-    _report_patiently(ctx, lambda s: _if_attempt(ctx, s, lambda st: report(st, result, lost=lost)))
+    _report_patiently(ctx, lambda s: _if_attempt(ctx, s, lambda st: report(st, result)))
     shutil.rmtree(Path(paths.root) / "inputs", ignore_errors=True)
     return result
 
@@ -274,12 +270,10 @@ class _Supervisor:
         self.sync: OutputSync | None = None  # set once staging made it: then synced every sync_s
         self.cancel = threading.Event()
         self.reason: tuple[FailureKind | None, str] | None = None
-        self.lost: tuple[str, ...] = ()
         self.leader: NodeStatus | None = None  # the leader's report, for nodes that wait for it
         self._done = threading.Event()
         self._lock = threading.Lock()
         self.peers = frozenset(m.name for m in ctx.gang.members if m.name != ctx.node.name)
-        self._next_heartbeats = 0.0  # time.monotonic() of the next heartbeat read
         self._looker = Worker("status-watch", self._look)
         self._syncer = Worker("output-sync", self._sync, on_error=self._sync_failed)
         self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
@@ -294,12 +288,12 @@ class _Supervisor:
         self._looker.close(timeout=0)  # a read still waiting on the store: its answer is moot
         self._syncer.close()  # the final sync starts once this one stopped (interrupted on a notice)
 
-    def stop(self, kind: FailureKind | None, reason: str, lost: tuple[str, ...] = ()) -> None:
+    def stop(self, kind: FailureKind | None, reason: str) -> None:
         """Stop the run for `reason` (the first reason wins)."""
         with self._lock:
             if self.reason is not None:
                 return
-            self.reason, self.lost = (kind, reason), lost
+            self.reason = (kind, reason)
         self.note(reason)
         if self.sync is not None:
             # the final sync sends everything, newest first: on a notice its seconds go to the
@@ -316,8 +310,8 @@ class _Supervisor:
             if notice is not None:
                 self.stop(FailureKind.PREEMPTED, notice.reason)
             if self.ctx.agent_stop.is_set():
-                # the job must not outlive its agent; a stopped agent is not the user's fault
-                self.stop(FailureKind.INFRASTRUCTURE, f"agent {self.ctx.node.name} was stopped")
+                # the job must not outlive its agent's hold on it; not the user's fault
+                self.stop(FailureKind.INFRASTRUCTURE, f"agent {self.ctx.node.name} stopped the attempt")
             now = time.monotonic()
             if self.reason is None and now >= next_look and not self._looker.busy:
                 next_look = now + timing.status_poll_s
@@ -334,21 +328,13 @@ class _Supervisor:
         self.note(f"output sync failed, trying again later: {exc}")
 
     def _look(self) -> None:
-        # the status (a cancel, a peer's failure) every look; the heartbeats, a read of every
-        # agent's record, a few times per stale_after_s: a lost peer shows no sooner anyway
-        now = time.monotonic()
-        beats = now >= self._next_heartbeats
-        if beats:
-            self._next_heartbeats = now + max(
-                self.ctx.timing.status_poll_s, self.ctx.timing.stale_after_s / 4
-            )
         try:
-            reason, lost, leader = _look_around(self.ctx, self.peers, heartbeats=beats)
+            reason, leader = _look_around(self.ctx, self.peers)
         except TrainstackError:
             return
         self.leader = leader or self.leader
         if reason is not None:
-            self.stop(*reason, lost)
+            self.stop(*reason)
 
     def wait_for_leader(self) -> None:
         """On a node whose ranks the leader starts (MPI): wait until the leader reports or a stop."""
@@ -364,17 +350,17 @@ def _prepare_and_run(
     shipper: LogShipper,
     note: Callable[[str], None],
     watch: _Supervisor,
-) -> tuple[NodeStatus, tuple[str, ...]]:
+) -> NodeStatus:
     try:
         plan = plan_launch(with_tracking(ctx.spec, _tracking_run(ctx, note)), ctx.node, ctx.gang, paths)
     except JobSpecError as exc:  # the job asks for what this node cannot give: its fault
-        return _finished(me, None, FailureKind.USER, f"cannot run here: {exc}"), ()
+        return _finished(me, None, FailureKind.USER, f"cannot run here: {exc}")
     except TrainstackError as exc:
-        return _finished(me, None, FailureKind.INFRASTRUCTURE, f"cannot plan the launch: {exc}"), ()
+        return _finished(me, None, FailureKind.INFRASTRUCTURE, f"cannot plan the launch: {exc}")
     for line in plan.notes:
         note(line)
     if _cancel_requested(ctx):
-        return _finished(me, None, FailureKind.CANCELED, "canceled on request"), ()
+        return _finished(me, None, FailureKind.CANCELED, "canceled on request")
     if plan.preparation is not None:
         note("running the preparation command")
 
@@ -411,21 +397,12 @@ def _prepare_and_run(
                 user=user, child_errors_dir=Path(paths.temp or paths.root) if user else None,
             )  # fmt: skip
         except LaunchError as exc:
-            return _finished(me, None, FailureKind.INFRASTRUCTURE, str(exc)), ()
+            return _finished(me, None, FailureKind.INFRASTRUCTURE, str(exc))
         finally:
             status_writer.close()  # the RUNNING mark lands before this node's report
-        failed_at = utc_now()
         if plan.waits_for_leader and not result.canceled:
             watch.wait_for_leader()
-    if watch.reason is None and result.root_cause is not None and not result.timed_out and watch.peers:
-        # a killed peer breaks the collective first (a gloo/NCCL error here) and stops
-        # heartbeating only later: that is a lost node, not the user's failure
-        gone = _peers_lost_since(ctx, watch.peers, failed_at)
-        if gone:
-            watch.reason = (FailureKind.LOST_NODE, f"node(s) {', '.join(gone)} stopped heartbeating")
-            watch.lost = gone
-            note(watch.reason[1])
-    return _node_result(me, plan, result, watch), watch.lost
+    return _node_result(me, plan, result, watch)
 
 
 def _job_user(ctx: AttemptContext, paths: NodePaths) -> JobUser | None:
@@ -450,38 +427,6 @@ def _tracking_run(ctx: AttemptContext, note: Callable[[str], None]) -> TrackingR
         return None
     note(f"metrics go to MLflow run {record.run_id} on {record.uri}")
     return record
-
-
-def _peers_lost_since(ctx: AttemptContext, peers: frozenset[str], since: str) -> tuple[str, ...]:
-    """Which peers are gone, asked after this node's processes failed at `since`.
-
-    A peer is alive once it reported or heartbeat after `since`, gone once its heartbeat is
-    silent (`jobrunner.liveness`); waits (at most `stale_after_s` and a backoff step) until each is one or
-    the other. Store trouble: none is called gone (the failure stays the user's).
-    """
-    pending, gone = set(peers), set()
-    patience = ctx.timing.stale_after_s + ctx.store.retry.max_s + 2 * ctx.timing.status_poll_s
-    deadline = time.monotonic() + patience
-    while pending and time.monotonic() < deadline:
-        try:
-            status, _ = read_status(ctx.store, ctx.ref)
-            beats = read_heartbeats(ctx.store, ctx.pool, ctx.timing.stale_after_s, witness=ctx.node.name)
-        except TrainstackError:
-            return ()
-        if beats is None:  # the store just had trouble: silence proves nothing yet
-            time.sleep(ctx.timing.watch_s)
-            continue
-        reported = {n.name for n in status.nodes if n.finished_at}
-        for name in sorted(pending):
-            record = beats.records.get(name)
-            if name in reported or (record is not None and record.last_heartbeat > since):
-                pending.discard(name)
-            elif beats.gone(name):
-                pending.discard(name)
-                gone.add(name)
-        if pending:
-            time.sleep(ctx.timing.watch_s)
-    return tuple(sorted(gone))
 
 
 def _cancel_requested(ctx: AttemptContext) -> bool:
@@ -525,37 +470,24 @@ def _node_result(me: NodeStatus, plan: LaunchPlan, result: LaunchResult, watch: 
 
 
 def _look_around(
-    ctx: AttemptContext, peers: frozenset[str], *, heartbeats: bool = True
-) -> tuple[tuple[FailureKind | None, str] | None, tuple[str, ...], NodeStatus | None]:
-    """(why to stop or None, peers lost, the leader's report if any); the peers' heartbeats
-    are read only with `heartbeats`.
+    ctx: AttemptContext, peers: frozenset[str]
+) -> tuple[tuple[FailureKind | None, str] | None, NodeStatus | None]:
+    """(why to stop or None, the leader's report if any).
 
     Store trouble is no reason: it raises StoreError, and the caller looks again later.
-    Silent peers count only when silence means something (`jobrunner.liveness`).
     """
     try:
         status, _ = read_status(ctx.store, ctx.ref)
     except NotFoundError:
-        return (FailureKind.CANCELED, "the run was deleted"), (), None
+        return (FailureKind.CANCELED, "the run was deleted"), None
     leader = next(
         (n for n in status.nodes if n.rank == 0 and n.finished_at and n.name != ctx.node.name), None
     )
     if status.cancel_requested or status.state is JobState.CANCELED:
-        return (FailureKind.CANCELED, "canceled on request"), (), leader
+        return (FailureKind.CANCELED, "canceled on request"), leader
     if status.attempt != ctx.gang.attempt or status.state.terminal:
-        return (None, "stopped: this attempt is over"), (), leader
+        return (None, "stopped: this attempt is over"), leader
     failed = [n for n in status.nodes if n.name in peers and n.failure_kind is not None]
     if failed:
-        return (None, f"stopped: node {failed[0].name} failed ({failed[0].reason})"), (), leader
-    reported = {n.name for n in status.nodes if n.finished_at}
-    pending = peers - reported  # a peer that finished its part may go on to other work
-    beats = (
-        read_heartbeats(ctx.store, ctx.pool, ctx.timing.stale_after_s, witness=ctx.node.name)
-        if pending and heartbeats
-        else None
-    )
-    if beats is not None:
-        gone = tuple(sorted(p for p in pending if beats.gone(p)))
-        if gone:
-            return (FailureKind.LOST_NODE, f"node(s) {', '.join(gone)} stopped heartbeating"), gone, leader
-    return None, (), leader
+        return (None, f"stopped: node {failed[0].name} failed ({failed[0].reason})"), leader
+    return None, leader

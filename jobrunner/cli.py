@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -400,29 +400,31 @@ def agent(
     ] = "127.0.0.1",
     work_dir: Annotated[Path | None, typer.Option("--work-dir", help="Where runs are staged.")] = None,
     heartbeat_s: Annotated[
-        float, typer.Option("--heartbeat-s", help="How often this agent says it is alive.")
-    ] = 30.0,
-    idle_poll_max_s: Annotated[
-        float, typer.Option("--idle-poll-max-s", help="Longest wait between looks at an empty queue.")
-    ] = 5.0,
-    board_poll_s: Annotated[
-        float, typer.Option("--board-poll-s", help="How often the gang board is read for a seat.")
-    ] = 20.0,
+        float | None,
+        typer.Option(
+            "--heartbeat-s", help="How often an idle agent beats (and sees new work). [default: 12]"
+        ),
+    ] = None,
     stale_after_s: Annotated[
-        float, typer.Option("--stale-after-s", help="Silence after which a node counts as lost.")
-    ] = 90.0,
-    visibility_timeout_s: Annotated[
-        int, typer.Option("--visibility-timeout-s", help="Seconds a taken queue message stays hidden.")
-    ] = 60,
+        float | None,
+        typer.Option("--stale-after-s", help="Silence after which a node counts as lost. [default: 600]"),
+    ] = None,
     status_poll_s: Annotated[
-        float, typer.Option("--status-poll-s", help="How often a running job's status and peers are checked.")
-    ] = 2.0,
+        float | None,
+        typer.Option("--status-poll-s", help="How often a running job's status is checked. [default: 2]"),
+    ] = None,
     sync_s: Annotated[
-        float, typer.Option("--sync-s", help="How often outputs (checkpoints) go up while a job runs.")
-    ] = 15.0,
+        float | None,
+        typer.Option(
+            "--sync-s", help="How often outputs (checkpoints) go up while a job runs. [default: 15]"
+        ),
+    ] = None,
     terminate_grace_s: Annotated[
-        float, typer.Option("--terminate-grace-s", help="Seconds from SIGTERM to SIGKILL when a job stops.")
-    ] = 10.0,
+        float | None,
+        typer.Option(
+            "--terminate-grace-s", help="Seconds from SIGTERM to SIGKILL when a job stops. [default: 10]"
+        ),
+    ] = None,
     scheduled_events_url: Annotated[
         str | None,
         typer.Option(
@@ -477,19 +479,16 @@ def agent(
     import socket
 
     from jobrunner.agent import Agent, AgentSettings
-    from jobrunner.attempt import Timing
     from jobrunner.store import Store, home_dir
 
     agent_name = name or socket.gethostname()
     config = AgentSettings(
         pool=pool, name=agent_name, address=address, work_dir=work_dir or home_dir() / "agent" / agent_name,
-        visibility_timeout_s=visibility_timeout_s, heartbeat_s=heartbeat_s, idle_poll_max_s=idle_poll_max_s,
-        board_poll_s=board_poll_s, scheduled_events_url=scheduled_events_url, doorbell=doorbell,
+        scheduled_events_url=scheduled_events_url, doorbell=doorbell,
         tracking_uri=None if tracking_uri in (None, "", "none") else tracking_uri,
-        timing=Timing(
-            stale_after_s=stale_after_s, status_poll_s=status_poll_s, sync_s=sync_s,
-            terminate_grace_s=terminate_grace_s,
-        ),
+    ).with_timings(
+        heartbeat_s=heartbeat_s, stale_after_s=stale_after_s, status_poll_s=status_poll_s, sync_s=sync_s,
+        terminate_grace_s=terminate_grace_s,
     )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -633,41 +632,53 @@ def local_pool_stop(
 @pool_app.command("status")
 @guarded
 def pool_status(pool: PoolOpt = None, as_json: JsonFlag = False) -> None:
-    """Show a pool's agents (heartbeat age, idle/busy, current job) and its queue length.
+    """Show a pool's nodes (state, the run they hold, heartbeat age), its scheduler and what
+    the queue waits for.
 
     Example:
 
         jobrunner pool status --pool a100-spot
     """
     view = _client(pool).pool_status(pool)
+    report = view.report
     if as_json:
         _print_json(
             {
                 "name": view.name, "max_nodes": view.max_nodes, "queue_length": view.queue_length,
-                "agents": [
-                    {**a.model_dump(mode="json"), "heartbeat_age_s": round(a.age_s(), 1)} for a in view.agents
-                ],
+                "leader": report.leader if report else None,
+                "waiting": list(report.waiting) if report else [],
+                "waiting_total": view.waiting_total, "nodes_short": report.nodes_short if report else 0,
+                "nodes": [asdict(n) for n in view.nodes],
             }
         )  # fmt: skip
         return
+    leader = f"scheduled by {report.leader}" if report else "no scheduler yet"
     out.print(
-        f"pool {view.name}: {view.queue_length} message(s) queued, at most {view.max_nodes or '?'} node(s)",
+        f"pool {view.name}: {len(view.nodes)} node(s), at most {view.max_nodes or '?'}; {leader}; "
+        f"{view.waiting_total} run(s) waiting, {view.queue_length} submission(s) not taken in yet",
         markup=False,
     )
-    table = Table("agent", "state", "job", "heartbeat", "address", "pid")
-    for a in view.agents:
+    if report is not None:
+        for line in report.waiting:
+            out.print(f"  {line}", markup=False)
+        if report.nodes_short:
+            out.print(
+                f"  the pool is {report.nodes_short} node(s) short of its largest waiting job", markup=False
+            )
+    table = Table("node", "state", "run", "attempt", "heartbeat", "address")
+    for n in view.nodes:
         table.add_row(
             *(
                 Text(v)
                 for v in (
-                    a.name,
-                    a.state,
-                    a.current_job or "",
-                    f"{a.age_s():.0f} s ago",
-                    a.address,
-                    str(a.pid),
+                    n.name,
+                    n.state,
+                    n.run or "",
+                    str(n.attempt or ""),
+                    f"{n.heartbeat_age_s:.0f} s ago",
+                    n.address,
                 )
-            )
+            )  # fmt: skip
         )
     out.print(table)
 

@@ -28,8 +28,11 @@ from jobrunner.environments import resolve_environment, unresolved_fix
 from jobrunner.errors import JobSpecError, NotFoundError, Problem
 from jobrunner.localpool import doorbell_folder
 from jobrunner.logship import LogReader
-from jobrunner.messages import job_message
-from jobrunner.registry import AgentRecord, list_agents, read_pool_config
+from jobrunner.registry import read_pool_config
+from jobrunner.scheduler.azure_store import AzurePoolStore
+from jobrunner.scheduler.protocol import RunDoc
+from jobrunner.scheduler.protocol import submit as submit_run
+from jobrunner.scheduler.report import NodeView, PoolReport, read_nodes, read_report
 from jobrunner.spec import JobSpec, load_job
 from jobrunner.staging import (
     Progress,
@@ -62,8 +65,10 @@ class PoolView:
 
     name: str
     max_nodes: int | None
-    queue_length: int
-    agents: tuple[AgentRecord, ...]
+    queue_length: int  # submissions the scheduler has not taken in yet
+    nodes: tuple[NodeView, ...]
+    report: PoolReport | None  # what the scheduler last said (None: no leader yet)
+    waiting_total: int = 0
 
 
 def default_pool() -> str:
@@ -163,7 +168,11 @@ class Client:
         upload_local_inputs(self.store, ref, spec, progress)
         self.store.put(RUNS, ref.spec_blob, spec.model_dump_json(by_alias=True, indent=2).encode())
         create_status(self.store, status)
-        self.store.send(queue_name(pool), job_message(ref, status.attempt))
+        timeout = spec.limits.timeout
+        doc = RunDoc(
+            run_id, spec.instance_count, None if timeout is None else float(timeout), spec.trainstack.priority
+        )
+        submit_run(AzurePoolStore(self.store, pool), doc)
         ring(doorbell_folder(pool))  # a local pool's idle agents start it now, not at their next poll
         return status
 
@@ -220,7 +229,8 @@ class Client:
         return self.follow(run_id, echo if show_output else None, poll_s=poll_s)
 
     def cancel(self, run_id: str) -> RunStatus:
-        """Ask the run to stop: a queued run is canceled at once, a running one by its agents."""
+        """Ask the run to stop: a queued run is canceled at once (the scheduler drops it before
+        it would assign it), a running one by its agents."""
 
         def change(s: RunStatus) -> RunStatus | None:
             if s.state.terminal:
@@ -230,7 +240,8 @@ class Client:
                                   reason="canceled on request")  # fmt: skip
             return s.model_copy(update={"cancel_requested": True, "updated_at": utc_now()})
 
-        return update_status(self.store, find_run(self.store, run_id), change)
+        ref = find_run(self.store, run_id)
+        return update_status(self.store, ref, change)
 
     # ---------------------------------------------------------------- data
     def download_outputs(self, run_id: str, dest: str | Path, *, progress: Progress | None = None) -> int:
@@ -272,9 +283,13 @@ class Client:
     def pool_status(self, pool: str | None = None) -> PoolView:
         name = pool or self.pool
         config = read_pool_config(self.store, name)
+        pool_store = AzurePoolStore(self.store, name)
+        said = read_report(pool_store)
         return PoolView(
             name=name,
             max_nodes=config.max_nodes if config else None,
             queue_length=self.store.queue_length(queue_name(name)),
-            agents=tuple(list_agents(self.store, name)),
+            nodes=read_nodes(pool_store),
+            report=said[0] if said else None,
+            waiting_total=said[1] if said else 0,
         )

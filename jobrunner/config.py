@@ -132,11 +132,14 @@ class AgentConfig(_FileModel):
         "`azureml://<region>.api.azureml.ms/mlflow/v1.0/subscriptions/...` or an http(s) server; "
         "null: jobs keep their metrics with their outputs (docs/metrics.md)",
     )
-    heartbeat_s: float = Field(30.0, gt=0)
-    idle_poll_max_s: float = Field(5.0, gt=0)
-    board_poll_s: float = Field(20.0, gt=0)
-    stale_after_s: float = Field(90.0, gt=0)
-    visibility_timeout_s: int = Field(60, ge=10)
+    heartbeat_s: float | None = Field(
+        None,
+        gt=0,
+        description="seconds between an idle agent's beats, when it also sees new work (default 12)",
+    )
+    stale_after_s: float | None = Field(
+        None, gt=0, description="silence after which the scheduler counts a node lost (default 600)"
+    )
 
     @field_validator("environments")
     @classmethod
@@ -194,10 +197,15 @@ class AgentConfig(_FileModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> AgentConfig:
-        if self.stale_after_s <= self.heartbeat_s:
+        from jobrunner.scheduler.protocol import ProtocolSettings
+
+        defaults = ProtocolSettings()
+        stale = self.stale_after_s if self.stale_after_s is not None else defaults.stale_after_s
+        beat = self.heartbeat_s if self.heartbeat_s is not None else defaults.beat_idle_s
+        if stale <= beat:
             raise ValueError(
-                f"staleAfterS ({self.stale_after_s:g}) must be larger than heartbeatS "
-                f"({self.heartbeat_s:g}): agents would look dead between two heartbeats"
+                f"staleAfterS ({stale:g}) must be larger than heartbeatS "
+                f"({beat:g}): agents would look dead between two heartbeats"
             )
         return self
 

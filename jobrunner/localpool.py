@@ -39,10 +39,7 @@ from jobrunner.registry import PoolConfig, write_pool_config
 from jobrunner.store import STORE_ENV, Store, home_dir
 from jobrunner.tracking_server import TRACKING_ENV, ensure_local_tracking, stop_local_tracking
 
-LOCAL_AGENT_ARGS = (
-    "--heartbeat-s", "3", "--idle-poll-max-s", "1", "--board-poll-s", "2", "--stale-after-s", "15",
-    "--visibility-timeout-s", "30",
-)  # fmt: skip
+LOCAL_AGENT_ARGS = ("--heartbeat-s", "1", "--stale-after-s", "15")
 
 
 class LocalAgent(BaseModel):

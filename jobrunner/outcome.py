@@ -9,6 +9,10 @@ Pure functions over `RunStatus`, applied inside ETag-guarded updates
   code is one of `no_retry_exit_codes`. TIMEOUT fails at once. CANCELED wins over all.
 - LOST_NODE, PREEMPTED and INFRASTRUCTURE requeue without spending the budget, up to
   `MAX_FREE_REQUEUES` times in a row, so that a job that breaks every node still ends.
+- `settle` is the pool scheduler's conclusion of an attempt (`jobrunner.scheduler.judge`): it
+  writes the part of every node that could not report itself (lost, never delivered, ended
+  without a report), then concludes. A lost node wins over its peers' failures: a killed peer
+  breaks the collective first, and the survivors' errors are not the user's.
 """
 
 from __future__ import annotations
@@ -84,6 +88,58 @@ def conclude(status: RunStatus, retry: Retry) -> RunStatus | None:
     if kind in _FREE and status.free_requeues < MAX_FREE_REQUEUES:
         return _requeue(status, free_requeues=status.free_requeues + 1, **ended)
     return status.moved_to(JobState.FAILED, note=reason, **ended)
+
+
+def settle(
+    status: RunStatus,
+    retry: Retry,
+    *,
+    attempt: int,
+    owners: tuple[str, ...],
+    results: dict[str, str],
+    undelivered: bool = False,
+) -> RunStatus | None:
+    """The run's next state once the scheduler found `attempt` over; None when the status is
+    past it already (concluded before: settling again is a no-op).
+
+    `owners` are the attempt's nodes in rank order (fewer than the gang when it was never
+    fully delivered), `results` what each ended owner said (`lost` for a vanished one).
+    """
+    if status.state.terminal or status.attempt != attempt:
+        return None
+    now = utc_now()
+    out = status
+    lost = tuple(n for n in owners if results.get(n) == "lost")
+    for rank in range(max(status.instance_count, len(owners))):
+        have = next((n for n in out.nodes if n.rank == rank), None)
+        if have is not None and have.finished_at:
+            continue
+        name = owners[rank] if rank < len(owners) else (have.name if have else f"rank {rank}")
+        if name in lost:
+            kind, why = FailureKind.LOST_NODE, f"node {name} was lost"
+        elif rank >= len(owners):
+            kind, why = FailureKind.INFRASTRUCTURE, f"no node took rank {rank}"
+        else:
+            kind, why = (
+                FailureKind.INFRASTRUCTURE,
+                f"node {name} ended without a report ({results.get(name)})",
+            )
+        out = out.with_node(
+            NodeStatus(name=name, rank=rank, address=have.address if have else "", finished_at=now,
+                       failure_kind=kind, reason=why)
+        )  # fmt: skip
+    if out.cancel_requested:
+        return conclude(out, retry)
+    if undelivered:
+        return _requeue(out, reason=f"attempt {attempt} never reached all its nodes")
+    if lost:
+        reason = f"node(s) {', '.join(lost)} lost during attempt {attempt}"
+        if status.free_requeues < MAX_FREE_REQUEUES:
+            return _requeue(out, reason=reason, failure_kind=FailureKind.LOST_NODE, exit_code=None,
+                            free_requeues=status.free_requeues + 1)  # fmt: skip
+        return out.moved_to(JobState.FAILED, note=f"{reason}; free requeues exhausted", reason=reason,
+                            failure_kind=FailureKind.LOST_NODE)  # fmt: skip
+    return conclude(out, retry)
 
 
 def _requeue(status: RunStatus, *, reason: str, **changes: object) -> RunStatus:

@@ -173,7 +173,6 @@ def agent_settings(config: AgentConfig, *, source: str | None = None) -> AgentSe
     """The agent loop's settings (`jobrunner.agent.AgentSettings`) from the file's (`source`
     names the file in errors about its datastore map)."""
     from jobrunner.agent import AgentSettings
-    from jobrunner.attempt import Timing
     from jobrunner.datastores import Datastores
 
     name = config.name or socket.gethostname()
@@ -182,13 +181,8 @@ def agent_settings(config: AgentConfig, *, source: str | None = None) -> AgentSe
         name=name,
         address=config.address or primary_address(),
         work_dir=Path(config.work_dir),
-        visibility_timeout_s=config.visibility_timeout_s,
-        heartbeat_s=config.heartbeat_s,
-        idle_poll_max_s=config.idle_poll_max_s,
-        board_poll_s=config.board_poll_s,
-        timing=Timing(stale_after_s=config.stale_after_s),
         scheduled_events_url=config.scheduled_events_url,
         datastores=Datastores.from_config(config, source=source),
         job_user=config.job_user,
         tracking_uri=config.tracking_uri,
-    )
+    ).with_timings(heartbeat_s=config.heartbeat_s, stale_after_s=config.stale_after_s)

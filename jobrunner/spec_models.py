@@ -240,6 +240,11 @@ class Extension(_Model):
 
     preparation: Preparation | None = None
     retry: Retry = Retry()
+    priority: int = Field(
+        0, ge=-1000, le=1000,
+        description="the pool scheduler takes higher priorities first, then submission order; "
+        "a lower-priority job may still start first where it fits in nodes nobody waits for",
+    )  # fmt: skip
 
 
 _IGNORED = ("compute", "services", "identity", "queue_settings", "properties", "parent_job_name")

@@ -3,7 +3,7 @@
     pool_store = AzurePoolStore(Store.from_env(), pool="a100-spot")
 
 Blobs live under `pools/<pool>/sched/` (the lease blob, node blobs, pending blobs, run
-documents); submissions arrive on the queue `pool-<pool>-sched`. Every call goes through
+documents); submissions arrive on the pool's queue (`jobrunner.store.queue_name`). Every call goes through
 `jobrunner.store.Store`'s retries. Times are the store's: a listing's `at` is its response's
 `Date` header, a blob's heartbeat its `Last-Modified`, a submission's order its queue
 insertion time.
@@ -37,7 +37,7 @@ class AzurePoolStore:
     def __init__(self, store: Store, pool: str) -> None:
         self.store = store
         self.base = f"{pool}/sched/"
-        self.queue = f"{queue_name(pool)}-sched"
+        self.queue = queue_name(pool)
         self._container = store._blobs.get_container_client(POOLS)  # noqa: SLF001
 
     def _blob(self, name: str) -> Any:
@@ -126,7 +126,11 @@ class AzurePoolStore:
             pages = client.receive_messages(messages_per_page=max_messages, visibility_timeout=VISIBILITY_S)
             out = []
             for message in next(pages.by_page(), []):
-                body = json.loads(bytes(message.content).decode())
+                text = bytes(message.content).decode("utf-8", errors="replace")
+                try:
+                    body: object = json.loads(text)
+                except ValueError:
+                    body = text  # not one of ours: the leader sets it aside with the reason
                 out.append(Submission(message.id, message.pop_receipt, body, message.inserted_on.timestamp()))
             return out
 

@@ -68,6 +68,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -80,7 +81,9 @@ NODES = "nodes/"
 PENDING = "pending/"
 RUNS = "runs/"
 ACTIVE = "active"
-TERMINAL = ("succeeded", "failed")
+TERMINAL = ("succeeded", "failed", "canceled")
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+MAX_GANG = 10_000
 
 
 # ---------------------------------------------------------------------------- the store
@@ -102,7 +105,7 @@ class Listing:
 class Submission:
     message_id: str
     receipt: str
-    body: dict[str, object]
+    body: object  # the JSON it carried (the raw text when it was not JSON)
     inserted_at: float  # the store's clock when the message arrived
 
 
@@ -154,6 +157,7 @@ class RunDoc:
     owners: tuple[tuple[str, str], ...] = ()  # (node, incarnation), rank order
     free_requeues: int = 0
     history: tuple[str, ...] = ()
+    endpoints: tuple[str, ...] = ()  # what each owner offered its gang (address, ports), rank order
 
     def encode(self) -> bytes:
         return json.dumps(self.__dict__).encode()
@@ -163,7 +167,32 @@ class RunDoc:
         raw = json.loads(data)
         raw["owners"] = tuple(tuple(o) for o in raw["owners"])
         raw["history"] = tuple(raw["history"])
+        raw["endpoints"] = tuple(raw.get("endpoints", ()))
         return cls(**raw)
+
+
+def parse_submission(body: object) -> RunDoc | str:
+    """A submission's body as the run it queues, or why it is refused (a message that is not
+    one of ours, or fields out of range: it goes to the poison queue, never to a node)."""
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    run, nodes, timeout, priority = (
+        body.get("id"),
+        body.get("nodes"),
+        body.get("timeout_s"),
+        body.get("priority", 0),
+    )
+    if not isinstance(run, str) or not RUN_ID.match(run):
+        return "field `id`: not a run id (letters, digits, `.`, `_`, `-`, at most 200)"
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_GANG:
+        return f"field `nodes`: not a node count from 1 to {MAX_GANG}"
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        return "field `timeout_s`: not a positive number of seconds"
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
+        return "field `priority`: not a whole number from -1000 to 1000"
+    return RunDoc(run, nodes, None if timeout is None else float(timeout), priority)
 
 
 def submission_body(doc: RunDoc) -> dict[str, object]:
@@ -206,6 +235,7 @@ class NodeAgent:
     started: bool = False
     last_ok: float | None = None
     on_state: Callable[[str, dict[str, str]], None] = lambda _what, _meta: None
+    facts: dict[str, str] = field(default_factory=dict)  # written with every beat (its endpoint)
 
     @property
     def blob(self) -> str:
@@ -236,6 +266,14 @@ class NodeAgent:
             return min(self.settings.beat_idle_s, 5.0)
         return self.settings.beat_busy_s if self.state == "busy" else self.settings.beat_idle_s
 
+    def retire(self, now: float) -> None:
+        """The agent stops serving: one last beat says so (an attempt still held is lost)."""
+        if self.state in ("assigned", "busy"):
+            self.meta = {**self.meta, "result": "lost"}
+        self.meta = {**self.meta, "state": "stopped"}
+        with contextlib.suppress(StoreError):
+            self._beat(now)
+
     def finished(self, result: str) -> None:
         """The executor's callback: the attempt's processes on this node ended with `result`."""
         if self.state == "busy":
@@ -250,8 +288,13 @@ class NodeAgent:
         self.meta = {"inc": self.incarnation, "state": "idle"}
         if old.get("state") in ("assigned", "busy", "revoke") and old.get("inc") != self.incarnation:
             self.meta = {**_attempt_of(old), "inc": self.incarnation, "state": "done", "result": "lost"}
-        elif old.get("state") == "done":
-            self.meta = {**old, "inc": self.incarnation}
+        elif old.get("state") in ("done", "stopped") and "result" in old:
+            self.meta = {
+                **_attempt_of(old),
+                "inc": self.incarnation,
+                "state": "done",
+                "result": old["result"],
+            }
         self.started = True
         self.on_state("started", self.meta)
 
@@ -261,7 +304,7 @@ class NodeAgent:
 
     def _beat(self, now: float) -> None:
         for _ in range(3):
-            meta = {**self.meta, "by": "node"}
+            meta = {**self.meta, **self.facts, "by": "node"}
             try:
                 if self.etag is None:
                     self.etag = self.store.put(self.blob, b"", meta, if_absent=True)
@@ -329,6 +372,13 @@ class Leader:
     clock: Callable[[], float] = lambda: 0.0  # a timer for `decide` (bench only)
     on_pass: Callable[[PassReport], None] = lambda _r: None
     on_conclude: Callable[[RunDoc], None] = lambda _d: None
+    # How an attempt ended, given the protocol's verdict and each ended owner's result: a real
+    # pool asks the run's status document (`jobrunner.scheduler.judge`); the simulation trusts
+    # the verdict. One of ok, fail, canceled, retry (spends the budget), undelivered, or a free
+    # requeue's cause.
+    judge: Callable[[RunDoc, str, dict[str, str]], str] = lambda _d, verdict, _r: verdict
+    admit: Callable[[RunDoc], bool] = lambda _d: True  # False: canceled before it was assigned
+    on_poison: Callable[[Submission, str], None] = lambda _s, _why: None
 
     @property
     def leading(self) -> bool:
@@ -405,15 +455,17 @@ class Leader:
         for a in decision.assignments:
             self._assign(a.run_id, a.attempt, a.nodes, view, by_run[a.run_id])
             report.assigned += 1
-        report.waiting = tuple(w.reason for w in decision.waiting)
+        report.waiting = tuple(f"{w.run_id}: {w.reason}" for w in decision.waiting)
         report.nodes_short = decision.nodes_short
         self.on_pass(report)
 
     def _intake(self) -> None:
         for sub in self.store.receive(self.settings.intake_batch):
-            body = sub.body
-            doc = RunDoc(str(body["id"]), int(str(body["nodes"])), _opt_float(body.get("timeout_s")),
-                         int(str(body.get("priority", 0))))  # fmt: skip
+            doc = parse_submission(sub.body)
+            if isinstance(doc, str):
+                self.on_poison(sub, doc)  # set aside first: a crash here brings it back
+                self.store.delete_message(sub)
+                continue
             with contextlib.suppress(ConflictError):  # taken in already: the message came back
                 meta = _pending_metadata(doc, 1, sub.inserted_at)
                 self.store.put(PENDING + doc.id, b"", meta, if_absent=True)
@@ -437,9 +489,18 @@ class Leader:
                 # node runs the old attempt any more (this run is not blocked): finish it
                 self._finish_requeue(doc, etag, view.at)
             return
+        if not self.admit(doc):
+            canceled = replace(
+                doc, state="canceled", history=(*doc.history, f"canceled while queued at {view.at:.0f}")
+            )
+            self.store.put(RUNS + run, canceled.encode(), {}, if_match=etag)
+            self.on_conclude(canceled)
+            self._drop_pending(pending)
+            return
         owners = tuple((n, view.meta[n]["inc"]) for n in nodes)
+        endpoints = tuple(view.meta[n].get("endpoint", "") for n in nodes)
         ends_by = "" if doc.timeout_s is None else repr(view.at + doc.timeout_s)
-        active = replace(doc, state=ACTIVE, owners=owners)
+        active = replace(doc, state=ACTIVE, owners=owners, endpoints=endpoints)
         self.store.put(RUNS + run, active.encode(), {}, if_match=etag)
         for rank, node in enumerate(nodes):
             meta = {
@@ -477,6 +538,7 @@ class Leader:
         data, etag, _ = self.store.get(RUNS + run)
         doc = RunDoc.decode(data)
         if doc.state == ACTIVE and str(doc.attempt) == attempt:
+            verdict = self.judge(doc, verdict, _results(view.attempts.get(key, ()), view))
             new = self._next(doc, verdict, view.at)
             if new.state == "queued":
                 self.store.put(PENDING + run, b"", _pending_metadata(new, new.attempt, view.at))
@@ -490,9 +552,9 @@ class Leader:
         history = (*doc.history, note)
         if verdict == "ok":
             return replace(doc, state="succeeded", history=history)
-        if verdict == "fail":
-            return replace(doc, state="failed", history=history)
-        free = doc.free_requeues + (0 if verdict == "undelivered" else 1)
+        if verdict in ("fail", "canceled"):
+            return replace(doc, state="failed" if verdict == "fail" else "canceled", history=history)
+        free = doc.free_requeues + (0 if verdict in ("undelivered", "retry") else 1)
         if free > self.settings.max_free_requeues:
             return replace(
                 doc, state="failed", history=(*history, "free requeues exhausted"), free_requeues=free
@@ -505,7 +567,7 @@ class Leader:
         for entry in owners:
             if entry.metadata.get("state") == "revoke":
                 continue
-            meta = {**entry.metadata, "state": "revoke", "by": "leader", "beat_at": repr(_beat_at(entry))}
+            meta = {**entry.metadata, "state": "revoke", "by": "leader", "beat_at": repr(node_beat_at(entry))}
             try:
                 self.store.put(entry.name, b"", meta, if_match=entry.etag)
             except ConflictError:
@@ -513,7 +575,7 @@ class Leader:
 
 
 # ---------------------------------------------------------------- reading a listing
-def _beat_at(entry: BlobEntry) -> float:
+def node_beat_at(entry: BlobEntry) -> float:
     """When the node itself last wrote: the leader's writes keep the node's time."""
     if entry.metadata.get("by") == "leader":
         return float(entry.metadata.get("beat_at", entry.last_modified))
@@ -544,7 +606,7 @@ class _PoolView:
             if "inc" not in m:
                 continue
             view.meta[name], view.etag[name] = m, e.etag
-            view.beat_at[name] = beat = _beat_at(e)
+            view.beat_at[name] = beat = node_beat_at(e)
             if at - beat <= stale_s:
                 view.live.add(name)
             elif silence_counts:
@@ -585,6 +647,22 @@ class _PoolView:
         return tuple(out)
 
 
+def _ended(m: dict[str, str]) -> bool:
+    return m.get("state") == "done" or (m.get("state") == "stopped" and "result" in m)
+
+
+def _results(owners: tuple[BlobEntry, ...], view: _PoolView) -> dict[str, str]:
+    """Each owner's result once it ended (`lost` for one silent past the stale limit)."""
+    out = {}
+    for e in owners:
+        name = e.name.removeprefix(NODES)
+        if _ended(e.metadata):
+            out[name] = e.metadata.get("result", "lost")
+        elif name in view.lost:
+            out[name] = "lost"
+    return out
+
+
 def _verdict(owners: tuple[BlobEntry, ...], view: _PoolView) -> str | None:
     """How an attempt ended, from its owners' blobs; None while it still runs."""
     size = int(owners[0].metadata.get("size", "1"))
@@ -592,7 +670,7 @@ def _verdict(owners: tuple[BlobEntry, ...], view: _PoolView) -> str | None:
     running = False
     for e in owners:
         name, m = e.name.removeprefix(NODES), e.metadata
-        if m.get("state") == "done":
+        if _ended(m):
             results.append(m.get("result", "lost"))
         elif name in view.lost:
             results.append("lost")

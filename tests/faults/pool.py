@@ -1,9 +1,10 @@
 """A pool of real `jobrunner agent` processes with short timeouts, for fault injection.
 
 Each test starts its own (never the shared 2-agent pool): agents get killed, preempted and cut
-off from the store here. Heartbeats every 0.5 s and a 4 s stale limit make a lost node show
-within seconds; outputs sync every second so a checkpoint reaches the store soon after it is
-written.
+off from the store here. Beats every 0.5 s and a 4 s stale limit make a lost node show within
+seconds (the scheduler's lease is Azure's shortest, 15 s, so a killed leader is replaced
+within about 20 s); outputs sync every second so a checkpoint reaches the store soon after
+it is written.
 """
 
 from __future__ import annotations
@@ -19,16 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobrunner.errors import TrainstackError
-from jobrunner.gang import board_blob
 from jobrunner.registry import PoolConfig, write_pool_config
+from jobrunner.scheduler.azure_store import AzurePoolStore
 from jobrunner.status import RunRef
 from jobrunner.store import POOLS, RUNS, Store
 from tests.runner.conftest import REPO, Cli
 
 FAST_AGENT = (
-    "--heartbeat-s", "0.5", "--stale-after-s", "4", "--visibility-timeout-s", "6",
-    "--idle-poll-max-s", "0.5", "--board-poll-s", "1", "--status-poll-s", "0.5",
-    "--sync-s", "1", "--terminate-grace-s", "3",
+    "--heartbeat-s", "0.5", "--stale-after-s", "4", "--status-poll-s", "0.5", "--sync-s", "1",
+    "--terminate-grace-s", "3",
 )  # fmt: skip
 
 
@@ -115,7 +115,8 @@ class FaultPool:
 
     def dump(self, *runs: RunRef) -> str:
         """What happened, for a failed test: each run's status.json and agent notes of every
-        attempt, the gang board, the agents' records and every agent's own log."""
+        attempt, the scheduler's blobs (nodes, pending, run documents, its report) and every
+        agent's own log."""
         store = Store.connect(self.store)
         parts: list[str] = []
 
@@ -130,9 +131,13 @@ class FaultPool:
             for info in store.list(RUNS, ref.blob("logs/")):
                 if "/agent." in info.name:
                     parts.append(f"===== {info.name}\n{blob(RUNS, info.name)}")
-        parts.append(f"===== board\n{blob(POOLS, board_blob(self.name))}")
-        for info in store.list(POOLS, f"{self.name}/agents/"):
-            parts.append(f"===== {info.name}\n{blob(POOLS, info.name)}")
+        sched = AzurePoolStore(store, self.name)
+        with contextlib.suppress(TrainstackError):
+            for entry in sched.list("").entries:
+                shown = (
+                    sched.get(entry.name)[0].decode() if entry.name.startswith(("runs/", "report")) else ""
+                )
+                parts.append(f"===== sched/{entry.name} {entry.metadata}\n{shown}")
         for agent in self.agent_names():
             parts.append(f"===== {agent}.log\n{self.log(agent)}")
         return "\n".join(parts)

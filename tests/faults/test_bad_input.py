@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import threading
+import uuid
 from pathlib import Path
 
 import pytest
 
-from jobrunner.agent import Agent, AgentSettings
 from jobrunner.client import Client
-from jobrunner.gang import read_board
-from jobrunner.messages import job_message
 from jobrunner.poison import poison_queue
-from jobrunner.status import RunRef, read_status
+from jobrunner.registry import PoolConfig, write_pool_config
+from jobrunner.status import DamagedRunFileError, RunRef, RunStatus, read_status
 from jobrunner.store import RUNS, Store, queue_name
+from tests.faults.pool import wait_for
+from tests.runner.agents import serving
 from tests.runner.conftest import REPO, Cli
 
 MALFORMED = {
@@ -57,100 +57,105 @@ def test_submit_of_a_missing_file_or_a_folder_is_one_line(cli: Cli, tmp_path: Pa
 
 
 @pytest.fixture
-def agent(azurite: str, tmp_path: Path, request: pytest.FixtureRequest) -> Agent:
-    pool = f"bad-{request.node.name[5:20].replace('_', '-')}".lower().strip("-")
-    config = AgentSettings(pool=pool, name=f"{pool}-0", work_dir=tmp_path / "agent", visibility_timeout_s=5)
-    return Agent(Store.connect(azurite), config)
+def pool() -> str:
+    return f"bad-{uuid.uuid4().hex[:10]}"  # a queue of its own per test
 
 
-def _queued_run(agent: Agent, tmp_path: Path) -> RunRef:
+def _submitted(store: Store, pool: str, tmp_path: Path, text: str = "command: echo hi\n") -> RunRef:
     job = tmp_path / "job.yml"
-    job.write_text("command: echo hi\nexperiment_name: bad-input\n")
-    status = Client(agent.store, pool=agent.config.pool).submit(job)
-    # the agent under test takes it from the queue; take the submit's own message away
-    assert agent.store.receive(agent.queue, visibility_timeout_s=60) is not None
-    return status.ref
+    job.write_text(f"experiment_name: bad-input\n{text}")
+    return Client(store, pool=pool).submit(job).ref
 
 
-def _poisoned(agent: Agent) -> list[dict[str, str]]:
+def _poisoned(store: Store, pool: str) -> list[dict[str, str]]:
     out = []
-    while (m := agent.store.receive(poison_queue(agent.config.pool), visibility_timeout_s=60)) is not None:
+    while (m := store.receive(poison_queue(pool), visibility_timeout_s=60)) is not None:
         out.append(json.loads(bytes(m.content)))
     return out
 
 
-def test_a_message_that_does_not_parse_goes_to_the_poison_queue(agent: Agent) -> None:
-    agent.store.send(agent.queue, "\x00 not json at all")
-    assert agent.step(threading.Event())
-    (poisoned,) = _poisoned(agent)
-    assert poisoned["message"] == "\x00 not json at all" and "not a job runner message" in poisoned["reason"]
-    assert agent.store.receive(agent.queue, visibility_timeout_s=1) is None  # not back for another agent
-    assert poison_queue(agent.config.pool) == f"{queue_name(agent.config.pool)}-poison"
+def _ended(store: Store, ref: RunRef) -> RunStatus:
+    def check() -> RunStatus | None:
+        try:
+            status, _ = read_status(store, ref)
+        except DamagedRunFileError:
+            return None  # not replaced yet
+        return status if status.state.terminal else None
+
+    return wait_for(f"{ref.id} to end", check)  # type: ignore[return-value]
 
 
-def test_a_broken_message_naming_a_run_fails_that_run(agent: Agent, tmp_path: Path) -> None:
-    ref = _queued_run(agent, tmp_path)
-    agent.store.send(agent.queue, json.dumps({"kind": "job", "id": ref.id}))  # no attempt
-    assert agent.step(threading.Event())
-    (poisoned,) = _poisoned(agent)
+def test_a_message_that_does_not_parse_goes_to_the_poison_queue(
+    azurite: str, pool: str, tmp_path: Path
+) -> None:
+    store = Store.connect(azurite)
+    store.send(queue_name(pool), "\x00 not json at all")
+    with serving(store, pool, tmp_path):
+        (poisoned,) = wait_for("the poison queue", lambda: _poisoned(store, pool))
+    assert poisoned["message"] == "\x00 not json at all"
+    assert "not a job runner submission: not a JSON object" in poisoned["reason"]
+    assert store.receive(queue_name(pool), visibility_timeout_s=1) is None  # not back for another agent
+    assert poison_queue(pool) == f"{queue_name(pool)}-poison"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"id": "run-x"}, "nodes"), ({"id": "../etc", "nodes": 1}, "id"), ({"id": "run-x", "nodes": 10**9}, "nodes"),
+     ({"id": "run-x", "nodes": 1, "timeout_s": -5}, "timeout_s"), ({"id": "run-x", "nodes": True}, "nodes"),
+     ({"id": "run-x", "nodes": 1, "priority": "high"}, "priority")],
+)  # fmt: skip
+def test_a_submission_with_a_field_out_of_range_is_set_aside_naming_the_field(
+    azurite: str, pool: str, tmp_path: Path, body: dict[str, object], field: str
+) -> None:
+    store = Store.connect(azurite)
+    store.send(queue_name(pool), json.dumps(body))
+    with serving(store, pool, tmp_path):
+        (poisoned,) = wait_for("the poison queue", lambda: _poisoned(store, pool))
+    assert f"field `{field}`" in poisoned["reason"], poisoned
+
+
+def test_a_broken_message_naming_a_run_fails_that_run(azurite: str, pool: str, tmp_path: Path) -> None:
+    store = Store.connect(azurite)
+    write_pool_config(store, PoolConfig(name=pool, max_nodes=1))
+    ref = _submitted(store, pool, tmp_path)
+    store.send(queue_name(pool), json.dumps({"kind": "job", "id": ref.id}))  # no node count
+    with serving(store, pool, tmp_path):
+        status = _ended(store, ref)
+        (poisoned,) = wait_for("the poison queue", lambda: _poisoned(store, pool))
     assert ref.id in poisoned["message"]
-    status, _ = read_status(agent.store, ref)
     assert status.state == "failed" and status.failure_kind == "infrastructure"
-    assert "not a job runner message" in (status.reason or "")
+    assert "not a job runner submission" in (status.reason or "")
+    assert [t.state for t in status.transitions] == ["queued", "failed"]  # never started
 
 
 def test_a_status_edited_by_hand_fails_the_run_with_the_reason(
-    agent: Agent, tmp_path: Path, cli: Cli
+    azurite: str, pool: str, tmp_path: Path, cli: Cli
 ) -> None:
-    ref = _queued_run(agent, tmp_path)
-    agent.store.put(RUNS, ref.status_blob, b'{"id": 5, "state": "runing"}')
+    store = Store.connect(azurite)
+    ref = _submitted(store, pool, tmp_path)
+    store.put(RUNS, ref.status_blob, b'{"id": 5, "state": "runing"}')
     done = cli.run("status", ref.id)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert f"runs/{ref.status_blob}" in line
 
-    agent.store.send(agent.queue, job_message(ref, 1))
-    assert agent.step(threading.Event())
-    assert len(_poisoned(agent)) == 1
-    status, _ = read_status(agent.store, ref)
+    with serving(store, pool, tmp_path):
+        status = _ended(store, ref)
     assert status.state == "failed" and f"runs/{ref.status_blob}" in (status.reason or "")
     shown = cli.json("status", ref.id)
     assert shown["state"] == "failed"
     assert ref.id in cli.run("list", "--json", check=True).stdout
 
 
-def test_a_spec_edited_by_hand_fails_the_run(agent: Agent, tmp_path: Path) -> None:
-    ref = _queued_run(agent, tmp_path)
-    agent.store.put(RUNS, ref.spec_blob, b'{"command": 42}')
-    agent.store.send(agent.queue, job_message(ref, 1))
-    assert agent.step(threading.Event())
-    (poisoned,) = _poisoned(agent)
-    assert f"runs/{ref.spec_blob}" in poisoned["reason"]
-    status, _ = read_status(agent.store, ref)
-    assert status.state == "failed" and f"runs/{ref.spec_blob}" in (status.reason or "")
-    assert agent.store.receive(agent.queue, visibility_timeout_s=1) is None  # not back for another agent
-
-
-def test_a_gang_whose_spec_was_edited_by_hand_fails_the_run_and_leaves_the_board(
-    agent: Agent, tmp_path: Path
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_a_spec_edited_by_hand_fails_the_run_and_frees_its_nodes(
+    azurite: str, pool: str, tmp_path: Path, nodes: int
 ) -> None:
-    job = tmp_path / "gang.yml"
-    job.write_text("command: echo hi\nexperiment_name: bad-input\nresources:\n  instance_count: 2\n")
-    status = Client(agent.store, pool=agent.config.pool).submit(job)
-    ref = status.ref
-    peer = Agent(agent.store, AgentSettings(pool=agent.config.pool, name=f"{agent.config.name}-peer",
-                                          work_dir=tmp_path / "peer", visibility_timeout_s=5))  # fmt: skip
-    for a in (agent, peer):
-        a._set("idle", None)  # their records, so that neither prunes the other from the gang
-    assert agent.step(threading.Event())  # takes the job's message and posts the gang on the board
-    assert read_board(agent.store, agent.config.pool)[0].find(ref.id, 1) is not None
-    agent.store.put(RUNS, ref.spec_blob, b'{"command": 42}')
-
-    waiting = threading.Thread(target=agent.step, args=(threading.Event(),))
-    waiting.start()  # sits in the gang until the peer fills it
-    assert peer.step(threading.Event())
-    waiting.join(30)
-    assert not waiting.is_alive()
-    status, _ = read_status(agent.store, ref)
+    store = Store.connect(azurite)
+    ref = _submitted(store, pool, tmp_path, f"command: echo hi\nresources:\n  instance_count: {nodes}\n")
+    store.put(RUNS, ref.spec_blob, b'{"command": 42}')
+    with serving(store, pool, tmp_path, nodes) as agents:
+        status = _ended(store, ref)
+        wait_for("the nodes idle", lambda: all(a.node.idle for a in agents))
     assert status.state == "failed" and f"runs/{ref.spec_blob}" in (status.reason or "")
-    assert read_board(agent.store, agent.config.pool)[0].entries == ()
+    assert store.receive(queue_name(pool), visibility_timeout_s=1) is None  # nothing comes back

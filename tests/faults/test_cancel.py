@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from jobrunner.gang import read_board
 from jobrunner.status import RunRef
 from jobrunner.store import Store
 from tests.faults.pool import FaultPool, wait_for
@@ -52,7 +51,7 @@ def cancel_and_check(cli: Cli, run_id: str, marker: str | None) -> dict[str, Any
 
 def agents_idle(cli: Cli) -> bool:
     view = cli.json("pool", "status", "--pool", POOL)
-    return all(a["state"] == "idle" for a in view["agents"]) and len(view["agents"]) == 2
+    return all(n["state"] == "idle" for n in view["nodes"]) and len(view["nodes"]) == 2
 
 
 def test_cancel_in_every_state_leaves_no_process_and_idle_agents(azurite: str, tmp_path: Path) -> None:
@@ -98,17 +97,15 @@ def cancel_everywhere(pool: FaultPool, store: Store, runs: list[RunRef], tmp_pat
     cancel_and_check(cli, prep, markers["prep"])
     assert "never" not in cli.run("logs", prep, check=True).stdout
 
-    # waiting for a gang: the freed agent takes a seat for a 2-node job; the other is busy
+    # waiting for a gang: a 2-node job while one agent is busy; the scheduler says it waits
     gang = submit("gang", f"command: {sleeper(markers['gang'])}\nresources:\n  instance_count: 2\n")
 
-    def seated() -> bool:
-        board, _ = read_board(store, POOL)
-        return any(e.job_id == gang and len(e.members) == 1 for e in board.entries)
+    def waiting_for(run_id: str) -> bool:
+        return any(run_id in line for line in cli.json("pool", "status", "--pool", POOL)["waiting"])
 
-    wait_for("one agent seated in the gang", seated)
+    wait_for("the gang waiting for nodes", lambda: waiting_for(gang))
     assert cli.json("status", gang)["state"] == "queued"
     cancel_and_check(cli, gang, markers["gang"])
-    wait_for("the gang to leave the board", lambda: read_board(store, POOL)[0].entries == ())
 
     cancel_and_check(cli, running, markers["run"])
     wait_for("both agents idle", lambda: agents_idle(cli), timeout=30)

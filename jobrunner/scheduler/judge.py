@@ -1,0 +1,96 @@
+"""The pool scheduler's view of a run's own files: how an attempt ended, and whether a queued
+run is still wanted.
+
+    judge = RunJudge(store, pool="a100-spot", tracking_uri=None)
+    Leader(pool_store, name, settings, judge=judge, admit=judge.admit)
+
+The protocol (`jobrunner.scheduler.protocol`) knows attempts, owners and results; the run's
+status document (`jobrunner.status`, what users read) knows the nodes' reports, the retry
+budget and a cancel. When the leader finds an attempt over, `RunJudge` settles the status
+document (`jobrunner.outcome.settle`: lost and silent nodes written in, then the retry
+policy) and answers with what the protocol must do next: `ok`, `fail`, `canceled`, `retry`
+(the user's budget, or an attempt that never reached its nodes) or `requeue` (free).
+Settling is idempotent: a leader that crashed after writing the status and before its own
+document asks again and gets the same answer from the status it wrote.
+
+Failure modes: StoreError propagates (the protocol retries the conclusion on its next pass);
+a run whose files are gone or damaged is failed with the reason, never retried forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from jobrunner.api import JobState
+from jobrunner.errors import NotFoundError, TrainstackError
+from jobrunner.outcome import settle
+from jobrunner.poison import fail_damaged_run
+from jobrunner.scheduler.protocol import RunDoc
+from jobrunner.spec import JobSpec
+from jobrunner.status import (
+    DamagedRunFileError,
+    RunRef,
+    RunStatus,
+    find_run,
+    parse_run_file,
+    read_status,
+    update_status,
+)
+from jobrunner.store import RUNS, Store
+from jobrunner.tracking import finish_tracking_run
+
+
+class RunJudge:
+    """`Leader.judge` and `Leader.admit` over the runs' status documents."""
+
+    def __init__(self, store: Store, pool: str, *, tracking_uri: str | None = None) -> None:
+        self.store, self.pool, self.tracking_uri = store, pool, tracking_uri
+
+    def admit(self, doc: RunDoc) -> bool:
+        """Whether the queued run is still wanted: not canceled, not gone, its status readable
+        (a damaged one is failed with the reason, never assigned)."""
+        try:
+            ref = find_run(self.store, doc.id)
+            status, _ = read_status(self.store, ref)
+        except NotFoundError:
+            return False
+        except DamagedRunFileError as exc:
+            fail_damaged_run(self.store, ref, str(exc), pool=self.pool)
+            return False
+        return not (status.state.terminal or status.cancel_requested)
+
+    def __call__(self, doc: RunDoc, verdict: str, results: dict[str, str]) -> str:
+        try:
+            ref = find_run(self.store, doc.id)
+        except NotFoundError:
+            return "fail"  # its files were deleted: nothing to run again
+        try:
+            spec = parse_run_file(JobSpec, self.store.get(RUNS, ref.spec_blob)[0], ref.spec_blob)
+            owners = tuple(name for name, _ in doc.owners)
+            status = update_status(
+                self.store, ref,
+                lambda s: settle(s, spec.trainstack.retry, attempt=doc.attempt, owners=owners,
+                                 results=results, undelivered=verdict == "undelivered"),
+            )  # fmt: skip
+        except (DamagedRunFileError, NotFoundError) as exc:
+            fail_damaged_run(self.store, ref, str(exc), pool=self.pool)
+            return "fail"
+        self._finish_tracking(ref, status)
+        return _next_step(status, doc)
+
+    def _finish_tracking(self, ref: RunRef, status: RunStatus) -> None:
+        if self.tracking_uri is not None and status.state.terminal:
+            with contextlib.suppress(TrainstackError):  # the MLflow run only says it runs on
+                finish_tracking_run(self.store, ref, status.state)
+
+
+def _next_step(status: RunStatus, doc: RunDoc) -> str:
+    """What the protocol does after the attempt `doc` names, read off the settled status: its
+    count of free requeues moves with the status document's, so both reach the cap together."""
+    if status.state is JobState.SUCCEEDED:
+        return "ok"
+    if status.state is JobState.CANCELED:
+        return "canceled"
+    if status.state.terminal:
+        return "fail"
+    return "requeue" if status.free_requeues > doc.free_requeues else "retry"

@@ -1,0 +1,59 @@
+"""Real agents (`jobrunner.agent.Agent`) serving a pool on threads of the test process, with
+fast timings: for tests that reach into one agent's store or settings. Tests of whole agent
+processes use `tests.faults.pool.FaultPool` or the local pool."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from jobrunner.agent import Agent, AgentSettings
+from jobrunner.registry import PoolConfig, write_pool_config
+from jobrunner.store import Store
+
+FAST = {
+    "heartbeat_s": 0.3,
+    "stale_after_s": 5.0,
+    "status_poll_s": 0.3,
+    "sync_s": 1.0,
+    "terminate_grace_s": 3.0,
+}
+
+
+def fast_settings(pool: str, name: str, work_dir: Path, **fields: Any) -> AgentSettings:
+    return AgentSettings(pool=pool, name=name, work_dir=work_dir, **fields).with_timings(**FAST)
+
+
+@contextlib.contextmanager
+def serving(
+    store: Store,
+    pool: str,
+    tmp_path: Path,
+    count: int = 1,
+    *,
+    stores: list[Store] | None = None,
+    **fields: Any,
+) -> Iterator[list[Agent]]:
+    """`count` agents named `<pool>-<i>` serving `pool` until the block ends (`stores[i]`, when
+    given, is agent i's store: a wrapped one that injects trouble)."""
+    write_pool_config(store, PoolConfig(name=pool, max_nodes=count))
+    agents = [
+        Agent(
+            (stores or [store] * count)[i],
+            fast_settings(pool, f"{pool}-{i}", tmp_path / f"agent-{i}", **fields),
+        )
+        for i in range(count)
+    ]
+    stop = threading.Event()
+    threads = [threading.Thread(target=a.serve, args=(stop,), daemon=True) for a in agents]
+    for t in threads:
+        t.start()
+    try:
+        yield agents
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
