@@ -23,7 +23,7 @@ from jobrunner.errors import TrainstackError
 from jobrunner.registry import PoolConfig, write_pool_config
 from jobrunner.scheduler.azure_store import AzurePoolStore
 from jobrunner.status import RunRef
-from jobrunner.store import POOLS, RUNS, Store
+from jobrunner.store import RUNS, Store
 from tests.runner.conftest import REPO, Cli
 
 FAST_AGENT = (

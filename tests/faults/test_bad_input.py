@@ -100,8 +100,9 @@ def test_a_message_that_does_not_parse_goes_to_the_poison_queue(
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"id": "run-x"}, "nodes"), ({"id": "../etc", "nodes": 1}, "id"), ({"id": "run-x", "nodes": 10**9}, "nodes"),
-     ({"id": "run-x", "nodes": 1, "timeout_s": -5}, "timeout_s"), ({"id": "run-x", "nodes": True}, "nodes"),
+    [({"id": "run-x"}, "nodes"), ({"id": "../etc", "nodes": 1}, "id"),
+     ({"id": "run-x", "nodes": 10**9}, "nodes"), ({"id": "run-x", "nodes": 1, "timeout_s": -5}, "timeout_s"),
+     ({"id": "run-x", "nodes": True}, "nodes"),
      ({"id": "run-x", "nodes": 1, "priority": "high"}, "priority")],
 )  # fmt: skip
 def test_a_submission_with_a_field_out_of_range_is_set_aside_naming_the_field(

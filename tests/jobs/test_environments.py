@@ -3,7 +3,6 @@ them to, what a node without a container runtime does, and what submit refuses."
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -227,9 +226,10 @@ def test_a_node_with_containers_fails_an_unresolved_environment_as_the_jobs_faul
 ) -> None:
     """A pool that published nothing lets submit through with a note; the node that then
     cannot resolve the environment fails the run as the job's fault, naming the key."""
-    from jobrunner.agent import Agent, AgentSettings
+    from jobrunner.agent import AgentSettings
     from jobrunner.api import FailureKind, JobState, NodeFacts
     from jobrunner.attempt import Timing
+    from tests.runner.agents import run_to_end
 
     store = Store.connect(azurite)
     pool = "env-unresolved"
@@ -243,7 +243,7 @@ def test_a_node_with_containers_fails_an_unresolved_environment_as_the_jobs_faul
         pool=pool, name=f"{pool}-0", work_dir=tmp_path / "agent", timing=Timing(status_poll_s=0.2)
     )
     facts = NodeFacts(name=f"{pool}-0", address="127.0.0.1", container_runtime=True)
-    assert Agent(store, settings, facts=facts).step(threading.Event()) is True
+    run_to_end(store, settings, run.id, facts=facts)
     final = client.status(run.id)
     assert final.state is JobState.FAILED and final.failure_kind is FailureKind.USER, final
     assert "add `team-env:7: <image>`" in str(final.reason)

@@ -155,7 +155,8 @@ def test_runtime_settings_follow_the_file() -> None:
         "10.0.0.7",
         "/mnt/w",
     )
-    assert loop.heartbeat_s == 10 and loop.timing.stale_after_s == 40
+    assert loop.protocol.beat_idle_s == 10 and loop.protocol.stale_after_s == 40
+    assert loop.protocol.fence_s < loop.protocol.stale_after_s  # cut off: it stops before it is lost
     assert loop.scheduled_events_url == "http://169.254.169.254/metadata/scheduledevents"
     assert agent_settings(config(scheduledEventsUrl=None)).scheduled_events_url is None
 
@@ -181,7 +182,8 @@ def test_agent_from_a_cloud_init_config_sets_up_the_node_and_serves(azurite: str
     import time
 
     from jobrunner.node import container_runtime_works
-    from jobrunner.registry import list_agents
+    from jobrunner.scheduler.azure_store import AzurePoolStore
+    from jobrunner.scheduler.report import read_nodes
 
     marker = tmp_path / "setup-ran"
     cfg = AgentConfig(
@@ -197,12 +199,13 @@ def test_agent_from_a_cloud_init_config_sets_up_the_node_and_serves(azurite: str
         env={k: v for k, v in os.environ.items() if k != "JOBRUNNER_STORE"},
     )  # fmt: skip
     store = Store.connect(azurite)
+    sched = AzurePoolStore(store, "cloud-init-pool")
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not list_agents(store, "cloud-init-pool"):
+        while time.monotonic() < deadline and not read_nodes(sched):
             assert proc.poll() is None, proc.communicate()[1]
             time.sleep(0.3)
-        (record,) = list_agents(store, "cloud-init-pool")
+        (record,) = read_nodes(sched)
         assert record.name == "vm-0" and record.state == "idle"
         assert marker.exists()
         assert read_pool_config(store, "cloud-init-pool") == PoolConfig(
@@ -213,4 +216,4 @@ def test_agent_from_a_cloud_init_config_sets_up_the_node_and_serves(azurite: str
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "node setup done" in stderr and "serving pool cloud-init-pool" in stderr
-    assert list_agents(store, "cloud-init-pool")[0].state == "stopped"
+    assert read_nodes(sched)[0].state == "stopped"

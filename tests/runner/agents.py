@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from jobrunner.agent import Agent, AgentSettings
+from jobrunner.api import NodeFacts
 from jobrunner.registry import PoolConfig, write_pool_config
+from jobrunner.status import find_run, read_status
 from jobrunner.store import Store
 
 FAST = {
@@ -57,3 +60,29 @@ def serving(
         stop.set()
         for t in threads:
             t.join(60)
+
+
+def run_to_end(
+    store: Store,
+    settings: AgentSettings,
+    run_id: str,
+    *,
+    facts: NodeFacts | None = None,
+    timeout: float = 120,
+) -> None:
+    """One agent with `settings` (and fast protocol timings) serves its pool until `run_id` ended."""
+    fast = settings.with_timings(heartbeat_s=FAST["heartbeat_s"], stale_after_s=FAST["stale_after_s"])
+    agent = Agent(store, fast, facts=facts)
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.serve, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        ref = find_run(store, run_id)
+        while not read_status(store, ref)[0].state.terminal:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise AssertionError(f"{run_id} did not end within {timeout} s")
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(60)

@@ -5,13 +5,12 @@ datastore, `_` written as `-` (Azurite, like Azure, refuses `_` in container nam
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from jobrunner.agent import Agent, AgentSettings
+from jobrunner.agent import AgentSettings
 from jobrunner.api import JobState
 from jobrunner.attempt import Timing
 from jobrunner.cli import app
@@ -21,6 +20,7 @@ from jobrunner.datastores import Datastores, default_container
 from jobrunner.errors import ConfigError
 from jobrunner.pool_agent import agent_settings
 from jobrunner.store import Store
+from tests.runner.agents import run_to_end
 
 MAPPED = {
     "training_data": DatastoreLocation(container="td-mapped"),
@@ -147,9 +147,7 @@ def test_a_pool_agent_stages_inputs_and_outputs_through_its_map(azurite: str, tm
         pool=pool, name=f"{pool}-0", work_dir=tmp_path / "agent", datastores=datastores,
         timing=Timing(status_poll_s=0.2, sync_s=60),
     )  # fmt: skip
-    agent = Agent(store, settings)
-    stop = threading.Event()
-    assert agent.step(stop) is True  # takes the message and runs the job to its end
+    run_to_end(store, settings, run.id)
     final = client.status(run.id)
     assert final.state is JobState.SUCCEEDED, final
     assert [b.name for b in store.list("rs-mapped", f"runs/{run.id}")] == [f"runs/{run.id}/y.txt"]

@@ -9,26 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from azure.storage.queue import QueueMessage
 
 from jobrunner.agent import Agent, AgentSettings
 from jobrunner.client import Client
 from jobrunner.doorbell import Doorbell, ring
 from jobrunner.registry import PoolConfig, write_pool_config
 from jobrunner.store import HOME_ENV, Store
-
-
-class _WatchedStore(Store):
-    """The real store, telling when a receive found the queue empty: the agent then waits on
-    its doorbell (a ring sent before the wait begins stays in the socket until it looks)."""
-
-    polled_empty: threading.Event
-
-    def receive(self, queue: str, *, visibility_timeout_s: int) -> QueueMessage | None:
-        message = super().receive(queue, visibility_timeout_s=visibility_timeout_s)
-        if message is None:
-            self.polled_empty.set()
-        return message
+from tests.faults.pool import wait_for
 
 
 @pytest.fixture
@@ -77,30 +64,33 @@ def test_stop_ends_the_wait_and_stale_or_missing_bells_are_harmless(short_dir: P
 def test_a_submit_rings_the_idle_local_agent(
     azurite: str, short_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An agent that beats (and so sees new work) only every 30 s starts a submitted job at
+    once: the submit rings it, it takes the submission in as the pool's leader, assigns it, and
+    the assignment rings every agent of the pool to beat now."""
     monkeypatch.setenv(HOME_ENV, str(short_dir))
-    store = _WatchedStore.connect(azurite)
-    store.polled_empty = threading.Event()
+    store = Store.connect(azurite)
     write_pool_config(store, PoolConfig(name="bell", max_nodes=1))
     from jobrunner.localpool import doorbell_folder
 
-    config = AgentSettings(
-        pool="bell", name="bell-0", work_dir=tmp_path / "agent", idle_poll_min_s=30, idle_poll_max_s=30,
-        board_poll_s=3600, doorbell=doorbell_folder("bell") / "bell-0.sock",
-    )  # fmt: skip
+    bell = doorbell_folder("bell") / "bell-0.sock"
+    config = AgentSettings(pool="bell", name="bell-0", work_dir=tmp_path / "agent", doorbell=bell)
+    config = config.with_timings(heartbeat_s=30)
     stop = threading.Event()
-    agent = threading.Thread(target=Agent(store, config).serve, args=(stop,), daemon=True)
-    agent.start()
+    agent = Agent(store, config)
+    serving = threading.Thread(target=agent.serve, args=(stop,), daemon=True)
+    serving.start()
     try:
-        # the agent has polled the empty queue and waits 30 s for the next poll, or a ring
-        assert store.polled_empty.wait(60)
+        # the agent leads the pool, has looked at the empty queue and waits 30 s, or a ring
+        wait_for("the agent to lead and wait", lambda: agent.leader.leading and agent.node.idle, timeout=60)
+        time.sleep(1)
         job = tmp_path / "job.yml"
         job.write_text("command: echo rung\n")
         client = Client(store, pool="bell")
         run = client.submit(job)
-        deadline = time.monotonic() + 15  # half the agent's poll interval
+        deadline = time.monotonic() + 15  # half the agent's beat interval
         while not client.status(run.id).state.terminal and time.monotonic() < deadline:
             time.sleep(0.1)
         assert client.status(run.id).state.value == "succeeded"
     finally:
         stop.set()
-        agent.join(30)
+        serving.join(30)

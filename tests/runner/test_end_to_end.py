@@ -202,8 +202,9 @@ def test_local_pool_and_pool_status(pool_env: Cli) -> None:
     assert sorted(a["name"] for a in local["agents"]) == ["local-0", "local-1"]
     assert all(isinstance(a["pid"], int) for a in local["agents"]) and local["store"]
     pool = pool_env.json("pool", "status")
-    assert pool["max_nodes"] == 2 and {a["name"] for a in pool["agents"]} == {"local-0", "local-1"}
-    assert all(a["heartbeat_age_s"] < 30 for a in pool["agents"])
+    assert pool["max_nodes"] == 2 and {n["name"] for n in pool["nodes"]} == {"local-0", "local-1"}
+    assert all(n["heartbeat_age_s"] < 30 and n["incarnation"] for n in pool["nodes"])
+    assert pool["leader"] in ("local-0", "local-1") and pool["waiting"] == []
 
 
 def test_unknown_run_is_one_line_with_the_fix(pool_env: Cli) -> None:

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -255,11 +254,12 @@ def test_a_pool_agent_runs_its_job_as_the_job_user_in_folders_handed_to_it(
     outputs, and cannot write the agent's own folder of the attempt (the log spool)."""
     import tempfile
 
-    from jobrunner.agent import Agent, AgentSettings
+    from jobrunner.agent import AgentSettings
     from jobrunner.api import JobState
     from jobrunner.attempt import Timing
     from jobrunner.client import Client
     from jobrunner.store import Store
+    from tests.runner.agents import run_to_end
 
     work = Path(tempfile.mkdtemp(prefix="jobrunner-isolation-", dir="/tmp"))
     work.chmod(0o755)  # a node's work dir is reachable; pytest's own tmp is root-only
@@ -281,7 +281,7 @@ def test_a_pool_agent_runs_its_job_as_the_job_user_in_folders_handed_to_it(
             pool=pool, name=f"{pool}-0", work_dir=work, job_user="nobody",
             timing=Timing(status_poll_s=0.2, sync_s=60),
         )  # fmt: skip
-        assert Agent(store, settings).step(threading.Event()) is True
+        run_to_end(store, settings, run.id)
         final = client.status(run.id)
         assert final.state is JobState.SUCCEEDED, final
         attempt = work / "runs" / run.id / "1"
