@@ -48,7 +48,7 @@ class FailureKind(enum.StrEnum):
     TIMEOUT = "timeout"  # limits.timeout passed
     CANCELED = "canceled"  # someone asked
     PREEMPTED = "preempted"  # Spot/low-priority eviction (Scheduled Events)
-    LOST_NODE = "lost_node"  # a gang member stopped heartbeating
+    LOST_NODE = "lost_node"  # a node of the attempt vanished (silent past the stale limit, or restarted)
     INFRASTRUCTURE = "infrastructure"  # staging, store or launch broke, not the user's code
 
 

@@ -30,7 +30,7 @@ from jobrunner.localpool import doorbell_folder
 from jobrunner.logship import LogReader
 from jobrunner.registry import read_pool_config
 from jobrunner.scheduler.azure_store import AzurePoolStore
-from jobrunner.scheduler.protocol import RunDoc
+from jobrunner.scheduler.protocol import RunDoc, cancel_queued
 from jobrunner.scheduler.protocol import submit as submit_run
 from jobrunner.scheduler.report import NodeView, PoolReport, read_nodes, read_report
 from jobrunner.spec import JobSpec, load_job
@@ -241,7 +241,10 @@ class Client:
             return s.model_copy(update={"cancel_requested": True, "updated_at": utc_now()})
 
         ref = find_run(self.store, run_id)
-        return update_status(self.store, ref, change)
+        status = update_status(self.store, ref, change)
+        if status.state is JobState.CANCELED and status.transitions[-1].note == "canceled while queued":
+            cancel_queued(AzurePoolStore(self.store, status.pool), run_id)  # the scheduler drops it
+        return status
 
     # ---------------------------------------------------------------- data
     def download_outputs(self, run_id: str, dest: str | Path, *, progress: Progress | None = None) -> int:

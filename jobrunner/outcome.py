@@ -27,27 +27,11 @@ MAX_FREE_REQUEUES = 5
 _FREE = (FailureKind.LOST_NODE, FailureKind.PREEMPTED, FailureKind.INFRASTRUCTURE)
 
 
-def report(status: RunStatus, node: NodeStatus, *, lost: tuple[str, ...] = ()) -> RunStatus | None:
-    """`status` with this node's result for the current attempt (None if the attempt is over).
-
-    `lost` names peers that stopped heartbeating: they are recorded as lost, since they
-    cannot report themselves.
-    """
+def report(status: RunStatus, node: NodeStatus) -> RunStatus | None:
+    """`status` with this node's result for the current attempt (None if the attempt is over)."""
     if status.state.terminal or status.state is JobState.QUEUED:
         return None
-    out = status.with_node(node)
-    for peer in out.nodes:
-        if peer.name in lost and peer.finished_at is None:
-            out = out.with_node(
-                peer.model_copy(
-                    update={
-                        "finished_at": utc_now(),
-                        "failure_kind": FailureKind.LOST_NODE,
-                        "reason": f"node {peer.name} stopped heartbeating",
-                    }
-                )
-            )
-    return out
+    return status.with_node(node)
 
 
 def all_reported(status: RunStatus) -> bool:

@@ -207,6 +207,26 @@ def submit(store: PoolStore, doc: RunDoc) -> None:
     store.send(submission_body(doc))
 
 
+def cancel_queued(store: PoolStore, run: str) -> None:
+    """Mark the run's pending attempt canceled (creating the mark when its submission is not
+    taken in yet): the leader's next listing drops it, even a gang that could never start.
+    StoreError on trouble; a run that is past queued ignores the mark."""
+    for _ in range(5):
+        try:
+            _, etag, meta = store.get(PENDING + run)
+        except NotFoundError:
+            with contextlib.suppress(ConflictError):  # taken in meanwhile: mark that one
+                store.put(PENDING + run, b"", {"canceled": "1"}, if_absent=True)
+                return
+            continue
+        if meta.get("canceled"):
+            return
+        with contextlib.suppress(ConflictError):
+            store.put(PENDING + run, b"", {**meta, "canceled": "1"}, if_match=etag)
+            return
+    raise StoreError(f"the pending attempt of {run} is changing too fast to cancel")
+
+
 def _pending_metadata(doc: RunDoc, attempt: int, submitted_at: float) -> dict[str, str]:
     timeout = "" if doc.timeout_s is None else repr(doc.timeout_s)
     return {"attempt": str(attempt), "nodes": str(doc.nodes), "timeout": timeout,
@@ -441,6 +461,9 @@ class Leader:
         by_run = {e.name.removeprefix(PENDING): e for e in pending.entries}
         cache, self._parsed = self._parsed, {}
         for run, entry in by_run.items():
+            if entry.metadata.get("canceled"):
+                self._drop_canceled(run, entry)
+                continue
             known = cache.get(run)
             job = known[1] if known is not None and known[0] == entry.etag else _queued(run, entry.metadata)
             self._parsed[run] = (entry.etag, job)
@@ -513,6 +536,21 @@ class Leader:
             except ConflictError:
                 self._retry_delivery(node, meta)
         self._drop_pending(pending)
+
+    def _drop_canceled(self, run: str, entry: BlobEntry) -> None:
+        """A pending attempt marked canceled: the run ends canceled if still queued (a run
+        already active is ended by its nodes, which see the cancel themselves)."""
+        try:
+            data, etag, _ = self.store.get(RUNS + run)
+        except NotFoundError:
+            self._drop_pending(entry)
+            return
+        doc = RunDoc.decode(data)
+        if doc.state == "queued":
+            canceled = replace(doc, state="canceled", history=(*doc.history, "canceled while queued"))
+            self.store.put(RUNS + run, canceled.encode(), {}, if_match=etag)
+            self.on_conclude(canceled)
+        self._drop_pending(entry)
 
     def _drop_pending(self, entry: BlobEntry) -> None:
         """Delete the pending blob as listed: a requeue that rewrote it since keeps it."""

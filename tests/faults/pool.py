@@ -89,14 +89,18 @@ class FaultPool:
         self.home.mkdir(parents=True, exist_ok=True)
         write_pool_config(Store.connect(self.store), PoolConfig(name=self.name, max_nodes=self.size))
         for agent in self.agent_names():
-            argv = [sys.executable, "-m", "jobrunner", "agent", "--pool", self.name, "--name", agent,
-                    "--work-dir", str(self.home / agent), *FAST_AGENT]  # fmt: skip
-            with open(self.home / f"{agent}.log", "ab") as log:
-                self.procs[agent] = subprocess.Popen(
-                    argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
-                    start_new_session=True,
-                )  # fmt: skip
+            self.start_agent(agent)
         return self
+
+    def start_agent(self, agent: str) -> None:
+        """Start (or restart, after `kill`) the agent named `agent`: a new incarnation."""
+        argv = [sys.executable, "-m", "jobrunner", "agent", "--pool", self.name, "--name", agent,
+                "--work-dir", str(self.home / agent), *FAST_AGENT]  # fmt: skip
+        with open(self.home / f"{agent}.log", "ab") as log:
+            self.procs[agent] = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+                start_new_session=True,
+            )  # fmt: skip
 
     def log(self, agent: str) -> str:
         return (self.home / f"{agent}.log").read_text(errors="replace")

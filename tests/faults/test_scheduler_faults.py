@@ -1,0 +1,114 @@
+"""The pool scheduler's failure modes on real agent processes over Azurite: a restarted agent
+never re-enters the attempt it was in, a gang larger than the live pool waits visibly without
+holding up smaller jobs, and a killed leader is replaced with nothing lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobrunner.registry import PoolConfig, write_pool_config
+from jobrunner.status import RunRef
+from jobrunner.store import Store
+from tests.faults.pool import FaultPool, wait_for
+from tests.faults.test_cancel import processes_with
+from tests.runner.conftest import Cli, write_job
+
+pytestmark = pytest.mark.slow
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+
+def _run(pool: FaultPool, runs: list[RunRef], tmp_path: Path, name: str, text: str) -> str:
+    run_id = pool.cli.submit(
+        write_job(tmp_path, f"{name}.yml", f"experiment_name: sched\n{text}"), "--pool", pool.name
+    )
+    runs.append(RunRef(experiment="sched", id=run_id))
+    return run_id
+
+
+def _pool_status(cli: Cli, pool: str) -> dict[str, Any]:
+    return cli.json("pool", "status", "--pool", pool)  # type: ignore[no-any-return]
+
+
+def _with_dump(pool: FaultPool, runs: list[RunRef], test: Any) -> None:
+    try:
+        test()
+    except BaseException:
+        pool.stop()
+        print(pool.dump(*runs))  # shown by pytest with the failure
+        raise
+    pool.stop()
+
+
+def test_a_restarted_agent_never_reenters_its_attempt(azurite: str, tmp_path: Path) -> None:
+    pool = FaultPool(azurite, tmp_path / "home", "reenter", 2).start()
+    runs: list[RunRef] = []
+    marker = f"reenter-{tmp_path.name}"
+
+    def test() -> None:
+        cli = pool.cli
+        run = _run(pool, runs, tmp_path, "gang",
+                   f"command: python3 -c 'import time; time.sleep(6)' {marker}\nresources:\n  instance_count: 2\n")  # fmt: skip
+        wait_for("both ranks running", lambda: len(processes_with(marker)) >= 2, 90)
+        assert cli.json("status", run)["state"] == "running"
+        victim = "reenter-1"
+        pool.kill(victim)
+        pool.start_agent(victim)  # the same name at once: a new incarnation
+        final = cli.wait_state(run, TERMINAL, timeout=120)
+        assert final["state"] == "succeeded", final
+        assert final["attempt"] == 2 and final["user_failures"] == 0 and final["free_requeues"] == 1, final
+        notes = " | ".join(t.get("note") or "" for t in final["transitions"])
+        assert f"node(s) {victim} lost during attempt 1" in notes, notes
+        assert {n["name"] for n in final["nodes"]} == {"reenter-0", "reenter-1"}
+        assert not processes_with(marker)
+
+    _with_dump(pool, runs, test)
+
+
+def test_a_gang_larger_than_the_live_pool_waits_visibly_and_holds_up_no_smaller_job(
+    azurite: str, tmp_path: Path
+) -> None:
+    pool = FaultPool(azurite, tmp_path / "home", "short", 2).start()
+    write_pool_config(Store.connect(azurite), PoolConfig(name="short", max_nodes=3))  # it may grow to 3
+    runs: list[RunRef] = []
+
+    def test() -> None:
+        cli = pool.cli
+        big = _run(pool, runs, tmp_path, "big", "command: echo big\nresources:\n  instance_count: 3\n")
+
+        def says_it_waits() -> bool:
+            view = _pool_status(cli, "short")
+            return any(line == f"{big}: waiting for 3 nodes, the pool has 2" for line in view["waiting"]) and (
+                view["nodes_short"] == 1
+            )  # fmt: skip
+
+        wait_for("the pool status to say the gang waits for a third node", says_it_waits, 60)
+        small = _run(pool, runs, tmp_path, "small", "command: echo small\n")
+        assert cli.wait_state(small, TERMINAL, timeout=90)["state"] == "succeeded"
+        assert cli.json("status", big)["state"] == "queued"
+        cli.run("cancel", big, check=True)
+        canceled = cli.wait_state(big, TERMINAL, timeout=60)
+        assert [t["state"] for t in canceled["transitions"]] == ["queued", "canceled"]
+        wait_for("the waiting line to go", lambda: _pool_status(cli, "short")["waiting"] == [], 60)
+
+    _with_dump(pool, runs, test)
+
+
+def test_a_killed_leader_is_replaced_and_nothing_is_lost(azurite: str, tmp_path: Path) -> None:
+    pool = FaultPool(azurite, tmp_path / "home", "leaders", 3).start()
+    runs: list[RunRef] = []
+
+    def test() -> None:
+        cli = pool.cli
+        first = wait_for("a leader", lambda: _pool_status(cli, "leaders")["leader"], 60)
+        pool.kill(str(first))
+        jobs = [_run(pool, runs, tmp_path, f"after-{i}", f"command: echo after {i}\n") for i in range(3)]
+        for run in jobs:
+            status = cli.wait_state(run, TERMINAL, timeout=120)
+            assert status["state"] == "succeeded" and status["attempt"] == 1, status
+            assert first not in {n["name"] for n in status["nodes"]}
+        assert _pool_status(cli, "leaders")["leader"] not in (None, first)
+
+    _with_dump(pool, runs, test)
