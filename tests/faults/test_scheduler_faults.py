@@ -49,8 +49,8 @@ def test_a_restarted_agent_never_reenters_its_attempt(azurite: str, tmp_path: Pa
 
     def test() -> None:
         cli = pool.cli
-        run = _run(pool, runs, tmp_path, "gang",
-                   f"command: python3 -c 'import time; time.sleep(6)' {marker}\nresources:\n  instance_count: 2\n")  # fmt: skip
+        command = f"command: python3 -c 'import time; time.sleep(6)' {marker}\n"
+        run = _run(pool, runs, tmp_path, "gang", f"{command}resources:\n  instance_count: 2\n")
         wait_for("both ranks running", lambda: len(processes_with(marker)) >= 2, 90)
         assert cli.json("status", run)["state"] == "running"
         victim = "reenter-1"
@@ -80,9 +80,8 @@ def test_a_gang_larger_than_the_live_pool_waits_visibly_and_holds_up_no_smaller_
 
         def says_it_waits() -> bool:
             view = _pool_status(cli, "short")
-            return any(line == f"{big}: waiting for 3 nodes, the pool has 2" for line in view["waiting"]) and (
-                view["nodes_short"] == 1
-            )  # fmt: skip
+            said = f"{big}: waiting for 3 nodes, the pool has 2"
+            return said in view["waiting"] and view["nodes_short"] == 1
 
         wait_for("the pool status to say the gang waits for a third node", says_it_waits, 60)
         small = _run(pool, runs, tmp_path, "small", "command: echo small\n")

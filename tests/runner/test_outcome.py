@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jobrunner.api import FailureKind, JobState
-from jobrunner.outcome import MAX_FREE_REQUEUES, conclude, report
+from jobrunner.outcome import MAX_FREE_REQUEUES, conclude, report, settle
 from jobrunner.spec import Retry
 from jobrunner.status import NodeStatus, RunStatus, utc_now
 
@@ -53,8 +53,8 @@ def test_timeout_fails_without_retry_and_cancel_wins() -> None:
     assert conclude(c, Retry()).state is JobState.CANCELED  # type: ignore[arg-type,union-attr]
 
 
-def test_lost_peer_is_recorded_and_requeues_without_spending_the_budget() -> None:
-    s = report(running(), done(0, -15, FailureKind.LOST_NODE), lost=("n1",))
+def test_a_lost_node_report_requeues_without_spending_the_budget() -> None:
+    s = report(report(running(), done(0, -15, FailureKind.LOST_NODE)), done(1, None, FailureKind.LOST_NODE))  # type: ignore[arg-type]
     assert s is not None and all(n.finished_at for n in s.nodes)
     final = conclude(s, Retry(max_attempts=1))
     assert final is not None and final.state is JobState.QUEUED and final.user_failures == 0
@@ -65,3 +65,53 @@ def test_lost_peer_is_recorded_and_requeues_without_spending_the_budget() -> Non
 def test_reports_after_the_end_change_nothing() -> None:
     s = running(1).moved_to(JobState.CANCELED)
     assert report(s, done(0, 0)) is None
+
+
+# ------------------------------------------------------------------ the scheduler's settle
+OWNERS = ("n0", "n1")
+
+
+def test_settle_a_lost_node_requeues_free_although_the_survivor_failed() -> None:
+    survivor_failed = report(running(), done(0, 1, FailureKind.USER))  # its collective broke
+    assert survivor_failed is not None
+    s = settle(
+        survivor_failed, Retry(max_attempts=3), attempt=1, owners=OWNERS, results={"n0": "ok", "n1": "lost"}
+    )
+    assert s is not None and s.state is JobState.QUEUED and s.attempt == 2
+    assert s.failure_kind is FailureKind.LOST_NODE and s.user_failures == 0 and s.free_requeues == 1
+    assert "node(s) n1 lost during attempt 1" in (s.transitions[-1].note or "")
+
+
+def test_settle_fails_once_the_free_requeues_are_spent_and_never_settles_twice() -> None:
+    spent = running(free_requeues=MAX_FREE_REQUEUES)
+    s = settle(spent, Retry(), attempt=1, owners=OWNERS, results={"n0": "lost", "n1": "lost"})
+    assert (
+        s is not None
+        and s.state is JobState.FAILED
+        and "free requeues exhausted" in (s.transitions[-1].note or "")
+    )
+    assert settle(s, Retry(), attempt=1, owners=OWNERS, results={}) is None
+    requeued = settle(running(), Retry(), attempt=1, owners=OWNERS, results={"n1": "lost"})
+    assert requeued is not None and settle(requeued, Retry(), attempt=1, owners=OWNERS, results={}) is None
+
+
+def test_settle_writes_in_a_node_that_ended_without_a_report_and_one_never_delivered() -> None:
+    first_reported = report(running(), done(0, 0))
+    assert first_reported is not None
+    s = settle(first_reported, Retry(), attempt=1, owners=OWNERS, results={"n0": "ok", "n1": "fenced"})
+    assert s is not None and s.state is JobState.QUEUED and s.failure_kind is FailureKind.INFRASTRUCTURE
+    assert "n1 ended without a report (fenced)" in (s.reason or "")
+    half = settle(running(), Retry(), attempt=1, owners=("n0",), results={"n0": "ok"}, undelivered=True)
+    assert half is not None and half.state is JobState.QUEUED and half.free_requeues == 0
+    assert "never reached all its nodes" in (half.transitions[-1].note or "")
+
+
+def test_settle_of_a_canceled_run_is_canceled_whatever_was_lost() -> None:
+    s = settle(running(cancel_requested=True), Retry(), attempt=1, owners=OWNERS, results={"n1": "lost"})
+    assert s is not None and s.state is JobState.CANCELED
+
+
+def test_the_scheduler_and_the_status_cap_free_requeues_alike() -> None:
+    from jobrunner.scheduler.protocol import ProtocolSettings
+
+    assert ProtocolSettings().max_free_requeues == MAX_FREE_REQUEUES
