@@ -316,11 +316,13 @@ def local_pool(nodes: int, pool: str = "local") -> Iterator[None]:
 
 def wait_for_agents(store: Store, pool: str, nodes: int, timeout_s: float = 120) -> None:
     """Until `nodes` agents of `pool` have said they are idle; TimeoutError otherwise."""
-    from jobrunner.registry import list_agents
+    from jobrunner.scheduler.azure_store import AzurePoolStore
+    from jobrunner.scheduler.report import read_nodes
 
+    sched = AzurePoolStore(store, pool)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if sum(a.state == "idle" for a in list_agents(store, pool)) >= nodes:
+        if sum(n.state == "idle" and n.heartbeat_age_s < 30 for n in read_nodes(sched)) >= nodes:
             return
         time.sleep(0.2)
     raise TimeoutError(f"{nodes} agents of pool {pool} did not come up in {timeout_s:.0f} s")

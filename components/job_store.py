@@ -2,8 +2,9 @@
 first use (the node identity holds data roles on them, not the right to create them).
 
 In the workspace's storage account: `runs` (every run's spec, status, code, logs and outputs),
-`pools` (each pool's published config, agent records and gang board) and per pool its job queue
-`pool-<name>` and poison queue `pool-<name>-poison`.
+`pools` (each pool's published config and its scheduler's blobs: lease, nodes, pending
+attempts, run documents) and per pool its submission queue `pool-<name>` and poison queue
+`pool-<name>-poison`.
 """
 
 from __future__ import annotations

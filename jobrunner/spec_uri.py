@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 # The runner's own containers (`jobrunner.store.RUNS`, `POOLS`): never a datastore, so no job
-# can read or rewrite another run's spec, status or outputs, or a pool's board.
+# can read or rewrite another run's spec, status or outputs, or a pool's scheduler blobs.
 RESERVED_DATASTORES = frozenset({"runs", "pools"})
 _DATASTORE = re.compile(r"^azureml://datastores/(?P<store>[^/]+)/paths/(?P<path>.*)$")
 # An Azure resource ID (`/subscriptions/<id>/resourceGroups/...`): a workspace's data asset.

@@ -2,7 +2,7 @@
 
 Layout (see DESIGN.md): a queue per pool (`pool-<name>`), the blob container `runs`
 (`runs/<experiment>/<id>/{spec.json,status.json,code.tar.gz,logs/...,outputs/...}`), the
-container `pools` (pool config, gang board, agent registry) and one container per datastore
+container `pools` (pool config, the pool scheduler's blobs) and one container per datastore
 (`workspaceblobstore` by default, as in Azure ML).
 
 Which store: `JOBRUNNER_STORE` holds a connection string (Azurite, or an account key) or an
