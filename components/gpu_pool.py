@@ -39,6 +39,7 @@ from components.config import GpuPoolConfig
 from components.job_store import pool_queues
 from jobrunner.config import AgentConfig, DatastoreLocation, custom_data
 from jobrunner.isolation import IMAGE_JOB_USER
+from jobrunner.scheduler.autoscale import demand_queue, idle_queue
 from jobrunner.store import POOLS, RUNS, queue_name
 
 # Azure Scheduled Events: how long a node may finish up before a scale-in deletes it.
@@ -77,52 +78,83 @@ def workspace_tracking_uri(location: str, workspace_id: str) -> str:
     return f"azureml://{region}.api.azureml.ms/mlflow/v1.0{workspace_id}"
 
 
-def queue_resource_id(account_id: pulumi.Input[str], pool: str) -> pulumi.Output[str]:
-    """The queue as an Azure Monitor metric source (the form autoscale takes)."""
-    return pulumi.Output.concat(account_id, "/services/queue/queues/", queue_name(pool))
+def queue_resource_id(account_id: pulumi.Input[str], queue: str) -> pulumi.Output[str]:
+    """A queue as an Azure Monitor metric source (the form autoscale takes)."""
+    return pulumi.Output.concat(account_id, "/services/queue/queues/", queue)
 
 
-def autoscale_profile(config: GpuPoolConfig, queue_id: pulumi.Input[str]) -> monitor.AutoscaleProfileArgs:
-    def trigger(operator: monitor.ComparisonOperationType, window: str) -> monitor.MetricTriggerArgs:
+def autoscale_profile(config: GpuPoolConfig, account_id: pulumi.Input[str]) -> monitor.AutoscaleProfileArgs:
+    """Scale by the pool's demand in nodes (`jobrunner.scheduler.autoscale`): out in steps that
+    follow the demand gauge (Azure takes the largest step whose rule fires), in by one only
+    while the demand is zero and a node stood idle for the whole window (scale-in needs every
+    rule). A busy node that scale-in still picks gets its Terminate notice: the attempt is
+    requeued, budget untouched."""
+    demand = queue_resource_id(account_id, demand_queue(config.name))
+    idle_gauge = queue_resource_id(account_id, idle_queue(config.name))
+
+    def trigger(
+        queue: pulumi.Input[str], operator: monitor.ComparisonOperationType, threshold: float, window: str,
+        aggregation: monitor.TimeAggregationType,
+    ) -> monitor.MetricTriggerArgs:  # fmt: skip
         return monitor.MetricTriggerArgs(
             metric_name="ApproximateMessageCount",
             metric_namespace="",
-            metric_resource_uri=queue_id,
+            metric_resource_uri=queue,
             operator=operator,
-            threshold=0,
+            threshold=threshold,
             statistic=monitor.MetricStatisticType.AVERAGE,
             time_grain="PT1M",
             time_window=window,
-            time_aggregation=monitor.TimeAggregationType.MAXIMUM,
+            time_aggregation=aggregation,
         )
 
+    def change(direction: monitor.ScaleDirection, count: int, cooldown: str) -> monitor.ScaleActionArgs:
+        return monitor.ScaleActionArgs(
+            direction=direction, type=monitor.ScaleType.CHANGE_COUNT, value=str(count), cooldown=cooldown
+        )
+
+    out_rules = [
+        monitor.ScaleRuleArgs(
+            metric_trigger=trigger(
+                demand,
+                monitor.ComparisonOperationType.GREATER_THAN_OR_EQUAL,
+                step,
+                SCALE_OUT_WINDOW,
+                monitor.TimeAggregationType.MAXIMUM,
+            ),
+            scale_action=change(monitor.ScaleDirection.INCREASE, step, "PT1M"),
+        )  # fmt: skip
+        for step in scale_out_steps(config.max_nodes)
+    ]
     idle = f"PT{config.idle_minutes_before_scale_in}M"
+    in_rules = [
+        monitor.ScaleRuleArgs(
+            metric_trigger=trigger(demand, monitor.ComparisonOperationType.LESS_THAN_OR_EQUAL, 0, idle,
+                                   monitor.TimeAggregationType.MAXIMUM),
+            scale_action=change(monitor.ScaleDirection.DECREASE, 1, idle),
+        ),
+        monitor.ScaleRuleArgs(
+            metric_trigger=trigger(idle_gauge, monitor.ComparisonOperationType.GREATER_THAN_OR_EQUAL, 1, idle,
+                                   monitor.TimeAggregationType.MINIMUM),
+            scale_action=change(monitor.ScaleDirection.DECREASE, 1, idle),
+        ),
+    ]  # fmt: skip
     return monitor.AutoscaleProfileArgs(
-        name="job-queue",
+        name="pool-demand",
         capacity=monitor.ScaleCapacityArgs(
             minimum=str(config.min_nodes), maximum=str(config.max_nodes), default=str(config.min_nodes)
         ),
-        rules=[
-            monitor.ScaleRuleArgs(
-                metric_trigger=trigger(monitor.ComparisonOperationType.GREATER_THAN, SCALE_OUT_WINDOW),
-                scale_action=monitor.ScaleActionArgs(
-                    direction=monitor.ScaleDirection.INCREASE,
-                    type=monitor.ScaleType.CHANGE_COUNT,
-                    value="1",
-                    cooldown="PT1M",
-                ),
-            ),
-            monitor.ScaleRuleArgs(
-                metric_trigger=trigger(monitor.ComparisonOperationType.LESS_THAN_OR_EQUAL, idle),
-                scale_action=monitor.ScaleActionArgs(
-                    direction=monitor.ScaleDirection.DECREASE,
-                    type=monitor.ScaleType.CHANGE_COUNT,
-                    value="1",
-                    cooldown=idle,
-                ),
-            ),
-        ],
+        rules=[*out_rules, *in_rules],
     )
+
+
+def scale_out_steps(max_nodes: int) -> list[int]:
+    """1, 4, 16, ... below the pool's size: a demand of 20 nodes adds 16 at once, then 4."""
+    steps, step = [], 1
+    while step <= max(1, max_nodes):
+        steps.append(step)
+        step *= 4
+    return steps
 
 
 def vm_profile(
@@ -194,10 +226,10 @@ def vm_profile(
 def data_scopes(pool: str, datastores: dict[str, str]) -> list[tuple[str, str, str]]:
     """(what, role, scope suffix) for each data role a pool's node identity holds: Blob Data
     Contributor on `runs`, `pools` and each mapped datastore's container; Queue Data Message
-    Processor (receive, renew, delete) and Sender on the pool's queue, Sender on its poison
-    queue. Nothing at account scope: a node cannot reach another pool's queue, Azure ML's own
-    containers or the image builder's files."""
-    job_queue, poison = pool_queues(pool)
+    Processor (receive, renew, delete) and Sender on the pool's queue and its two autoscale
+    gauges, Sender on its poison queue. Nothing at account scope: a node cannot reach another
+    pool's queue, Azure ML's own containers or the image builder's files."""
+    job_queue, poison, demand, idle = pool_queues(pool)
     out = [
         (f"blob-{c}", roles.STORAGE_BLOB_DATA_CONTRIBUTOR, f"/blobServices/default/containers/{c}")
         for c in sorted({RUNS, POOLS, *datastores.values()})
@@ -211,6 +243,19 @@ def data_scopes(pool: str, datastores: dict[str, str]) -> list[tuple[str, str, s
         ("queue-send", roles.STORAGE_QUEUE_DATA_MESSAGE_SENDER, f"/queueServices/default/queues/{job_queue}"),
         ("poison-send", roles.STORAGE_QUEUE_DATA_MESSAGE_SENDER, f"/queueServices/default/queues/{poison}"),
     ]
+    for gauge, queue in (("demand", demand), ("idle", idle)):  # the leader keeps them (autoscale reads)
+        out += [
+            (
+                f"{gauge}-process",
+                roles.STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
+                f"/queueServices/default/queues/{queue}",
+            ),
+            (
+                f"{gauge}-send",
+                roles.STORAGE_QUEUE_DATA_MESSAGE_SENDER,
+                f"/queueServices/default/queues/{queue}",
+            ),
+        ]
     return out
 
 
@@ -351,7 +396,7 @@ class GpuPool(pulumi.ComponentResource):
             location=location,
             enabled=True,
             target_resource_uri=self.scale_set.id,
-            profiles=[autoscale_profile(config, queue_resource_id(account_id, config.name))],
+            profiles=[autoscale_profile(config, account_id)],
             tags=tags,
             opts=child,
         )

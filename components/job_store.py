@@ -3,8 +3,9 @@ first use (the node identity holds data roles on them, not the right to create t
 
 In the workspace's storage account: `runs` (every run's spec, status, code, logs and outputs),
 `pools` (each pool's published config and its scheduler's blobs: lease, nodes, pending
-attempts, run documents) and per pool its submission queue `pool-<name>` and poison queue
-`pool-<name>-poison`.
+attempts, run documents) and per pool its submission queue `pool-<name>`, poison queue
+`pool-<name>-poison` and the autoscale gauges `pool-<name>-demand` and `pool-<name>-idle`
+(`jobrunner.scheduler.autoscale`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import pulumi
 from pulumi_azure_native import storage
 
 from jobrunner.poison import poison_queue
+from jobrunner.scheduler.autoscale import demand_queue, idle_queue
 from jobrunner.store import POOLS, RUNS, queue_name
 
 
-def pool_queues(pool: str) -> tuple[str, str]:
-    """The job queue and the poison queue of `pool`."""
-    return queue_name(pool), poison_queue(pool)
+def pool_queues(pool: str) -> tuple[str, str, str, str]:
+    """The submission queue, the poison queue and the two autoscale gauges of `pool`."""
+    return queue_name(pool), poison_queue(pool), demand_queue(pool), idle_queue(pool)
 
 
 class JobStore(pulumi.ComponentResource):

@@ -54,6 +54,7 @@ from jobrunner.errors import NotFoundError, TrainstackError
 from jobrunner.node import detect_node_facts
 from jobrunner.poison import fail_damaged_run, quarantine
 from jobrunner.preempt import PreemptionWatch, node_resource_name
+from jobrunner.scheduler.autoscale import DemandGauges
 from jobrunner.scheduler.azure_store import AzurePoolStore
 from jobrunner.scheduler.judge import RunJudge
 from jobrunner.scheduler.protocol import RUNS as SCHED_RUNS
@@ -226,6 +227,7 @@ class Agent:
             on_poison=self._poison, on_pass=self._passed, on_conclude=self._concluded,
         )  # fmt: skip
         self._published: PoolReport | None = None
+        self.gauges = DemandGauges(store, config.pool)
 
     # ---------------------------------------------------------------------- loop
     def serve(self, stop: threading.Event) -> None:
@@ -332,11 +334,18 @@ class Agent:
     def _passed(self, report: PassReport) -> None:
         if report.assigned and self.config.doorbell is not None:
             ring(self.config.doorbell.parent)  # the local pool's agents beat now and start it
-        current = PoolReport(leader=self.config.name, waiting=report.waiting, nodes_short=report.nodes_short)
+        current = PoolReport(
+            leader=self.config.name, waiting=report.waiting, nodes_short=report.nodes_short,
+            demand_nodes=report.demand_nodes,
+        )  # fmt: skip
         if not current.same(self._published):
             with contextlib.suppress(TrainstackError):
                 publish_report(self.pool_store, current)
                 self._published = current
+        with contextlib.suppress(TrainstackError):  # what autoscale reads (a deployed pool)
+            self.gauges.update(
+                demand_nodes=report.demand_nodes, idle_nodes=report.idle_nodes, now=time.monotonic()
+            )
         if report.assigned or report.concluded:
             log.info("pass: %d assigned, %d concluded, %d waiting", report.assigned, report.concluded,
                      len(report.waiting))  # fmt: skip

@@ -648,6 +648,7 @@ def pool_status(pool: PoolOpt = None, as_json: JsonFlag = False) -> None:
                 "leader": report.leader if report else None,
                 "waiting": list(report.waiting) if report else [],
                 "waiting_total": view.waiting_total, "nodes_short": report.nodes_short if report else 0,
+                "demand_nodes": report.demand_nodes if report else 0,
                 "nodes": [asdict(n) for n in view.nodes],
             }
         )  # fmt: skip

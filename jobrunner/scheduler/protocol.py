@@ -371,6 +371,8 @@ class PassReport:
     concluded: int = 0
     waiting: tuple[str, ...] = ()
     nodes_short: int = 0
+    demand_nodes: int = 0  # nodes the queued work wants beyond the idle ones: what autoscale adds
+    idle_nodes: int = 0  # live nodes left idle by this pass: what autoscale may remove
     decide_s: float = 0.0
 
 
@@ -480,6 +482,9 @@ class Leader:
             report.assigned += 1
         report.waiting = tuple(f"{w.run_id}: {w.reason}" for w in decision.waiting)
         report.nodes_short = decision.nodes_short
+        given = sum(len(a.nodes) for a in decision.assignments)
+        report.idle_nodes = len(idle) - given
+        report.demand_nodes = max(0, sum(j.nodes for j in queued) - len(idle))
         self.on_pass(report)
 
     def _intake(self) -> None:

@@ -30,11 +30,12 @@ class PoolReport:
     leader: str
     waiting: tuple[str, ...] = ()
     nodes_short: int = 0
+    demand_nodes: int = 0  # nodes the queued work wants beyond the idle ones
     at: str = ""  # when it was written (UTC)
 
     def same(self, other: PoolReport | None) -> bool:
-        return other is not None and (self.leader, self.waiting, self.nodes_short) == (
-            other.leader, other.waiting, other.nodes_short,
+        return other is not None and (self.leader, self.waiting, self.nodes_short, self.demand_nodes) == (
+            other.leader, other.waiting, other.nodes_short, other.demand_nodes,
         )  # fmt: skip
 
 
@@ -49,8 +50,10 @@ def read_report(store: PoolStore) -> tuple[PoolReport, int] | None:
     try:
         data, _, _ = store.get(REPORT_BLOB)
         raw = json.loads(data)
-        report = PoolReport(str(raw["leader"]), tuple(str(w) for w in raw["waiting"]),
-                            int(raw["nodes_short"]), str(raw.get("at", "")))  # fmt: skip
+        report = PoolReport(
+            str(raw["leader"]), tuple(str(w) for w in raw["waiting"]), int(raw["nodes_short"]),
+            int(raw.get("demand_nodes", 0)), str(raw.get("at", "")),
+        )  # fmt: skip
         return report, int(raw.get("waiting_total", len(report.waiting)))
     except NotFoundError:
         return None
