@@ -97,6 +97,10 @@ def test_the_agents_identity_holds_data_roles_only_on_its_containers_and_queues(
         ("/blobServices/default/containers/training-data", blob),
         ("/queueServices/default/queues/pool-h100", processor),
         ("/queueServices/default/queues/pool-h100", sender),
+        ("/queueServices/default/queues/pool-h100-demand", processor),
+        ("/queueServices/default/queues/pool-h100-demand", sender),
+        ("/queueServices/default/queues/pool-h100-idle", processor),
+        ("/queueServices/default/queues/pool-h100-idle", sender),
         ("/queueServices/default/queues/pool-h100-poison", sender),
     ]
     for grant in grants:
@@ -111,7 +115,13 @@ def test_the_stack_declares_the_job_stores_containers_and_each_pools_queues() ->
         r.inputs["containerName"] for r in plan.children(store.urn) if r.type.endswith("BlobContainer")
     }
     queues = {r.inputs["queueName"] for r in plan.children(store.urn) if r.type.endswith(":Queue")}
-    assert containers == {"runs", "pools"} and queues == {"pool-a100-spot", "pool-a100-spot-poison"}
+    assert containers == {"runs", "pools"}
+    assert queues == {
+        "pool-a100-spot",
+        "pool-a100-spot-poison",
+        "pool-a100-spot-demand",
+        "pool-a100-spot-idle",
+    }
     grants = [g for g in plan.of_type("azure-native:authorization:RoleAssignment") if g.parent == "a100-spot"]
     data = [g for g in grants if "/Microsoft.Storage/" in g.inputs["scope"]]
     assert data and all(
@@ -124,20 +134,29 @@ def test_the_stack_declares_the_job_stores_containers_and_each_pools_queues() ->
     )
 
 
-def test_autoscale_follows_the_pool_queue_within_the_node_range(pool_plan: StackPlan) -> None:
+def test_autoscale_follows_the_pools_demand_in_nodes_within_the_node_range(pool_plan: StackPlan) -> None:
     setting = only(pool_plan, "azure-native:monitor:AutoscaleSetting")
     (profile,) = setting["profiles"]
     assert profile["capacity"] == {"minimum": "0", "maximum": "8", "default": "0"}
-    out, scale_in = profile["rules"]
-    for rule in (out, scale_in):
-        assert rule["metricTrigger"]["metricName"] == "ApproximateMessageCount"
-        assert rule["metricTrigger"]["metricResourceUri"].endswith(
-            "/storageAccounts/sttest/services/queue/queues/pool-h100"
-        )
-    assert out["scaleAction"]["direction"] == "Increase"
+    rules = profile["rules"]
+    out = [r for r in rules if r["scaleAction"]["direction"] == "Increase"]
+    scale_in = [r for r in rules if r["scaleAction"]["direction"] == "Decrease"]
+    queues = "/storageAccounts/sttest/services/queue/queues/"
+    # out: steps of 1 and 4 nodes (16 is past the pool's 8), each when the demand reaches it
+    assert [(r["metricTrigger"]["threshold"], r["scaleAction"]["value"]) for r in out] == [(1, "1"), (4, "4")]
+    assert all(r["metricTrigger"]["metricResourceUri"].endswith(queues + "pool-h100-demand") for r in out)
+    # in: only while the demand stayed zero and some node stood idle the whole window
+    (no_demand,) = [r for r in scale_in if r["metricTrigger"]["metricResourceUri"].endswith("-demand")]
+    (idle,) = [
+        r for r in scale_in if r["metricTrigger"]["metricResourceUri"].endswith(queues + "pool-h100-idle")
+    ]
     assert (
-        scale_in["scaleAction"]["direction"] == "Decrease"
-        and scale_in["metricTrigger"]["timeWindow"] == "PT10M"
+        no_demand["metricTrigger"]["operator"] == "LessThanOrEqual"
+        and no_demand["metricTrigger"]["threshold"] == 0
+    )
+    assert idle["metricTrigger"]["timeAggregation"] == "Minimum" and idle["metricTrigger"]["threshold"] == 1
+    assert all(
+        r["metricTrigger"]["timeWindow"] == "PT10M" and r["scaleAction"]["value"] == "1" for r in scale_in
     )
     vmss = pool_plan.of_type("azure-native:compute:VirtualMachineScaleSet")[0]
     assert setting["targetResourceUri"].endswith("/virtualMachineScaleSets/h100")
