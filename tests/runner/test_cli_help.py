@@ -33,3 +33,24 @@ def test_dry_run_needs_no_store(tmp_path, monkeypatch) -> None:  # type: ignore[
     result = CliRunner().invoke(app, ["submit", str(job), "--dry-run", "--json"])
     assert result.exit_code == 0, result.output
     assert "echo hi" in result.output
+
+
+def test_the_agent_options_show_the_defaults_the_agent_settings_hold() -> None:
+    """The agent's defaults live in its settings (`AgentSettings`); `--help` only says them."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from jobrunner.agent import AgentSettings
+    from jobrunner.cli import app
+
+    settings = AgentSettings(pool="p", name="n")
+    shown = CliRunner().invoke(app, ["agent", "--help"], env={"COLUMNS": "400"}).output
+    expected = {
+        "--heartbeat-s": settings.protocol.beat_idle_s, "--stale-after-s": settings.protocol.stale_after_s,
+        "--status-poll-s": settings.timing.status_poll_s, "--sync-s": settings.timing.sync_s,
+        "--terminate-grace-s": settings.timing.terminate_grace_s,
+    }  # fmt: skip
+    for option, value in expected.items():
+        found = re.search(re.escape(option) + r".*?\[default: ([0-9.]+)\]", shown, re.S)
+        assert found is not None and float(found.group(1)) == value, (option, shown)
