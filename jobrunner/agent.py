@@ -56,7 +56,7 @@ from jobrunner.poison import fail_damaged_run, quarantine
 from jobrunner.preempt import PreemptionWatch, node_resource_name
 from jobrunner.scheduler.autoscale import DemandGauges
 from jobrunner.scheduler.azure_store import AzurePoolStore
-from jobrunner.scheduler.judge import RunJudge
+from jobrunner.scheduler.judge import RunJudge, run_ref
 from jobrunner.scheduler.protocol import RUNS as SCHED_RUNS
 from jobrunner.scheduler.protocol import (
     Leader,
@@ -68,7 +68,7 @@ from jobrunner.scheduler.protocol import (
 )
 from jobrunner.scheduler.report import PoolReport, publish_report
 from jobrunner.spec import JobSpec
-from jobrunner.status import DamagedRunFileError, find_run, parse_run_file
+from jobrunner.status import DamagedRunFileError, parse_run_file
 from jobrunner.store import RUNS, Store
 
 EXTRA_PORTS = 4  # per agent and gang, for per-task ports (TensorFlow)
@@ -178,13 +178,13 @@ class AttemptExecutor:
         agent = self.agent
         result = "ok"
         try:
-            ref = find_run(agent.store, run)
+            doc = RunDoc.decode(agent.pool_store.get(SCHED_RUNS + run)[0])
+            ref = run_ref(agent.store, doc)
             try:
                 spec = parse_run_file(JobSpec, agent.store.get(RUNS, ref.spec_blob)[0], ref.spec_blob)
             except DamagedRunFileError as exc:
                 fail_damaged_run(agent.store, ref, str(exc), pool=agent.config.pool)
                 return
-            doc = RunDoc.decode(agent.pool_store.get(SCHED_RUNS + run)[0])
             gang = gang_of(doc, attempt, rank)
             log.info("run %s attempt %d: rank %d of %d", run, attempt, rank, size)
             ctx = AttemptContext(

@@ -170,8 +170,9 @@ class Client:
         create_status(self.store, status)
         timeout = spec.limits.timeout
         doc = RunDoc(
-            run_id, spec.instance_count, None if timeout is None else float(timeout), spec.trainstack.priority
-        )
+            run_id, spec.instance_count, None if timeout is None else float(timeout),
+            spec.trainstack.priority, experiment=experiment,
+        )  # fmt: skip
         submit_run(AzurePoolStore(self.store, pool), doc)
         ring(doorbell_folder(pool))  # a local pool's idle agents start it now, not at their next poll
         return status

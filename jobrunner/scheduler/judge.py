@@ -40,6 +40,11 @@ from jobrunner.store import RUNS, Store
 from jobrunner.tracking import finish_tracking_run
 
 
+def run_ref(store: Store, doc: RunDoc) -> RunRef:
+    """Where the run's files are: from its document, or its id's pointer blob (NotFoundError)."""
+    return RunRef(experiment=doc.experiment, id=doc.id) if doc.experiment else find_run(store, doc.id)
+
+
 class RunJudge:
     """`Leader.judge` and `Leader.admit` over the runs' status documents."""
 
@@ -50,7 +55,7 @@ class RunJudge:
         """Whether the queued run is still wanted: not canceled, not gone, its status readable
         (a damaged one is failed with the reason, never assigned)."""
         try:
-            ref = find_run(self.store, doc.id)
+            ref = run_ref(self.store, doc)
             status, _ = read_status(self.store, ref)
         except NotFoundError:
             return False
@@ -61,7 +66,7 @@ class RunJudge:
 
     def __call__(self, doc: RunDoc, verdict: str, results: dict[str, str]) -> str:
         try:
-            ref = find_run(self.store, doc.id)
+            ref = run_ref(self.store, doc)
         except NotFoundError:
             return "fail"  # its files were deleted: nothing to run again
         try:

@@ -158,6 +158,7 @@ class RunDoc:
     free_requeues: int = 0
     history: tuple[str, ...] = ()
     endpoints: tuple[str, ...] = ()  # what each owner offered its gang (address, ports), rank order
+    experiment: str = ""  # where the run's own files live (`runs/<experiment>/<id>/`), when known
 
     def encode(self) -> bytes:
         return json.dumps(self.__dict__).encode()
