@@ -271,6 +271,9 @@ def status(
     )
     if s.exit_code is not None or s.reason:
         out.print(f"exit code {s.exit_code}  {s.reason or ''}", markup=False)
+    waiting = client.waiting_reason(s) if s.state is JobState.QUEUED else None
+    if waiting:
+        out.print(waiting, markup=False)
     from jobrunner.cli_tracking import last_metrics_line
 
     metrics_line = last_metrics_line(client.store, s.id)

@@ -247,6 +247,13 @@ class Client:
             cancel_queued(AzurePoolStore(self.store, status.pool), run_id)  # the scheduler drops it
         return status
 
+    def waiting_reason(self, status: RunStatus) -> str | None:
+        """What the pool's scheduler last said this queued run waits for (None: nothing said)."""
+        said = read_report(AzurePoolStore(self.store, status.pool))
+        prefix = f"{status.id}: "
+        line = next((w for w in said[0].waiting if w.startswith(prefix)), None) if said else None
+        return line.removeprefix(prefix) if line else None
+
     # ---------------------------------------------------------------- data
     def download_outputs(self, run_id: str, dest: str | Path, *, progress: Progress | None = None) -> int:
         """Every output of the run into `dest/<output name>/...`, and Batch AI's per-process log

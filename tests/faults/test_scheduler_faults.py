@@ -84,6 +84,8 @@ def test_a_gang_larger_than_the_live_pool_waits_visibly_and_holds_up_no_smaller_
             return said in view["waiting"] and view["nodes_short"] == 1
 
         wait_for("the pool status to say the gang waits for a third node", says_it_waits, 60)
+        shown = cli.run("status", big, check=True).stdout
+        assert "waiting for 3 nodes, the pool has 2" in shown, shown
         small = _run(pool, runs, tmp_path, "small", "command: echo small\n")
         assert cli.wait_state(small, TERMINAL, timeout=90)["state"] == "succeeded"
         assert cli.json("status", big)["state"] == "queued"
