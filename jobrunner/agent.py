@@ -281,8 +281,19 @@ class Agent:
     def _retire(self, bell: Doorbell | None) -> None:
         """Stop: the attempt reported, a last beat, a last pass when leading, the notice acknowledged."""
         self.executor.stop()
-        if not self.executor.join(self.config.timing.terminate_grace_s + STOP_PATIENCE_S):
-            log.warning("the attempt did not report within %.0f s of the stop", STOP_PATIENCE_S)
+        # the attempt's last output sync (a checkpoint flushed on a notice) may take a while:
+        # the node beats, and leads if it does, until its report is in
+        deadline = time.monotonic() + self.config.timing.terminate_grace_s + STOP_PATIENCE_S
+        next_node = 0.0
+        while not self.executor.join(_SLICE_S):
+            now = time.monotonic()
+            if now > deadline:
+                log.warning("the attempt did not report within %.0f s of the stop", STOP_PATIENCE_S)
+                break
+            if now >= next_node:
+                next_node = now + self.node.step(now)
+            if self.leader.leading:
+                self.leader.step(now)
         self._take_results()
         now = time.monotonic()
         self.node.retire(now)
