@@ -219,7 +219,7 @@ class Agent:
         incarnation = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.node = NodeAgent(
             self.pool_store, config.name, incarnation, self.executor, config.protocol,
-            facts={"endpoint": self._endpoint()}, on_state=self._on_state,
+            facts={"endpoint": self._endpoint()}, on_state=self._on_state, clock=time.monotonic,
         )  # fmt: skip
         judge = RunJudge(store, config.pool, tracking_uri=config.tracking_uri)
         self.leader = Leader(

@@ -257,6 +257,9 @@ class NodeAgent:
     last_ok: float | None = None
     on_state: Callable[[str, dict[str, str]], None] = lambda _what, _meta: None
     facts: dict[str, str] = field(default_factory=dict)  # written with every beat (its endpoint)
+    # the time now, read again after store calls that may have waited out retries (None: a
+    # step's `now` stands for its whole step, as in the simulation)
+    clock: Callable[[], float] | None = None
 
     @property
     def blob(self) -> str:
@@ -275,15 +278,18 @@ class NodeAgent:
         try:
             if not self.started:
                 self._start()
+            self._beat(now)
+        except StoreError:
+            # cut off: past the fence the attempt stops, before the leader may count this node
+            # lost and run the attempt again elsewhere
+            later = self.clock() if self.clock else now
             if (
                 self.state == "busy"
                 and self.last_ok is not None
-                and now - self.last_ok > self.settings.fence_s
+                and later - self.last_ok > self.settings.fence_s
             ):
                 self.executor.stop()
                 self._finish("fenced")
-            self._beat(now)
-        except StoreError:
             return min(self.settings.beat_idle_s, 5.0)
         return self.settings.beat_busy_s if self.state == "busy" else self.settings.beat_idle_s
 
@@ -331,7 +337,7 @@ class NodeAgent:
                     self.etag = self.store.put(self.blob, b"", meta, if_absent=True)
                 else:
                     self.etag = self.store.put(self.blob, b"", meta, if_match=self.etag)
-                self.last_ok = now
+                self.last_ok = self.clock() if self.clock else now
                 return
             except ConflictError:
                 _, self.etag, written = self.store.get(self.blob)

@@ -69,6 +69,7 @@ class FaultPool:
     name: str
     size: int
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()  # after FAST_AGENT: a test's own timings win
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -95,7 +96,7 @@ class FaultPool:
     def start_agent(self, agent: str) -> None:
         """Start (or restart, after `kill`) the agent named `agent`: a new incarnation."""
         argv = [sys.executable, "-m", "jobrunner", "agent", "--pool", self.name, "--name", agent,
-                "--work-dir", str(self.home / agent), *FAST_AGENT]  # fmt: skip
+                "--work-dir", str(self.home / agent), *FAST_AGENT, *self.extra_args]  # fmt: skip
         with open(self.home / f"{agent}.log", "ab") as log:
             self.procs[agent] = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
