@@ -191,7 +191,11 @@ def node_facts(config: AgentConfig) -> NodeFacts:
     facts = detect_node_facts(config.name or socket.gethostname(), config.address or primary_address())
     facts = replace(facts, environments=tuple(sorted(config.environments.items())))
     facts = facts if config.gpus is None else replace(facts, gpus=config.gpus)
-    logger.info("node: %s", facts)
+    logger.info(
+        "node %s at %s: %d GPU(s)%s, %d CPU(s), %s",
+        facts.name, facts.address, facts.gpus, f" ({facts.gpu_model})" if facts.gpu_model else "", facts.cpus,
+        "runs containers" if facts.container_runtime else "no container runtime",
+    )  # fmt: skip
     return facts
 
 
