@@ -17,8 +17,8 @@ store's redaction (account keys, SAS tokens, URL query strings) and is cut at
 `MAX_RECORD_CHARS`, so a job's 10 MB stderr line in a reason does not become a 10 MB record.
 
 Calling it again replaces what an earlier call installed (tests, a reread config). Failure
-mode: ConfigError for a level that is not one of `LEVELS`, naming `--log-level`, `logLevel`
-and the choices.
+modes: ConfigError for a level that is not one of `LEVELS` (naming `--log-level`, `logLevel`
+and the choices) or a log file that cannot be opened.
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ def _isatty(stream: IO[Any]) -> bool:
 def configure_agent_logging(level: str, *, log_file: Path | None) -> None:
     """Send the agent's records where an operator looks (module docstring) at `level`.
 
-    Raises ConfigError for an unknown level (before anything changes) and OSError when
-    `log_file` cannot be opened.
+    Raises ConfigError, before anything changes, for an unknown level or a `log_file` that
+    cannot be opened.
     """
     wanted = parse_level(level)
     stream = sys.stderr
@@ -161,7 +161,13 @@ def configure_agent_logging(level: str, *, log_file: Path | None) -> None:
     handlers: list[logging.Handler] = []
     where: list[str] = []
     if log_file is not None:
-        handlers.append(file_handler(log_file))
+        try:
+            handlers.append(file_handler(log_file))
+        except OSError as exc:
+            raise ConfigError(
+                f"--log-file {log_file}: cannot be opened: {exc.strerror or exc}",
+                fix="name a file in a folder this user can write",
+            ) from None
         where.append(str(log_file))
     if log_file is None or journal or _isatty(stream):
         to_stderr = logging.StreamHandler(stream)

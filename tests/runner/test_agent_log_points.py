@@ -14,15 +14,21 @@ from pathlib import Path
 
 import pytest
 
+from jobrunner.agent_logging import configure_agent_logging
 from jobrunner.config import AgentConfig, render_cloud_init
+from jobrunner.errors import ConfigError
+from jobrunner.output_sync import OutputSync
 from jobrunner.poison import poison_queue, quarantine
 from jobrunner.pool_agent import NodeSetupError, node_setup_once
 from jobrunner.preempt import PreemptionWatch
 from jobrunner.registry import list_agents
+from jobrunner.spec import parse_job
+from jobrunner.status import RunRef
 from jobrunner.store import Store
 from tests.faults.events_server import ScheduledEventsServer
 
 ROOT = Path(__file__).resolve().parents[2]
+SPEC = parse_job("command: python train.py\n", source="job.yml")
 
 
 @pytest.fixture
@@ -99,6 +105,40 @@ def test_a_quarantined_message_is_a_warning_naming_the_queue_and_reason(
         f"quarantined a message of pool logpool to queue {poison_queue('logpool')} (it names no run): "
         "the message is not JSON"
     )
+
+
+def test_output_sync_says_what_it_sent_restored_and_when_it_was_interrupted(
+    azurite: str, tmp_path: Path, records: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes(b"weights")
+    ref = RunRef(experiment="logs", id="run-20261202-000000-abcdef")
+    store = Store.connect(azurite)
+    sync = OutputSync(store, ref, SPEC, {"model": folder})
+    sync.sync()
+    sync.interrupt()
+    sync.interrupt()  # a second notice says nothing new
+    sync.sync(final=True)
+    restored = tmp_path / "next-attempt"
+    OutputSync(store, ref, SPEC, {"model": restored}).restore()
+    lines = said(records, "jobrunner.output_sync")
+    assert (
+        lines[0]
+        == f"{ref.id} outputs: periodic sync, 1 of 1 changed file(s) now whole in the store, 7 bytes sent"
+    )
+    assert said(records, "jobrunner.output_sync", logging.INFO) == [
+        f"{ref.id} outputs: the sync under way stops at its next block",
+        f"{ref.id} outputs: final sync, 0 of 0 changed file(s) now whole in the store, 7 bytes sent",
+        f"{ref.id} outputs: 1 file(s) of earlier attempts restored",
+    ]
+
+
+def test_a_log_file_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "agent.log").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        configure_agent_logging("info", log_file=tmp_path / "agent.log")
+    assert f"--log-file {tmp_path / 'agent.log'}: cannot be opened" in str(caught.value)
 
 
 @pytest.mark.slow

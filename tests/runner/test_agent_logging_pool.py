@@ -51,5 +51,9 @@ def test_a_local_agent_logs_to_the_file_local_pool_status_names(azurite: str, tm
     assert f"{run_id} inputs.data: 1 file(s) uploaded at submit" in text
     assert f"{run_id} outputs: final sync" in text
     assert " DEBUG jobrunner." in text  # the level reached the agent
+    printed = output_file.read_text()
+    assert (
+        f"agent {POOL}-0 serving pool {POOL}" in printed and "jobrunner.agent_logging" not in printed
+    )  # once
     key = azurite.split("AccountKey=", 1)[1].split(";", 1)[0]
-    assert key not in text and key not in output_file.read_text()
+    assert key not in text and key not in printed
