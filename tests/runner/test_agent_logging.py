@@ -136,6 +136,25 @@ def test_a_journal_stream_that_stderr_no_longer_is_gets_readable_lines(
     assert not line.startswith("<") and " WARNING jobrunner.test_agent_logging: w" in line
 
 
+def test_on_a_terminal_the_lines_go_to_it_as_well_as_to_the_log_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    request.addfinalizer(lambda: os.close(leader))
+    terminal = os.fdopen(follower, "w", encoding="utf-8")
+    request.addfinalizer(terminal.close)
+    monkeypatch.setattr("sys.stderr", terminal)
+    path = tmp_path / "agent.log"
+    configure_agent_logging("info", log_file=path)
+    log.warning("seen twice")
+    terminal.flush()
+    shown = os.read(leader, 65536).decode()
+    assert " WARNING jobrunner.test_agent_logging: seen twice" in shown
+    assert lines(path)[-1].endswith(" WARNING jobrunner.test_agent_logging: seen twice")
+
+
 def test_priorities_follow_sd_daemon() -> None:
     assert [journal_priority(LEVELS[name]) for name in ("debug", "info", "warning", "error")] == [7, 6, 4, 3]
     assert journal_priority(logging.CRITICAL) == 2 and journal_priority(5) == 7
