@@ -140,6 +140,7 @@ def test_on_a_terminal_the_lines_go_to_it_as_well_as_to_the_log_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     import pty
+    import select
 
     leader, follower = pty.openpty()
     request.addfinalizer(lambda: os.close(leader))
@@ -150,7 +151,11 @@ def test_on_a_terminal_the_lines_go_to_it_as_well_as_to_the_log_file(
     configure_agent_logging("info", log_file=path)
     log.warning("seen twice")
     terminal.flush()
-    shown = os.read(leader, 65536).decode()
+    shown = ""
+    while "seen twice" not in shown:  # a terminal hands over what was written a write at a time
+        ready, _, _ = select.select([leader], [], [], 10)
+        assert ready, f"the terminal got only {shown!r}"
+        shown += os.read(leader, 65536).decode()
     assert " WARNING jobrunner.test_agent_logging: seen twice" in shown
     assert lines(path)[-1].endswith(" WARNING jobrunner.test_agent_logging: seen twice")
 
