@@ -1,7 +1,7 @@
 """Where the agent's own log lines go, through Python's `logging`.
 
-    configure_agent_logging("info", log_file=None)                  # once, at agent start
-    logging.getLogger(__name__).warning("%s: ...", run_id)      # in every module
+    configure_agent_logging("info", log_file=None)            # once, at agent start
+    logging.getLogger(__name__).warning("%s: ...", run_id)    # in every module
 
 - Under systemd (`JOURNAL_STREAM` names the stream that stderr is): one line per record on
   stderr, led by the sd-daemon priority (`<3>` error, `<4>` warning, `<6>` info, `<7>`
@@ -43,7 +43,6 @@ LEVELS: dict[str, int] = {
     "error": logging.ERROR,
 }
 DEFAULT_LEVEL: LogLevel = "info"
-LOG_LEVEL_ENV = "JOBRUNNER_LOG_LEVEL"
 MAX_LOG_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
 MAX_RECORD_CHARS = 16_000  # journald splits lines past 48 KiB; a record that long is a bug's

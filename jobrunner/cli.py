@@ -491,10 +491,10 @@ def agent(
 
     from jobrunner.agent import Agent, AgentSettings
     from jobrunner.agent_logging import configure_agent_logging
-
-    configure_agent_logging(log_level or "info", log_file=log_file)
     from jobrunner.attempt import Timing
     from jobrunner.store import Store, home_dir
+
+    configure_agent_logging(log_level or "info", log_file=log_file)
 
     agent_name = name or socket.gethostname()
     config = AgentSettings(
