@@ -456,6 +456,19 @@ def agent(
     check_config: Annotated[
         Path | None, typer.Option("--check-config", help="Check an agent config file, print it and exit.")
     ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            envvar="JOBRUNNER_LOG_LEVEL",
+            help="debug, info, warning or error (default: info, or the config file's logLevel; "
+            "this and --log-file apply with --config too).",
+        ),
+    ] = None,
+    log_file: Annotated[
+        Path | None,
+        typer.Option("--log-file", help="Log to this file (rotated, 0600) instead of stderr or the journal."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Serve a pool: take jobs from its queue and run them, until SIGTERM or Ctrl-C.
@@ -475,14 +488,17 @@ def agent(
         _check_agent_config(check_config, as_json)
         return
     if config_file is not None:
-        _serve_from_config(config_file)
+        _serve_from_config(config_file, log_level, log_file)
         return
     if pool is None:
         raise ConfigError("no pool to serve", fix="pass --pool NAME or --config FILE")
     import socket
 
     from jobrunner.agent import Agent, AgentSettings
+    from jobrunner.agent_logging import configure_agent_logging
     from jobrunner.store import Store, home_dir
+
+    configure_agent_logging(log_level or "info", log_file=log_file)
 
     agent_name = name or socket.gethostname()
     config = AgentSettings(
@@ -523,8 +539,9 @@ def _check_agent_config(path: Path, as_json: bool) -> None:
     out.print(table)
 
 
-def _serve_from_config(path: Path) -> None:
+def _serve_from_config(path: Path, log_level: str | None, log_file: Path | None) -> None:
     from jobrunner.agent import Agent
+    from jobrunner.agent_logging import configure_agent_logging
     from jobrunner.config import load_agent_config
     from jobrunner.pool_agent import (
         agent_settings,
@@ -535,6 +552,7 @@ def _serve_from_config(path: Path) -> None:
     )
 
     config = load_agent_config(path)
+    configure_agent_logging(log_level or config.log_level, log_file=log_file)
     stop = _stop_on_signals()
     if node_setup_once(config):
         err.print("node setup done", markup=False)
@@ -552,17 +570,20 @@ def _serve_from_config(path: Path) -> None:
 def local_pool_start(
     nodes: Annotated[int, typer.Option("--nodes", help="How many agents.")] = 2,
     pool: Annotated[str, typer.Option("--pool", help="Pool name.")] = "local",
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="The agents' log level: debug, info, warning or error.")
+    ] = "info",
     as_json: JsonFlag = False,
 ) -> None:
-    """Start agents on this machine (detached; logs under .trainstack/pool/).
+    """Start agents on this machine (detached; each logs to .trainstack/pool/<agent>.log).
 
     Example:
 
-        jobrunner local-pool start --nodes 2
+        jobrunner local-pool start --nodes 2 --log-level debug
     """
     from jobrunner.localpool import start_local_pool
 
-    state = start_local_pool(nodes, pool)
+    state = start_local_pool(nodes, pool, log_level=log_level)
     if as_json:
         _print_json(_local_pool_json(state))
     else:
@@ -574,12 +595,19 @@ def local_pool_start(
 
 def _local_pool_json(state: Any) -> dict[str, Any]:
     from jobrunner.isolation import redact_store
+    from jobrunner.localpool import agent_log_file, agent_output_file
 
     return {
         "name": state.name,
         "store": redact_store(state.store),
-        "agents": [{"name": a.name, "pid": a.pid} for a in state.running()],
-    }
+        "agents": [
+            {
+                "name": a.name, "pid": a.pid,
+                "log_file": str(agent_log_file(a.name)), "output_file": str(agent_output_file(a.name)),
+            }
+            for a in state.running()
+        ],
+    }  # fmt: skip
 
 
 @local_pool_app.command("status")
@@ -587,13 +615,13 @@ def _local_pool_json(state: Any) -> dict[str, Any]:
 def local_pool_status(
     pool: Annotated[str, typer.Option("--pool", help="Pool name.")] = "local", as_json: JsonFlag = False
 ) -> None:
-    """Show the local pool's store and running agents.
+    """Show the local pool's store and running agents, with each agent's log file.
 
     Example:
 
         jobrunner local-pool status --json
     """
-    from jobrunner.localpool import read_local_pool
+    from jobrunner.localpool import agent_log_file, read_local_pool
 
     state = read_local_pool(pool)
     if state is None:
@@ -609,7 +637,10 @@ def local_pool_status(
         markup=False,
     )
     for a in state.agents:
-        out.print(f"  {a.name}  pid {a.pid}  {'running' if a in state.running() else 'gone'}", markup=False)
+        alive = "running" if a in state.running() else "gone"
+        out.print(
+            f"  {a.name}  pid {a.pid}  {alive}  log {agent_log_file(a.name)}", markup=False, soft_wrap=True
+        )
 
 
 @local_pool_app.command("stop")

@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from jobrunner.agent_logging import DEFAULT_LEVEL, LogLevel
 from jobrunner.environments import check_map
 from jobrunner.errors import ConfigError, Problem
 from jobrunner.files import file_json_schema, parse_mapping, validate_model
@@ -131,6 +132,11 @@ class AgentConfig(_FileModel):
         description="MLflow tracking server every job logs to (MLFLOW_TRACKING_URI): the workspace's "
         "`azureml://<region>.api.azureml.ms/mlflow/v1.0/subscriptions/...` or an http(s) server; "
         "null: jobs keep their metrics with their outputs (docs/metrics.md)",
+    )
+    log_level: LogLevel = Field(
+        DEFAULT_LEVEL,
+        description="the agent's own log lines kept in the journal: debug, info, warning or error "
+        "(`jobrunner agent --log-level` overrides it)",
     )
     heartbeat_s: float | None = Field(
         None,
@@ -377,6 +383,7 @@ def summary(config: AgentConfig) -> dict[str, str]:
         "environments": ", ".join(f"{k} -> {v}" for k, v in sorted(config.environments.items()))
         or "none (curated AzureML-<name> only)",
         "scheduled events": config.scheduled_events_url or "not watched",
+        "log level": config.log_level,
     }
 
 

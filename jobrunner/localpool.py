@@ -8,16 +8,19 @@ The store is `JOBRUNNER_STORE` when set, else the local Azurite (started on dema
 agents inherit this process's environment, with the store made explicit so they use the
 same one. Likewise the tracking server: `JOBRUNNER_TRACKING_URI` when set (`none`: no
 tracking), else the local MLflow server (`jobrunner.tracking_server`, started on demand and
-stopped with the local Azurite). Each agent logs to `<JOBRUNNER_HOME>/pool/<name>.log` and works under
-`<JOBRUNNER_HOME>/pool/<name>/`. The pool's node count is recorded in the store (submit
-refuses larger jobs) and its agents' pids in `<JOBRUNNER_HOME>/pool/<pool>.json`.
+stopped with the local Azurite). Each agent works under `<JOBRUNNER_HOME>/pool/<name>/`, writes
+its log lines (`jobrunner.agent_logging`, at the pool's `log_level`) to
+`<JOBRUNNER_HOME>/pool/<name>.log` (rotated, 0600) and whatever else it prints (a traceback
+that ends it) to `<name>.out` beside it; both outlive `stop_local_pool`. The pool's node count
+is recorded in the store (submit refuses larger jobs) and its agents' pids in
+`<JOBRUNNER_HOME>/pool/<pool>.json`.
 Local agents use short poll intervals: a local store costs nothing per request. They are
 also woken at once by a submit from this machine (`jobrunner.doorbell`): their sockets are
 in `<JOBRUNNER_HOME>/pool/<pool>.doorbells/`.
 
 Failure modes: ConfigError when a pool of that name already runs with another size;
 StoreError when the store cannot be reached or started; LaunchError when an agent exits at
-once (its log is named).
+once (its files are named).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from jobrunner.agent_logging import DEFAULT_LEVEL, parse_level
 from jobrunner.azurite import ensure_local_azurite, pid_alive, stop_local_azurite
 from jobrunner.doorbell import SUFFIX
 from jobrunner.errors import ConfigError, LaunchError
@@ -71,6 +75,16 @@ def _state_file(pool: str) -> Path:
     return _pool_dir() / f"{pool}.json"
 
 
+def agent_log_file(agent: str) -> Path:
+    """Where the local agent `agent` writes its log lines (see the module docstring)."""
+    return _pool_dir() / f"{agent}.log"
+
+
+def agent_output_file(agent: str) -> Path:
+    """Where the local agent's stdout and stderr go: what it prints outside its log."""
+    return _pool_dir() / f"{agent}.out"
+
+
 def _store_target() -> tuple[str, bool]:
     """(store target, whether it is this checkout's own local Azurite)."""
     target = os.environ.get(STORE_ENV)
@@ -101,8 +115,17 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
-def start_local_pool(nodes: int, pool: str = "local") -> LocalPool:
-    """Start `nodes` agents named `<pool>-0`... (or return the pool already running with that size)."""
+def _private_append(path: Path) -> int:
+    """A descriptor appending to `path`, made 0600 (an agent's traceback may name anything)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def start_local_pool(nodes: int, pool: str = "local", *, log_level: str = DEFAULT_LEVEL) -> LocalPool:
+    """Start `nodes` agents named `<pool>-0`... (or return the pool already running with that
+    size), each logging at `log_level` (ConfigError for an unknown one)."""
+    parse_level(log_level)  # refused here, not by agents that exit at once
     if nodes < 1:
         raise ConfigError("--nodes must be at least 1", fix="e.g. `jobrunner local-pool start --nodes 2`")
     existing = read_local_pool(pool)
@@ -129,9 +152,9 @@ def start_local_pool(nodes: int, pool: str = "local") -> LocalPool:
         argv = [
             sys.executable, "-m", "jobrunner", "agent", "--pool", pool, "--name", name,
             "--work-dir", str(folder / name), "--doorbell", str(doorbell_folder(pool) / f"{name}{SUFFIX}"),
-            *LOCAL_AGENT_ARGS,
+            "--log-file", str(agent_log_file(name)), "--log-level", log_level, *LOCAL_AGENT_ARGS,
         ]  # fmt: skip
-        with open(folder / f"{name}.log", "ab") as log:
+        with open(_private_append(agent_output_file(name)), "ab") as log:
             proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True,
@@ -144,7 +167,8 @@ def start_local_pool(nodes: int, pool: str = "local") -> LocalPool:
     if dead:
         stop_local_pool(pool, stop_store=False)
         raise LaunchError(
-            f"agent {dead[0].name} exited at start", fix=f"see {folder / (dead[0].name + '.log')}"
+            f"agent {dead[0].name} exited at start",
+            fix=f"see {agent_output_file(dead[0].name)} and {agent_log_file(dead[0].name)}",
         )
     return state
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -48,6 +49,8 @@ from jobrunner.store import BLOB_CONNECTIONS, DEFAULT_DATASTORE, RUNS, Store
 BLOCK_BYTES = 4 * 1024 * 1024  # 50,000 blocks (the service's limit) make 195 GiB per file
 Target = tuple[Store, str, str]  # (store, container, prefix)
 Skip = Callable[[str, str], bool]  # (output name, relative path) -> leave it alone
+
+log = logging.getLogger(__name__)
 
 
 def output_path(declared: str, run_id: str, output: str) -> str:
@@ -97,6 +100,7 @@ class OutputSync:
         code). `skip`: files another part of the agent uploads (Batch AI's log files, appended
         as logs). ConfigError when an output's datastore maps to no container."""
         self._store = store
+        self._run = ref.id
         self._skip = skip or (lambda _name, _rel: False)
         self._folders: list[tuple[str, Path, list[Target]]] = []
         for name, folder in folders.items():
@@ -117,6 +121,8 @@ class OutputSync:
     def interrupt(self) -> None:
         """Make a sync under way stop before its next block (and later ones do nothing) until
         the final sync; what it staged is kept for that one."""
+        if not self._interrupted.is_set():
+            log.info("%s outputs: the sync under way stops at its next block", self._run)
         self._interrupted.set()
 
     def restore(self) -> int:
@@ -135,6 +141,8 @@ class OutputSync:
                 for path, _ in _files(folder):
                     stat = path.stat()
                     self._sent[path] = self._looked[path] = (stat.st_size, stat.st_mtime_ns)
+        if count:
+            log.info("%s outputs: %d file(s) of earlier attempts restored", self._run, count)
         return count
 
     def sync(self, *, final: bool = False) -> int:
@@ -165,6 +173,12 @@ class OutputSync:
                     if isinstance(outcome, BaseException):
                         raise outcome
                     done += bool(outcome)
+            if final or files:
+                log.log(
+                    logging.INFO if final else logging.DEBUG,
+                    "%s outputs: %s sync, %d of %d changed file(s) now whole in the store, %d bytes sent",
+                    self._run, "final" if final else "periodic", done, len(files), self.bytes_sent,
+                )  # fmt: skip
             return done
 
     def _changed(self) -> list[_File]:
@@ -198,6 +212,7 @@ class OutputSync:
             return False  # the job removed it meanwhile: nothing to keep
         except OSError as exc:
             if exc.errno == errno.ELOOP:
+                log.info("%s outputs.%s: %s is a link, not uploaded", self._run, f.name, f.rel)
                 return False  # a link now stands there: links are never outputs
             raise
         self._sent[f.path] = self._looked[f.path] = (stat.st_size, stat.st_mtime_ns)
@@ -240,6 +255,7 @@ class OutputSync:
             return False
         except OSError as exc:
             if exc.errno == errno.ELOOP:
+                log.info("%s outputs.%s: %s is a link, not uploaded", self._run, f.name, f.rel)
                 return False
             raise
         except _Interrupted:

@@ -16,6 +16,7 @@ queue; it comes back later).
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 from jobrunner.api import FailureKind, JobState
@@ -25,6 +26,8 @@ from jobrunner.store import RUNS, Store, queue_name
 
 MAX_KEPT_CHARS = 16_000  # a queue message holds at most 64 KiB; keep room for the reason
 _RUN_ID = re.compile(r"run-\d{8}-\d{6}-[0-9a-f]{6}")
+
+log = logging.getLogger(__name__)
 
 
 def poison_queue(pool: str) -> str:
@@ -38,6 +41,10 @@ def quarantine(store: Store, pool: str, content: bytes, reason: str) -> RunRef |
     body = {"reason": reason, "message": text[:MAX_KEPT_CHARS], "at": utc_now()}
     store.send(poison_queue(pool), json.dumps(body))
     ref = _named_run(store, text)
+    log.warning(
+        "quarantined a message of pool %s to queue %s (%s): %s",
+        pool, poison_queue(pool), f"run {ref.id} fails" if ref else "it names no run", reason,
+    )  # fmt: skip
     if ref is not None:
         fail_damaged_run(store, ref, reason, pool=pool)
     return ref
@@ -73,6 +80,7 @@ def fail_damaged_run(store: Store, ref: RunRef, reason: str, *, pool: str) -> No
 
 
 def _replace_damaged(store: Store, ref: RunRef, reason: str, pool: str) -> None:
+    log.warning("%s: its status.json is damaged; replaced by a failed one: %s", ref.id, reason)
     _, etag = store.get(RUNS, ref.status_blob)
     now = utc_now()
     failed = RunStatus(

@@ -15,6 +15,7 @@ take work on a node that is not set up, and systemd restarts it to try again.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import signal
 import socket
@@ -38,6 +39,8 @@ IDENTITY_ENV = "AZURE_CLIENT_ID"  # which user-assigned identity DefaultAzureCre
 SETUP_LOG = "node-setup.log"
 SETUP_MARKER = "node-setup.done"
 
+logger = logging.getLogger(__name__)
+
 
 class NodeSetupError(TrainstackError):
     """The node setup command failed or ran past its timeout; the node takes no work."""
@@ -54,14 +57,17 @@ def node_setup_once(config: AgentConfig) -> bool:
     (the marker is then not written, so the next start tries again).
     """
     if config.node_setup is None:
+        logger.debug("node setup: none configured")
         return False
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     marker = run_dir / SETUP_MARKER
     digest = setup_digest(config.node_setup)
     if marker.exists() and marker.read_text(encoding="utf-8").strip() == digest:
+        logger.info("node setup: already ran on this boot (%s)", marker)
         return False
     log_path = run_dir / SETUP_LOG
+    logger.info("node setup: running (up to %d s, output in %s)", config.node_setup_timeout_s, log_path)
     with log_path.open("ab") as log:
         log.write(f"--- node setup {datetime.now(UTC).isoformat()}: {config.node_setup}\n".encode())
         log.flush()
@@ -78,6 +84,12 @@ def node_setup_once(config: AgentConfig) -> bool:
             raise NodeSetupError(f"node setup could not start: {exc}", fix="install bash") from None
         with proc:
             code = _tee(proc, log, config.node_setup_timeout_s)
+    if code == 0:
+        logger.info("node setup: done")
+    else:
+        logger.error(
+            "node setup: %s; no work is taken", "timed out" if code is None else f"exited with {code}"
+        )
     if code is None:
         raise NodeSetupError(
             f"node setup ran past {config.node_setup_timeout_s} s and was stopped (log: {log_path})",
@@ -119,7 +131,12 @@ def connect_store(config: AgentConfig) -> Store:
     """The job store the config names, signing in as its user-assigned identity if it names one."""
     if config.identity_client_id:
         os.environ[IDENTITY_ENV] = config.identity_client_id
-    return Store.connect(config.store)
+    store = Store.connect(config.store)
+    signed_in = f"identity {config.identity_client_id}" if config.identity_client_id else "default sign-in"
+    logger.info(
+        "store: %s (%s)", store.description, signed_in if config.store_account else "connection string"
+    )
+    return store
 
 
 def publish_pool_size(store: Store, config: AgentConfig, facts: NodeFacts | None = None) -> bool:
@@ -129,6 +146,7 @@ def publish_pool_size(store: Store, config: AgentConfig, facts: NodeFacts | None
     Every node writes the same document, so the last writer wins with the same content.
     """
     if config.max_nodes is None:
+        logger.info("pool %s: size not published (no maxNodes in the config)", config.pool)
         return False
     from jobrunner.registry import PoolConfig, read_pool_config, write_pool_config
 
@@ -138,6 +156,12 @@ def publish_pool_size(store: Store, config: AgentConfig, facts: NodeFacts | None
     )  # fmt: skip
     if read_pool_config(store, config.pool) != wanted:
         write_pool_config(store, wanted)
+        logger.info(
+            "pool %s: published at most %d node(s), containers %s",
+            config.pool,
+            config.max_nodes,
+            wanted.containers,
+        )
     return True
 
 
@@ -166,7 +190,13 @@ def node_facts(config: AgentConfig) -> NodeFacts:
 
     facts = detect_node_facts(config.name or socket.gethostname(), config.address or primary_address())
     facts = replace(facts, environments=tuple(sorted(config.environments.items())))
-    return facts if config.gpus is None else replace(facts, gpus=config.gpus)
+    facts = facts if config.gpus is None else replace(facts, gpus=config.gpus)
+    logger.info(
+        "node %s at %s: %d GPU(s)%s, %d CPU(s), %s",
+        facts.name, facts.address, facts.gpus, f" ({facts.gpu_model})" if facts.gpu_model else "", facts.cpus,
+        "runs containers" if facts.container_runtime else "no container runtime",
+    )  # fmt: skip
+    return facts
 
 
 def agent_settings(config: AgentConfig, *, source: str | None = None) -> AgentSettings:
@@ -176,6 +206,11 @@ def agent_settings(config: AgentConfig, *, source: str | None = None) -> AgentSe
     from jobrunner.datastores import Datastores
 
     name = config.name or socket.gethostname()
+    logger.info(
+        "config %s: agent %s, pool %s, work dir %s, job user %s, scheduled events %s, tracking %s",
+        source or "(given)", name, config.pool, config.work_dir, config.job_user or "the agent's own",
+        config.scheduled_events_url or "not watched", config.tracking_uri or "none",
+    )  # fmt: skip
     return AgentSettings(
         pool=config.pool,
         name=name,

@@ -24,6 +24,7 @@ transport errors, since the VM goes away whether or not Azure heard from us.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -46,6 +47,8 @@ MIN_NOTICE_S = 30.0  # what Azure promises for Preempt
 PREEMPT_GRACE_S = MIN_NOTICE_S / 2
 POLL_S = 1.0
 HTTP_TIMEOUT_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class ScheduledEvent(BaseModel):
@@ -118,10 +121,16 @@ def _with_version(url: str) -> str:
 
 def fetch_events(url: str) -> EventsDocument | None:
     """The current document, or None when the endpoint gave nothing usable this time."""
+    document, _ = _fetch(url)
+    return document
+
+
+def _fetch(url: str) -> tuple[EventsDocument | None, str]:
+    """The current document, or None and why not."""
     try:
-        return EventsDocument.model_validate_json(_request(_with_version(url)))
-    except (OSError, ValidationError, ValueError):
-        return None
+        return EventsDocument.model_validate_json(_request(_with_version(url))), ""
+    except (OSError, ValidationError, ValueError) as exc:
+        return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def acknowledge(url: str, event_id: str) -> bool:
@@ -183,11 +192,29 @@ class PreemptionWatch:
             self._thread.join(HTTP_TIMEOUT_S + self._poll_s)
 
     def _run(self) -> None:
+        answering: bool | None = None  # logged when it changes, not once a second
         while not self._stop.is_set():
-            document = fetch_events(self.url)
+            document, why = _fetch(self.url)
+            if (document is not None) != answering:
+                answering = document is not None
+                if answering:
+                    log.info(
+                        "scheduled events: %s answers; watching for evictions of %s", self.url, self.node
+                    )
+                else:
+                    log.info(
+                        "scheduled events: %s does not answer (%s); asking every %g s",
+                        self.url,
+                        why,
+                        self._poll_s,
+                    )
             if document is not None:
                 event = next((e for e in document.events if e.evicts(self.node)), None)
                 if event is not None:
+                    log.warning(
+                        "scheduled events: %s %s evicts %s (not before %s)",
+                        event.event_type, event.event_id, self.node, event.not_before or "now",
+                    )  # fmt: skip
                     self._notice = Notice(event=event, seen_at=time.monotonic())
                     self._seen.set()
                     if self._on_notice is not None:
@@ -201,4 +228,9 @@ class PreemptionWatch:
             if self._notice is None or self._acknowledged:
                 return False
             self._acknowledged = acknowledge(self.url, self._notice.event.event_id)
+            event_id = self._notice.event.event_id
+            if self._acknowledged:
+                log.info("scheduled events: acknowledged %s; the eviction may start", event_id)
+            else:
+                log.warning("scheduled events: %s could not be acknowledged at %s", event_id, self.url)
             return self._acknowledged

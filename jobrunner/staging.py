@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
+import logging
 import os
 import tarfile
 import threading
@@ -47,6 +48,8 @@ from jobrunner.status import RunRef
 from jobrunner.store import RUNS, BlobInfo, Store
 
 __all__ = ["OutputSync", "output_path"]  # the output side lives in jobrunner.output_sync
+
+log = logging.getLogger(__name__)
 
 
 class StagingStopped(Exception):
@@ -139,6 +142,7 @@ def unpack_code(data: bytes, dest: Path) -> None:
     """Extract a code snapshot into `dest`. ConfigError (the job's own files) for a link or a
     path that leads outside `dest`, or a snapshot that is not a tar.gz."""
     dest.mkdir(parents=True, exist_ok=True)
+    log.debug("code: unpacking a %d-byte snapshot into %s", len(data), dest)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             tar.extractall(dest, filter="data")
@@ -311,15 +315,25 @@ def stage_inputs(
     for name, data in spec.data_inputs.items():
         loc = data.location
         if data.mode == "direct":
+            log.debug("%s inputs.%s: mode direct, the job reads %s itself", ref.id, name, loc.kind)
             out[name] = data.path
             continue
         dest = Path(confined(root, name, what=f"inputs.{name}"))
         if loc.kind == "datastore":
-            download_tree(*datastores.resolve(store, loc.store or ""), loc.path, dest, stop=stop)
+            store_of, container = datastores.resolve(store, loc.store or "")
+            count = download_tree(store_of, container, loc.path, dest, stop=stop)
+            log.info(
+                "%s inputs.%s: %d file(s) from datastore %s (%s/%s)",
+                ref.id, name, count, loc.store, container, loc.path.strip("/"),
+            )  # fmt: skip
         elif loc.kind == "local":
-            download_tree(store, RUNS, ref.inputs_prefix(name), dest, stop=stop)
+            count = download_tree(store, RUNS, ref.inputs_prefix(name), dest, stop=stop)
+            log.info("%s inputs.%s: %d file(s) uploaded at submit", ref.id, name, count)
         elif loc.kind == "https":
-            download_url(loc.url or "", dest, field=f"inputs.{name}")
+            got = download_url(loc.url or "", dest, field=f"inputs.{name}")
+            log.info(
+                "%s inputs.%s: %d bytes from %s", ref.id, name, got.stat().st_size, _shown(loc.url or "")
+            )
         else:
             raise LaunchError(
                 f"inputs.{name}: {data.path} is on another storage account, which this pool cannot read",
@@ -336,7 +350,8 @@ def download_url(url: str, dest: Path, *, field: str, limits: HttpLimits | None 
     ConfigError (the job's input). Both name the field, the URL without its query string (a
     SAS token stays out of the status) and the cause; a partial file is removed."""
     limits = limits or HttpLimits()
-    shown = urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()
+    shown = _shown(url)
+    log.debug("%s: downloading %s (connect %g s, stall %g s)", field, shown, limits.connect_s, limits.read_s)
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / (PurePosixPath(urllib.parse.urlsplit(url).path).name or "download")
     try:
@@ -373,6 +388,11 @@ def download_url(url: str, dest: Path, *, field: str, limits: HttpLimits | None 
         )
         raise LaunchError(f"{field}: cannot download {shown}: {cause}") from None
     return target
+
+
+def _shown(url: str) -> str:
+    """The URL as messages and logs show it: without its query string (a SAS token)."""
+    return urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()
 
 
 def _single_file(folder: Path) -> Path:

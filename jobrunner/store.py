@@ -20,6 +20,7 @@ first use, so a fresh account needs no set-up step.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import time
@@ -63,6 +64,8 @@ MAX_APPEND_BLOCK = 4 * 1024 * 1024  # Azure's limit for one append block
 # 1 GiB output went up at 0.7x the SDK's own 8-connection upload with one.
 BLOB_CONNECTIONS = 8
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+log = logging.getLogger(__name__)
 
 
 def home_dir() -> Path:
@@ -166,6 +169,11 @@ class Store:
                 f"{STORE_ENV} cannot be used: {exc}", fix="check the connection string"
             ) from None
         # A SAS travels in the URL's query: it stays out of every message that names the store.
+        log.debug(
+            "job store %s (%s)",
+            without_query(description),
+            "account key or SAS" if "=" in target else "sign-in",
+        )
         return cls(blobs, queues, description=without_query(description), retry=retry)
 
     @classmethod
@@ -182,11 +190,14 @@ class Store:
     def _call(self, what: str, fn: Callable[[], T], *, create: Callable[[], None] | None = None) -> T:
         """Run `fn` with retries; `create` makes a missing container/queue, then `fn` runs again."""
         delays = self.retry.delays()
+        tries = 0
         while True:
+            tries += 1
             try:
                 return fn()
             except ResourceNotFoundError as exc:
                 if create is not None and _missing_parent(exc):
+                    log.debug("%s: its container or queue is missing; creating it", what)
                     create()
                     create = None
                     continue
@@ -199,12 +210,15 @@ class Store:
                 if _transient(exc):
                     self._trouble_at = time.monotonic()
                 delay = next(delays, None) if _transient(exc) else None
+                # the SDK's messages may quote a request URL: its query (a SAS) never goes further
+                detail = without_query(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
                 if delay is None:
-                    detail = without_query(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
+                    log.debug("%s failed after %d tries: %s", what, tries, detail)
                     raise StoreError(
                         f"{what}: the job store ({self.description}) failed: {detail}",
                         fix="check that the store is reachable and JOBRUNNER_STORE is right",
                     ) from None
+                log.debug("%s, try %d: %s; again in %.2f s", what, tries, detail, delay)
                 time.sleep(delay)
 
     def _ensure_container(self, container: str) -> Callable[[], None]:
