@@ -21,6 +21,9 @@ STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 # Peek, receive and delete messages; and add them: what an agent does with its pool's queue.
 STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR = "8a0f0c08-91a1-4084-bc3d-661d67233fed"
 STORAGE_QUEUE_DATA_MESSAGE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
+# Only `generateUserDelegationKey` (account scope is the only one Azure accepts for it), no
+# data: a user delegation SAS grants at most what its signer's data roles allow.
+STORAGE_BLOB_DELEGATOR = "db58b8e5-c6ad-4a2a-8342-4190687cbf4a"
 STORAGE_QUEUE_DATA_READER = "19e7f393-937e-4f77-808e-94535e297925"
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
