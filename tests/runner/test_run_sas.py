@@ -155,6 +155,15 @@ def test_a_job_that_names_no_blob_gets_no_url_and_cannot_set_one(store: Store, t
     assert V.TRAINSTACK_RUN_SAS_URLS not in env and V.TRAINSTACK_RUN_SAS_EXPIRES not in env
 
 
+def test_a_dry_run_shows_where_the_urls_go_without_signing_anything() -> None:
+    from jobrunner.dryrun import dry_run
+
+    (plan,) = dry_run(parse_job(SPEC), 1)
+    urls = json.loads(plan.processes[0].env[V.TRAINSTACK_RUN_SAS_URLS])
+    assert set(urls) == {"checkpoints/latest.pt", "progress.json"}
+    assert all("signed at launch" in url and "sig=" not in url for url in urls.values())
+
+
 @pytest.mark.parametrize(
     ("blobs", "words"),
     [
