@@ -335,7 +335,8 @@ class AgentImage(pulumi.ComponentResource):
         definition = authorization.RoleDefinition(
             f"{name}-builder-network-role",
             role_definition_id=role,
-            role_name=f"Image Builder network join ({name}, {args.scope[-1]})",
+            # Custom role names are unique in the tenant: the group and workspace make it so.
+            role_name=f"Image Builder network join ({name}, {'/'.join(args.scope)})",
             description="Reads the VNet and joins its subnets: what Image Builder needs to build inside it",
             role_type="CustomRole",
             scope=vnet_group,
