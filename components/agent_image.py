@@ -9,6 +9,13 @@ in the deployment's own account, `DeployArtifacts`, where no node can write), an
 the gallery. The template builds once, when it is
 created (`autoRun`).
 
+In a private stack the account holding the build's files refuses public traffic, so the build
+VM joins the stack's VNet (`vmProfile.vnetConfig`): Image Builder puts it in the given subnet,
+with no public IP, and reaches it through a small proxy VM and a Private Link service in its
+staging resource group. The subnet must have `privateLinkServiceNetworkPolicies` disabled and
+let Azure's load balancer in on TCP 60001 (docs/security.md). The builder's identity gets a
+custom role on the VNet that only reads it and joins its subnets.
+
 Image Builder cannot update a template. Its name therefore carries a hash of everything it
 builds from: the base image, the customize steps, the install script and unit (hashed here)
 and the wheel (its MD5 as Azure stores it, known once the blob is uploaded), so new content
@@ -27,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi_azure_native import compute, managedidentity, storage
+from pulumi_azure_native import authorization, compute, managedidentity, storage
 from pulumi_azure_native import virtualmachineimages as vmi
 from pydantic import BaseModel, ConfigDict
 
 from components import roles
 from components.config import PoolImageConfig
+from components.private_network import vnet_of
 
 PACKAGING = Path(__file__).resolve().parents[1] / "packaging"
 INSTALL_SCRIPT = "install-agent.sh"
@@ -42,6 +50,14 @@ PACKAGED = (INSTALL_SCRIPT, UNIT_FILE, GUARD_FILE)
 # Gen2-capable and cheap: the build VM only installs files, it needs no GPU.
 BUILD_VM_SIZE = "Standard_D4ds_v5"
 BUILD_TIMEOUT_MINUTES = 90
+# The proxy VM that relays Image Builder's commands to a build VM inside a VNet: Azure's default
+# size, written out so that the plan shows what runs.
+PROXY_VM_SIZE = "Standard_A1_v2"
+# What Image Builder needs on the VNet to put its build VM, proxy VM and load balancer there.
+NETWORK_JOIN_ACTIONS = (
+    "Microsoft.Network/virtualNetworks/read",
+    "Microsoft.Network/virtualNetworks/subnets/join/action",
+)
 # The agent's own extras: its MLflow client, which opens each job run's run in the workspace.
 AGENT_EXTRAS = "tracking"
 # The node Python's packages for jobs that log with MLflow to the workspace, as on Azure ML:
@@ -58,6 +74,9 @@ class AgentImageArgs(BaseModel):
     wheel: Path  # dist/jobrunner-<version>-py3-none-any.whl
     location: str
     scope: tuple[str, ...]  # resource group and workspace names: fixes the role assignments' GUIDs
+    # The subnet the build VM joins (private stacks: the files are reachable only there); None:
+    # Image Builder's own throwaway network with a public IP.
+    build_subnet_id: str | None = None
 
 
 def wheel_path(project_dir: Path) -> Path:
@@ -122,11 +141,14 @@ def customize_steps(
     ]
 
 
-def recipe_digest(image: PoolImageConfig, wheel_name: str) -> str:
-    """Hash of what the image is built from, apart from the wheel's bytes (see the module doc)."""
+def recipe_digest(image: PoolImageConfig, wheel_name: str, build_subnet_id: str | None = None) -> str:
+    """Hash of what the image is built from, apart from the wheel's bytes (see the module doc);
+    the build's subnet too, as a template cannot move to another one."""
     h = hashlib.sha256()
     recipe: dict[str, object] = {"base": image.base_image, "wheel": wheel_name, "vm": BUILD_VM_SIZE}
     recipe |= {"extras": AGENT_EXTRAS, "jobs": list(JOB_PACKAGES)}
+    if build_subnet_id is not None:
+        recipe |= {"subnet": build_subnet_id, "proxy": PROXY_VM_SIZE}
     h.update(json.dumps(recipe).encode())
     for f in PACKAGED:
         h.update((PACKAGING / f).read_bytes())
@@ -256,7 +278,13 @@ class AgentImage(pulumi.ComponentResource):
             ),
         ]
 
-        recipe = recipe_digest(args.image, wheel_name)
+        vnet_config = None
+        if args.build_subnet_id is not None:
+            grants.append(self._join_network(name, args, builder.principal_id))
+            vnet_config = vmi.VirtualNetworkConfigArgs(
+                subnet_id=args.build_subnet_id, proxy_vm_size=PROXY_VM_SIZE
+            )
+        recipe = recipe_digest(args.image, wheel_name, args.build_subnet_id)
         self.template = vmi.VirtualMachineImageTemplate(
             f"{name}-template",
             image_template_name=blobs[wheel_name].content_md5.apply(
@@ -279,7 +307,7 @@ class AgentImage(pulumi.ComponentResource):
                     target_regions=[vmi.TargetRegionArgs(name=args.location, replica_count=1)],
                 )
             ],
-            vm_profile=vmi.ImageTemplateVmProfileArgs(vm_size=BUILD_VM_SIZE),
+            vm_profile=vmi.ImageTemplateVmProfileArgs(vm_size=BUILD_VM_SIZE, vnet_config=vnet_config),
             build_timeout_in_minutes=BUILD_TIMEOUT_MINUTES,
             auto_run=vmi.ImageTemplateAutoRunArgs(state=vmi.AutoRunState.AUTO_RUN_ENABLED),
             tags=tags,
@@ -292,3 +320,36 @@ class AgentImage(pulumi.ComponentResource):
         )
         self.gallery_image_id: pulumi.Output[str] = self.image.id
         self.register_outputs({"galleryImageId": self.image.id, "templateName": self.template.name})
+
+    def _join_network(
+        self, name: str, args: AgentImageArgs, principal_id: pulumi.Input[str]
+    ) -> authorization.RoleAssignment:
+        """A custom role that reads the build subnet's VNet and joins its subnets (what Image
+        Builder asks for; Network Contributor would also let it rewrite the VNet), defined in
+        the VNet's resource group and granted to the builder on the VNet alone."""
+        assert args.build_subnet_id is not None
+        vnet = vnet_of(args.build_subnet_id)
+        vnet_group = vnet.split("/providers/", 1)[0]
+        key = (*args.scope, name, "network")
+        role = roles.role_guid(key, "image-builder-network-join")
+        definition = authorization.RoleDefinition(
+            f"{name}-builder-network-role",
+            role_definition_id=role,
+            # Custom role names are unique in the tenant: the group and workspace make it so.
+            role_name=f"Image Builder network join ({name}, {'/'.join(args.scope)})",
+            description="Reads the VNet and joins its subnets: what Image Builder needs to build inside it",
+            role_type="CustomRole",
+            scope=vnet_group,
+            assignable_scopes=[vnet_group],
+            permissions=[authorization.PermissionArgs(actions=list(NETWORK_JOIN_ACTIONS))],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return roles.assign_role(
+            f"{name}-builder-joins-network",
+            role=role,
+            principal_id=principal_id,
+            scope=vnet,
+            key=key,
+            description="Image Builder puts its build VM in the stack's VNet",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[definition]),
+        )

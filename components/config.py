@@ -308,6 +308,16 @@ class PoolImageConfig(ConfigModel):
     gallery_image_id: str | None = Field(
         None, description="ARM id of an existing gallery image (version) with the agent: nothing is baked"
     )
+    build_subnet_id: str | None = Field(
+        None,
+        description="ARM id of the subnet the image build VM joins (default with publicNetworkAccess: "
+        "false: the pool's subnetId); it needs privateLinkServiceNetworkPolicies disabled",
+    )
+
+    @field_validator("build_subnet_id")
+    @classmethod
+    def _build_subnet(cls, value: str | None) -> str | None:
+        return ClusterConfig._subnet_id(value)
 
     @field_validator("base_image")
     @classmethod
@@ -490,6 +500,43 @@ class StackConfig(ConfigModel):
                         )
                     )
         out.extend(self._pool_datastore_problems())
+        out.extend(self._private_pool_problems())
+        return out
+
+    def build_subnet(self, pool: GpuPoolConfig) -> str | None:
+        """The subnet `pool`'s image build VM joins: the one the pool names, else, in a private
+        stack, the pool's own (the build's files are reachable only inside the VNet); None when
+        the image is not baked here or the build may use Image Builder's own network."""
+        if pool.image.gallery_image_id is not None:
+            return None
+        if pool.image.build_subnet_id is not None:
+            return pool.image.build_subnet_id
+        return None if self.workspace.public_network_access else pool.subnet_id
+
+    def _private_pool_problems(self) -> list[ReferenceProblem]:
+        """In a private stack the `privatelink.*` zones are linked to the private endpoints'
+        VNet only: a pool node or build VM elsewhere resolves the store's public name and is
+        refused."""
+        endpoints = self.workspace.private_endpoint_subnet_id
+        if self.workspace.public_network_access or endpoints is None:
+            return []
+        vnet = _vnet(endpoints)
+        out: list[ReferenceProblem] = []
+        for i, pool in enumerate(self.pools):
+            for path, subnet, who in (
+                (f"pools[{i}].subnetId", pool.subnet_id, "the pool's nodes"),
+                (f"pools[{i}].image.buildSubnetId", pool.image.build_subnet_id, "the image build VM"),
+            ):
+                if subnet is not None and _vnet(subnet).lower() != vnet.lower():
+                    out.append(
+                        ReferenceProblem(
+                            path,
+                            f"{who} would join {subnet}, outside the VNet of "
+                            f"workspace.privateEndpointSubnetId ({vnet}), the only one linked to the "
+                            "private DNS zones: they could not reach the private storage",
+                            f"use a subnet of {vnet}",
+                        )
+                    )
         return out
 
     def _pool_datastore_problems(self) -> list[ReferenceProblem]:
@@ -533,6 +580,10 @@ class StackConfig(ConfigModel):
     def datastore_names(self) -> set[str]:
         """Datastores a job may name: the declared ones and the workspace's built-in ones."""
         return {d.name for d in self.datastores} | BUILTIN_DATASTORES
+
+
+def _vnet(subnet_id: str) -> str:
+    return subnet_id.split("/subnets/", 1)[0]
 
 
 @dataclass(frozen=True)

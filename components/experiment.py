@@ -43,8 +43,9 @@ class DeclaredRun:
 
 def code_files(folder: Path) -> list[Path]:
     """The files of a code folder that a pool's submit would pack, sorted, as paths under
-    `folder`; a link whose target is outside the folder is left out (its content is not the
-    folder's, and could be anything on the deploying machine)."""
+    `folder`. A link out of the folder raises ConfigError (`jobrunner.staging.code_files`:
+    its content is not the folder's, and could be anything on the deploying machine) unless
+    an ignore file lists it; whatever still resolves outside is left out."""
     root = folder.resolve()
     out = []
     for rel in staging.code_files(folder):

@@ -227,8 +227,11 @@ def data_scopes(pool: str, datastores: dict[str, str]) -> list[tuple[str, str, s
     """(what, role, scope suffix) for each data role a pool's node identity holds: Blob Data
     Contributor on `runs`, `pools` and each mapped datastore's container; Queue Data Message
     Processor (receive, renew, delete) and Sender on the pool's queue and its two autoscale
-    gauges, Sender on its poison queue. Nothing at account scope: a node cannot reach another
-    pool's queue, Azure ML's own containers or the image builder's files."""
+    gauges, Sender on its poison queue. No data role at account scope: a node cannot reach
+    another pool's queue, Azure ML's own containers or the image builder's files. At account
+    scope only Storage Blob Delegator, which asks Entra ID for user delegation keys (the SAS a
+    job gets for its own blobs, `jobrunner.run_sas`) and carries no data access: such a SAS
+    allows at most what the container roles allow."""
     job_queue, poison, demand, idle = pool_queues(pool)
     out = [
         (f"blob-{c}", roles.STORAGE_BLOB_DATA_CONTRIBUTOR, f"/blobServices/default/containers/{c}")
@@ -242,6 +245,7 @@ def data_scopes(pool: str, datastores: dict[str, str]) -> list[tuple[str, str, s
         ),
         ("queue-send", roles.STORAGE_QUEUE_DATA_MESSAGE_SENDER, f"/queueServices/default/queues/{job_queue}"),
         ("poison-send", roles.STORAGE_QUEUE_DATA_MESSAGE_SENDER, f"/queueServices/default/queues/{poison}"),
+        ("sas-signing", roles.STORAGE_BLOB_DELEGATOR, ""),
     ]
     for gauge, queue in (("demand", demand), ("idle", idle)):  # the leader keeps them (autoscale reads)
         out += [

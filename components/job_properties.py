@@ -21,7 +21,8 @@ _OUTPUT_MODES = {"rw_mount": "ReadWriteMount", "mount": "ReadWriteMount", "uploa
 
 
 class NotDeclarableError(ValueError):
-    """The job file uses something that only exists on a pool (a local data path)."""
+    """The job file uses something that only exists on a pool (a local data path, SAS URLs
+    for its own blobs)."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,14 @@ def command_job_properties(spec: JobSpec, target: JobTarget, *, display_name: st
     `CommandJobArgs` takes them; nested members are plain dicts).
 
     Raises NotDeclarableError for a local input path (Azure ML cannot read the submitter's
-    disk: put the data on a datastore).
+    disk: put the data on a datastore) and for `trainstack.store.blobs` (only a pool's agent
+    signs those URLs: the run on Azure ML would start without them).
     """
+    if spec.trainstack.store.blobs:
+        raise NotDeclarableError(
+            "trainstack.store.blobs: a declared Azure ML run gets no SAS URLs for its own blobs (a "
+            "pool's agent signs them); write what the job keeps to an output instead"
+        )
     props: dict[str, Any] = {
         "job_type": "Command",
         "command": spec.command,

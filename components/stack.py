@@ -125,7 +125,13 @@ def _build_pools(
             assert artifacts is not None  # declared whenever a pool bakes its image
             image = AgentImage(
                 f"{p.name}-agent-image",
-                AgentImageArgs(image=p.image, wheel=wheel_path(project_dir), location=location, scope=scope),
+                AgentImageArgs(
+                    image=p.image,
+                    wheel=wheel_path(project_dir),
+                    location=location,
+                    scope=scope,
+                    build_subnet_id=config.build_subnet(p),
+                ),
                 resource_group=workspace.ref.resource_group_name,
                 storage_account_name=artifacts.account_name,
                 tags=tags,

@@ -120,6 +120,15 @@ class ProcessPlan:
 
 
 @dataclass(frozen=True)
+class RunStoreAccess:
+    """The SAS URLs a job gets for the blobs it named in `trainstack.store.blobs` (made by
+    `jobrunner.run_sas`, which signs; the plan only passes them on)."""
+
+    urls: Mapping[str, str]  # blob path under the run's `job/` folder -> its SAS URL
+    expires: str  # ISO 8601, UTC: when every URL stops working
+
+
+@dataclass(frozen=True)
 class LaunchPlan:
     """Everything one node does for one attempt: preparation, then the processes."""
 

@@ -3,7 +3,8 @@
 
 Nothing is staged in a dry run, so paths are placeholders in the agent's layout
 (`<work>/runs/<job>/<attempt>/...`) and, unless real node facts are given, nodes are
-placeholders named `node-<rank>` without GPUs or a container runtime.
+placeholders named `node-<rank>` without GPUs or a container runtime. Nothing is signed
+either: the SAS URLs of the job's own blobs (`trainstack.store.blobs`) are placeholders.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobrunner import plan_env as V
-from jobrunner.api import Gang, GangMember, LaunchPlan, NodeFacts, NodePaths
+from jobrunner.api import Gang, GangMember, LaunchPlan, NodeFacts, NodePaths, RunStoreAccess
 from jobrunner.errors import LaunchError
 from jobrunner.plan import plan_launch
 from jobrunner.spec import JobSpec
@@ -48,6 +49,17 @@ def placeholder_paths(spec: JobSpec, job_id: str = DRY_RUN_ID, attempt: int = 1)
     )
 
 
+def placeholder_store_access(spec: JobSpec) -> RunStoreAccess | None:
+    """What stands for the SAS URLs the agent signs at launch (`jobrunner.run_sas`)."""
+    blobs = spec.trainstack.store.blobs
+    if not blobs:
+        return None
+    return RunStoreAccess(
+        urls={path: f"<SAS URL of runs/.../{DRY_RUN_ID}/job/{path}, signed at launch>" for path in blobs},
+        expires="<limits.timeout + 5 min from launch, at most 24 h>",
+    )
+
+
 def dry_run(spec: JobSpec, pool_nodes: Sequence[NodeFacts] | int) -> list[LaunchPlan]:
     """The plan of every node of a gang for `spec`, the first nodes of `pool_nodes` (or that
     many placeholder nodes) in rank order.
@@ -63,8 +75,15 @@ def dry_run(spec: JobSpec, pool_nodes: Sequence[NodeFacts] | int) -> list[Launch
     nodes = nodes[: spec.instance_count]
     members = tuple(GangMember(n.name, n.address, i) for i, n in enumerate(nodes))
     paths = placeholder_paths(spec)
+    access = placeholder_store_access(spec)
     return [
-        plan_launch(spec, node, Gang(DRY_RUN_ID, 1, members, rank, ports=TF_PORTS * len(nodes)), paths)
+        plan_launch(
+            spec,
+            node,
+            Gang(DRY_RUN_ID, 1, members, rank, ports=TF_PORTS * len(nodes)),
+            paths,
+            store_access=access,
+        )
         for rank, node in enumerate(nodes)
     ]
 

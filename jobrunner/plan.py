@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from jobrunner import plan_env as V
-from jobrunner.api import Gang, LaunchPlan, NodeFacts, NodePaths, ProcessPlan
+from jobrunner.api import Gang, LaunchPlan, NodeFacts, NodePaths, ProcessPlan, RunStoreAccess
 from jobrunner.environments import resolve_environment, unresolved_fix
 from jobrunner.errors import JobSpecError, LaunchError, Problem
 from jobrunner.spec import (
@@ -83,8 +83,16 @@ class _Planned:
     waits_for_leader: bool = False
 
 
-def plan_launch(spec: JobSpec, node: NodeFacts, gang: Gang, paths: NodePaths) -> LaunchPlan:
-    """The plan for `node` (rank `gang.node_rank`) in `gang` for one attempt of `spec`.
+def plan_launch(
+    spec: JobSpec,
+    node: NodeFacts,
+    gang: Gang,
+    paths: NodePaths,
+    *,
+    store_access: RunStoreAccess | None = None,
+) -> LaunchPlan:
+    """The plan for `node` (rank `gang.node_rank`) in `gang` for one attempt of `spec`;
+    `store_access` carries the SAS URLs of the blobs the job named (`jobrunner.run_sas`).
 
     Raises LaunchError when the gang does not fit the job (size other than
     `resources.instance_count`, a node rank outside it) or when a data input or output the
@@ -93,7 +101,13 @@ def plan_launch(spec: JobSpec, node: NodeFacts, gang: Gang, paths: NodePaths) ->
     _check_gang(spec, gang)
     command = render_command(spec.command, spec, paths)
     base = V.node_env(
-        spec.environment_variables, node, gang, paths, world_size=1, experiment=spec.experiment_name
+        spec.environment_variables,
+        node,
+        gang,
+        paths,
+        world_size=1,
+        experiment=spec.experiment_name,
+        store_access=store_access,
     )
     planned = _PLANNERS[spec.distribution_type](_Context(spec, command, node, gang, paths, base))
     prep = None

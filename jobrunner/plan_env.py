@@ -5,11 +5,12 @@ node shares (`node_env`).
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from collections.abc import Mapping
 
-from jobrunner.api import Gang, NodeFacts, NodePaths
+from jobrunner.api import Gang, NodeFacts, NodePaths, RunStoreAccess
 
 # Azure ML (and torch.distributed's env:// init)
 MASTER_ADDR = "MASTER_ADDR"
@@ -47,6 +48,9 @@ AZ_BATCHAI_OUTPUT_PREFIX = "AZ_BATCHAI_OUTPUT_"  # + the output's name, upper ca
 
 # trainstack
 TRAINSTACK_ATTEMPT = "TRAINSTACK_ATTEMPT"
+# The job's own blobs (`trainstack.store.blobs`): JSON {path: SAS URL}, and when they expire.
+TRAINSTACK_RUN_SAS_URLS = "TRAINSTACK_RUN_SAS_URLS"
+TRAINSTACK_RUN_SAS_EXPIRES = "TRAINSTACK_RUN_SAS_EXPIRES"
 # Python buffers stdout when it is not a terminal; a run's logs should arrive as written.
 PYTHONUNBUFFERED = "PYTHONUNBUFFERED"
 # OpenMPI refuses to start as root without these; pool nodes and containers often are root.
@@ -75,9 +79,11 @@ def node_env(
     *,
     world_size: int,
     experiment: str | None,
+    store_access: RunStoreAccess | None = None,
 ) -> dict[str, str]:
     """The variables every process on this node gets. The job's `environment_variables` go
-    first and the pool's on top, so a stray `RANK` in a job file cannot mislead a script."""
+    first and the pool's on top, so a stray `RANK` in a job file cannot mislead a script (nor
+    a job file name the store URLs its processes get: `store_access_env`)."""
     leader = gang.leader.address
     env = dict(job_env)
     env.update(
@@ -104,4 +110,17 @@ def node_env(
         env[AZUREML_EXPERIMENT_NAME] = experiment
     env.update({io_variable(AZ_BATCHAI_INPUT_PREFIX, k): v for k, v in paths.inputs.items()})
     env.update({io_variable(AZ_BATCHAI_OUTPUT_PREFIX, k): v for k, v in paths.outputs.items()})
+    for name in (TRAINSTACK_RUN_SAS_URLS, TRAINSTACK_RUN_SAS_EXPIRES):
+        env.pop(name, None)  # only the agent says where a job's blobs are
+    env.update(store_access_env(store_access))
     return env
+
+
+def store_access_env(access: RunStoreAccess | None) -> dict[str, str]:
+    """The variables that carry a job's SAS URLs for its own blobs (none without access)."""
+    if access is None:
+        return {}
+    return {
+        TRAINSTACK_RUN_SAS_URLS: json.dumps(dict(access.urls), sort_keys=True),
+        TRAINSTACK_RUN_SAS_EXPIRES: access.expires,
+    }

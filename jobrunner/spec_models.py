@@ -235,6 +235,17 @@ class Retry(_Model):
     )
 
 
+class StoreAccess(_Model):
+    """Blobs of the run's own that the job reads and writes itself: each process gets a
+    short-lived SAS URL per blob (`jobrunner.run_sas`), and no other store credential."""
+
+    blobs: Annotated[tuple[str, ...], AfterValidator(spec_safety.check_store_blobs)] = Field(
+        (),
+        description="paths under `runs/<experiment>/<id>/job/` (e.g. `checkpoints/latest.pt`); each "
+        "process finds their SAS URLs in TRAINSTACK_RUN_SAS_URLS (JSON: path -> URL)",
+    )
+
+
 class Extension(_Model):
     """The `trainstack:` key: what a pool adds to an Azure ML command job."""
 
@@ -245,6 +256,7 @@ class Extension(_Model):
         description="the pool scheduler takes higher priorities first, then submission order; "
         "a lower-priority job may still start first where it fits in nodes nobody waits for",
     )  # fmt: skip
+    store: StoreAccess = Field(StoreAccess(), description="blobs of its own run the job reads and writes")
 
 
 _IGNORED = ("compute", "services", "identity", "queue_settings", "properties", "parent_job_name")

@@ -5,6 +5,8 @@
 - `resources.docker_args` go to `docker run`: only the options in `DOCKER_OPTIONS` (resources
   and hardening, never mounts, devices, privileges, namespaces or the user).
 - `environment.image` is an image reference, never an option (`-v/:/host`).
+- `trainstack.store.blobs` name blobs under the run's own `job/` folder: plain relative paths
+  (`STORE_BLOB`), no `..`, `.` or empty segments, at most `MAX_STORE_BLOBS`.
 Datastore names and paths are checked where they are parsed (`jobrunner.spec_uri`).
 Each check raises ValueError with the reason and the fix (pydantic reports it at its field).
 """
@@ -45,6 +47,29 @@ IMAGE = re.compile(
     r"(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?"  # :tag
     r"(@[A-Za-z0-9]+:[A-Fa-f0-9]{32,})?$"  # @sha256:digest
 )
+
+# One blob a job reads and writes itself, relative to its run's `job/` folder.
+STORE_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+MAX_STORE_BLOBS = 32
+MAX_STORE_BLOB_CHARS = 256
+
+
+def check_store_blobs(names: tuple[str, ...]) -> tuple[str, ...]:
+    """`names` when each is a plain relative blob path and none repeats (ValueError otherwise)."""
+    if len(names) > MAX_STORE_BLOBS:
+        raise ValueError(f"{len(names)} blobs: at most {MAX_STORE_BLOBS}; keep related files in one archive")
+    for name in names:
+        parts = name.split("/")
+        if len(name) > MAX_STORE_BLOB_CHARS or not all(STORE_SEGMENT.match(p) for p in parts):
+            raise ValueError(
+                f"store blob {name!r} is not allowed: a relative path under the run's own `job/` folder, "
+                "segments of letters, digits, `_`, `.` and `-` (not starting with `.`), joined by `/`, "
+                f"at most {MAX_STORE_BLOB_CHARS} characters (like `checkpoints/latest.pt`)"
+            )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"store blob {repeated[0]!r} is named twice: name each blob once")
+    return names
 
 
 def check_io_names(names: dict[str, object], what: str) -> dict[str, object]:

@@ -40,7 +40,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobBlock, BlobServiceClient, BlobType
+from azure.storage.blob import BlobBlock, BlobServiceClient, BlobType, UserDelegationKey
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
     BinaryBase64EncodePolicy,
@@ -234,6 +234,27 @@ class Store:
                 self._queues.create_queue(queue)
 
         return lambda: self._call(f"create queue {queue}", create)
+
+    # ----------------------------------------------------------------- signing
+    def signing_key(self, start: datetime, expiry: datetime) -> tuple[str, str | UserDelegationKey]:
+        """What a SAS for this store is signed with: (account name, account key) where the
+        store has the key (a connection string, Azurite), else a user delegation key of the
+        store's identity valid from `start` to `expiry` (Entra ID: the identity needs the
+        account-level `generateUserDelegationKey` action, Storage Blob Delegator). Raises
+        StoreError when Azure refuses the key."""
+        credential = self._blobs.credential
+        account = str(self._blobs.account_name)
+        key = getattr(credential, "account_key", None)
+        if isinstance(key, str):
+            return account, key
+        delegation = self._call(
+            "get a user delegation key", lambda: self._blobs.get_user_delegation_key(start, expiry)
+        )
+        return account, delegation
+
+    def blob_url(self, container: str, name: str) -> str:
+        """The blob's URL, without any credential."""
+        return str(self._blobs.get_blob_client(container, name).url)
 
     # --------------------------------------------------------------------- blobs
     def put(

@@ -34,7 +34,7 @@ _DATA_ROLES = {
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
     "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
-    "974c5e8b-45b9-4653-ba55-5f855dd0a4de": "Storage Queue Data Contributor",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
     "19e7f393-937e-4f77-808e-94535e297925": "Storage Queue Data Reader",
     "8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
     "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",

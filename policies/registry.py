@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from policies import compute, data, isolation, stack
+from policies import compute, data, image_build, isolation, stack
 from policies.model import Finding, Policy, PolicyContext, Resource, Severity
 
-ALL_POLICIES: tuple[Policy, ...] = (*data.POLICIES, *isolation.POLICIES, *compute.POLICIES, *stack.POLICIES)
+ALL_POLICIES: tuple[Policy, ...] = (
+    *data.POLICIES,
+    *isolation.POLICIES,
+    *image_build.POLICIES,
+    *compute.POLICIES,
+    *stack.POLICIES,
+)
 POLICY_IDS: frozenset[str] = frozenset(p.id for p in ALL_POLICIES)
 
 _SEVERITY_ORDER = {Severity.MANDATORY: 0, Severity.ADVISORY: 1}

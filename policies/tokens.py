@@ -11,6 +11,7 @@ SCALE_SET = "azure-native:compute:VirtualMachineScaleSet"
 AUTOSCALE = "azure-native:monitor:AutoscaleSetting"
 CONTAINER_REGISTRY = "azure-native:containerregistry:Registry"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+IMAGE_TEMPLATE = "azure-native:virtualmachineimages:VirtualMachineImageTemplate"
 
 # Types that accept a top-level `tags` input in azure-native 3.29 (checked against the SDK
 # by the tests). Datastores, jobs and role assignments carry no ARM tags.
@@ -28,7 +29,7 @@ TAGGABLE = frozenset(
         "azure-native:operationalinsights:Workspace",
         "azure-native:compute:Gallery",
         "azure-native:compute:GalleryImage",
-        "azure-native:virtualmachineimages:VirtualMachineImageTemplate",
+        IMAGE_TEMPLATE,
         "azure-native:managedidentity:UserAssignedIdentity",
         "azure-native:network:VirtualNetwork",
         "azure-native:network:NetworkSecurityGroup",

@@ -74,6 +74,7 @@ def _url_segments() -> dict[str, tuple[str, ...]]:
 # Types whose id the plan does not template: their URL segments, as azure-native names them.
 _EXTRA_URL_SEGMENTS: dict[str, tuple[str, ...]] = {
     "azure-native:authorization:RoleAssignment": ("scope", "roleAssignmentName"),
+    "azure-native:authorization:RoleDefinition": ("scope", "roleDefinitionId"),
     "azure-native:network:PrivateEndpoint": ("resourceGroupName", "privateEndpointName"),
     "azure-native:network:PrivateDnsZoneGroup": (
         "resourceGroupName",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from components import roles
 from components.agent_image import AgentImage, AgentImageArgs, recipe_digest, template_name
 from components.config import GpuPoolConfig, PoolImageConfig, StackConfig
 from components.gpu_pool import GpuPool, agent_config
@@ -86,12 +87,14 @@ def test_the_agents_identity_holds_data_roles_only_on_its_containers_and_queues(
         for g in grants
         if account in g.inputs["scope"]  # the workspace's tracking role: tests/tracking
     )
-    blob, processor, sender = (
+    blob, processor, sender, delegator = (
         "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
         "8a0f0c08-91a1-4084-bc3d-661d67233fed",
         "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
+        "db58b8e5-c6ad-4a2a-8342-4190687cbf4a",  # user delegation keys only, no data
     )
     assert held == [
+        ("", delegator),
         ("/blobServices/default/containers/pools", blob),
         ("/blobServices/default/containers/runs", blob),
         ("/blobServices/default/containers/training-data", blob),
@@ -124,11 +127,15 @@ def test_the_stack_declares_the_job_stores_containers_and_each_pools_queues() ->
     }
     grants = [g for g in plan.of_type("azure-native:authorization:RoleAssignment") if g.parent == "a100-spot"]
     data = [g for g in grants if "/Microsoft.Storage/" in g.inputs["scope"]]
+    (delegator,) = [g for g in data if g.inputs["roleDefinitionId"].endswith(roles.STORAGE_BLOB_DELEGATOR)]
+    # on the account (the only scope Azure takes for user delegation keys), and no data role
+    assert "/" not in delegator.inputs["scope"].split("/storageAccounts/", 1)[1]
+    data.remove(delegator)
     assert data and all(
         "/blobServices/" in g.inputs["scope"] or "/queueServices/" in g.inputs["scope"] for g in data
     )
     # the one grant outside the store: the workspace, whose MLflow server keeps the metrics
-    (tracking,) = [g for g in grants if g not in data]
+    (tracking,) = [g for g in grants if g not in data and g is not delegator]
     assert tracking.inputs["scope"].endswith(
         "/Microsoft.MachineLearningServices/workspaces/mlw-trainstack-pool"
     )

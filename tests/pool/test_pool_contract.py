@@ -141,6 +141,18 @@ def test_models_describe_the_api_version_azure_native_uses_or_a_newer_one(type_t
     )
 
 
+def test_the_custom_role_models_describe_the_api_version_azure_native_uses() -> None:
+    """The image builder's network role (declared by private stacks, checked in
+    tests/stacks/test_contract.py) against the models of the version azure-native sends."""
+    text = Path(importlib.import_module("pulumi_azure_native.authorization.role_definition").__file__ or "")
+    used = re.search(r"Uses Azure REST API version ([0-9a-z-]+)", text.read_text())
+    assert used is not None and used.group(1) == "2022-05-01-preview"
+    installed = installed_api_version(
+        "azure.mgmt.authorization.v2022_05_01_preview", "role_definitions", "create_or_update"
+    )
+    assert installed == "2022-05-01-preview"
+
+
 def test_the_checker_catches_what_the_scale_set_api_refuses() -> None:
     bad = {
         "location": "westeurope",

@@ -1,6 +1,7 @@
 """A real, temporary git repository holding a copy of the project (program, components,
-stacks, job files), for reviews against a git ref. `change_prod` is the change a reviewer
-would see in a pull request: one cluster's VM size, a new cluster, a public storage account.
+stacks, job files, the image's packaging), for reviews against a git ref. `change_prod` is the
+change a reviewer would see in a pull request: one cluster's VM size, a new cluster, a public
+storage account.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-COPIED = ("__main__.py", "Pulumi.yaml", "components", "stacks")
+COPIED = ("__main__.py", "Pulumi.yaml", "components", "stacks", "packaging")
 
 NEW_CLUSTER = """\
     - name: h100-burst

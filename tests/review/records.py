@@ -66,6 +66,7 @@ def storage() -> Resource:
         "ws-storage",
         "ws",
         {
+            "accountName": "st",
             "enableHttpsTrafficOnly": True,
             "minimumTlsVersion": "TLS1_2",
             "allowBlobPublicAccess": False,
@@ -187,5 +188,38 @@ def autoscale(pool_name: str = "pool", minimum: int = 0, maximum: int = 8) -> Re
     )
 
 
+def image_template(
+    subnet: str
+    | None = "/subscriptions/s/resourceGroups/n/providers/Microsoft.Network/virtualNetworks/v/subnets/b",
+) -> Resource:
+    """An agent image template downloading its wheel from account `st` (`storage()`)."""
+    profile: dict[str, Any] = {"vmSize": "Standard_D4ds_v5"}
+    if subnet is not None:
+        profile["vnetConfig"] = {"subnetId": subnet, "proxyVmSize": "Standard_A1_v2"}
+    return Resource(
+        t.IMAGE_TEMPLATE,
+        "pool-template",
+        "pool-agent-image",
+        {
+            "customize": [
+                {"type": "File", "sourceUri": "https://st.blob.core.windows.net/agent-image/a.whl"},
+                {"type": "Shell", "inline": ["true"]},
+            ],
+            "vmProfile": profile,
+            "tags": TAGS,
+        },
+    )
+
+
 def compliant_stack() -> list[Resource]:
-    return [workspace(), storage(), vault(), datastore(), cluster(), pool(), autoscale(), role()]
+    return [
+        workspace(),
+        storage(),
+        vault(),
+        datastore(),
+        cluster(),
+        pool(),
+        autoscale(),
+        role(),
+        image_template(),
+    ]

@@ -130,7 +130,7 @@ BREAKING: list[tuple[str, str, Callable[[], list[Resource]]]] = [
     (
         "identity-least-privilege",
         "prod",
-        lambda: [rec.role("974c5e8b-45b9-4653-ba55-5f855dd0a4de", rec.ACCOUNT_SCOPE)],
+        lambda: [rec.role("974c5e8b-45b9-4653-ba55-5f855dd0fb88", rec.ACCOUNT_SCOPE)],
     ),
     (
         "identity-least-privilege",
@@ -142,6 +142,7 @@ BREAKING: list[tuple[str, str, Callable[[], list[Resource]]]] = [
         "prod",
         lambda: [rec.role("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", rec.ACCOUNT_SCOPE)],
     ),
+    ("image-build-in-vnet", "dev", lambda: [rec.storage(), rec.image_template(subnet=None)]),
     ("compute-public-ip-outside-prod", "dev", lambda: [deep(cluster(), **{A + "enableNodePublicIp": True})]),
     ("required-tags", "dev", lambda: [deep(rec.storage(), tags={"environment": "dev"})]),
     ("required-tags", "dev", lambda: [deep(cluster(), tags=...)]),
@@ -235,6 +236,17 @@ def test_narrow_roles_pass_least_privilege() -> None:
         rec.role("b24988ac-6180-42a0-ab88-20f7382dd24c", gallery),  # Image Builder writes one gallery
     ):
         assert evaluate([narrow], rec.ctx("prod")) == []
+
+
+def test_an_image_build_needs_a_vnet_only_where_its_files_are_private() -> None:
+    outside = rec.image_template(subnet=None)
+    (finding,) = evaluate([rec.storage(), outside], rec.ctx("dev"))
+    assert finding.policy == "image-build-in-vnet" and finding.resource == "pool-template"
+    assert "st, which refuses public network access" in finding.message
+    public = deep(rec.storage(), publicNetworkAccess="Enabled", networkRuleSet=...)
+    assert evaluate([public, outside], rec.ctx("dev")) == []
+    other = deep(rec.storage(), accountName="elsewhere")
+    assert evaluate([other, outside], rec.ctx("dev")) == []
 
 
 def test_idle_limit_applies_outside_prod_only() -> None:

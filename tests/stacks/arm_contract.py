@@ -51,9 +51,11 @@ def _fields(model: type) -> dict[str, _Field]:
             key = spec["key"].replace("\\.", ".").split(".")[-1]
             rules = validation.get(attr, {})
             typ = spec["type"].strip("[]{}")
-            out[_norm(key)] = _Field(
-                key, typ, bool(rules.get("required")), bool(rules.get("readonly")), module
-            )
+            field = _Field(key, typ, bool(rules.get("required")), bool(rules.get("readonly")), module)
+            out[_norm(key)] = field
+            # As below: azure-native names a flattened property after the SDK attribute where the
+            # wire name would clash (a role definition's `properties.type` is its `roleType`).
+            out.setdefault(_norm(attr), field)
         return out
     out = {}
     for klass in reversed(model.__mro__):

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from azure.ai.ml._restclient.arm_ml_service import models as ml
 from azure.mgmt.applicationinsights.v2020_02_02 import models as insights
+from azure.mgmt.authorization.v2022_05_01_preview import models as authorization
+from azure.mgmt.imagebuilder import models as imagebuilder
 from azure.mgmt.keyvault import models as keyvault
 from azure.mgmt.network import models as network
 from azure.mgmt.privatedns import models as privatedns
@@ -70,6 +72,15 @@ CONTRACTS: dict[str, tuple[type, set[str]]] = {
         privatedns.VirtualNetworkLink,
         {"resourceGroupName", "privateZoneName", "virtualNetworkLinkName"},
     ),
+    # A private stack's image build joins its VNet (vmProfile.vnetConfig) with a custom role.
+    "azure-native:virtualmachineimages:VirtualMachineImageTemplate": (
+        imagebuilder.ImageTemplate,
+        {"resourceGroupName", "imageTemplateName"},
+    ),
+    "azure-native:authorization:RoleDefinition": (
+        authorization.RoleDefinition,
+        {"scope", "roleDefinitionId"},
+    ),
 }
 # Types only some stacks declare: file shares and code where a stack has them, the job store's
 # queues with a pool, private endpoints and their DNS with `publicNetworkAccess: false`.
@@ -81,6 +92,8 @@ SOMETIMES = (
     "PrivateDnsZoneGroup",
     "PrivateZone",
     "VirtualNetworkLink",
+    "VirtualMachineImageTemplate",
+    "RoleDefinition",
 )
 # Each of those is declared by at least one stack (so every contract is exercised).
 

@@ -142,6 +142,12 @@ def test_a_local_input_cannot_be_declared(tmp_path: Path) -> None:
         command_job_properties(spec, TARGET, display_name="r")
 
 
+def test_a_run_that_asks_for_its_own_blobs_cannot_be_declared() -> None:
+    spec = parse_job("command: python train.py\ntrainstack: {store: {blobs: [ckpt.pt]}}\n")
+    with pytest.raises(NotDeclarableError, match="trainstack.store.blobs: a declared Azure ML run"):
+        command_job_properties(spec, TARGET, display_name="r")
+
+
 def test_a_changed_run_is_a_new_job() -> None:
     spec = parse_job("command: python train.py --epochs 1\n")
     props = command_job_properties(spec, TARGET, display_name="r")

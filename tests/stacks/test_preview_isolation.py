@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
+from components.roles import STORAGE_BLOB_DELEGATOR
 from trainstack.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,25 +23,36 @@ def preview(stack: str) -> list[dict[str, Any]]:
     return resources
 
 
-def test_the_pool_preview_shows_only_container_and_queue_scoped_roles() -> None:
+@pytest.mark.parametrize(
+    ("stack", "pool", "datastore"),
+    [("pool", "a100-spot", "training-data"), ("prod", "a100-pool", "curated-data")],
+)
+def test_the_pool_preview_shows_only_container_and_queue_scoped_data_roles(
+    stack: str, pool: str, datastore: str
+) -> None:
     grants = [
         r
-        for r in preview("pool")
-        if r["type"] == "azure-native:authorization:RoleAssignment" and r["parent"] == "a100-spot"
+        for r in preview(stack)
+        if r["type"] == "azure-native:authorization:RoleAssignment" and r["parent"] == pool
     ]
     # the workspace grant (its MLflow server keeps the metrics) is the one outside the store
     workspace = [g for g in grants if "/storageAccounts/" not in g["inputs"]["scope"]]
     assert [g["inputs"]["scope"].rsplit("/", 2)[-2] for g in workspace] == ["workspaces"]
-    grants = [g for g in grants if g not in workspace]
+    # on the account only the delegator, which signs the jobs' SAS URLs and reads no data
+    (delegator,) = [g for g in grants if g["inputs"]["roleDefinitionId"].endswith(STORAGE_BLOB_DELEGATOR)]
+    assert "/" not in delegator["inputs"]["scope"].split("/storageAccounts/", 1)[1]
+    grants = [g for g in grants if g not in workspace and g is not delegator]
     scopes = sorted(g["inputs"]["scope"].split("/storageAccounts/", 1)[1].split("/", 1)[1] for g in grants)
-    assert scopes == [
-        "blobServices/default/containers/pools",
-        "blobServices/default/containers/runs",
-        "blobServices/default/containers/training-data",
-        "queueServices/default/queues/pool-a100-spot",
-        "queueServices/default/queues/pool-a100-spot",
-        "queueServices/default/queues/pool-a100-spot-poison",
-    ]
+    assert scopes == sorted(
+        [
+            "blobServices/default/containers/pools",
+            "blobServices/default/containers/runs",
+            f"blobServices/default/containers/{datastore}",
+            f"queueServices/default/queues/pool-{pool}",
+            f"queueServices/default/queues/pool-{pool}",
+            f"queueServices/default/queues/pool-{pool}-poison",
+        ]
+    )
 
 
 def test_the_prod_preview_shows_private_endpoints_with_their_dns_zones() -> None:
