@@ -62,6 +62,7 @@ from jobrunner.logship import LogShipper
 from jobrunner.outcome import report
 from jobrunner.plan import plan_launch
 from jobrunner.preempt import PREEMPT_GRACE_S, PreemptionWatch
+from jobrunner.run_sas import run_store_access
 from jobrunner.spec import JobSpec
 from jobrunner.staging import OutputSync, stage_inputs, unpack_code
 from jobrunner.status import NodeStatus, RunRef, RunStatus, read_status, update_status, utc_now
@@ -352,7 +353,10 @@ def _prepare_and_run(
     watch: _Supervisor,
 ) -> NodeStatus:
     try:
-        plan = plan_launch(with_tracking(ctx.spec, _tracking_run(ctx, note)), ctx.node, ctx.gang, paths)
+        plan = plan_launch(
+            with_tracking(ctx.spec, _tracking_run(ctx, note)), ctx.node, ctx.gang, paths,
+            store_access=run_store_access(ctx.store, ctx.ref, ctx.spec),
+        )  # fmt: skip
     except JobSpecError as exc:  # the job asks for what this node cannot give: its fault
         return _finished(me, None, FailureKind.USER, f"cannot run here: {exc}")
     except TrainstackError as exc:

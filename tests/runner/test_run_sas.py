@@ -252,3 +252,30 @@ def test_signed_in_with_a_token_the_agent_signs_with_a_user_delegation_key(
     with pytest.raises(HttpResponseError) as refused:
         BlobClient.from_blob_url(other, **verify).download_blob().readall()
     assert refused.value.status_code == 403
+
+
+def test_an_agent_hands_a_real_job_its_urls(store: Store, tmp_path: Path) -> None:
+    """Through a real agent: the job writes its checkpoint with its URL alone."""
+    from jobrunner.agent import AgentSettings
+    from jobrunner.client import Client
+    from jobrunner.registry import PoolConfig, write_pool_config
+    from tests.runner.agents import run_to_end
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "job.py").write_text(
+        "import json, os\nfrom azure.storage.blob import BlobClient\n"
+        "url = json.loads(os.environ['TRAINSTACK_RUN_SAS_URLS'])['checkpoints/latest.pt']\n"
+        "BlobClient.from_blob_url(url).upload_blob(b'from the job', overwrite=True)\n"
+    )
+    job = tmp_path / "job.yml"
+    job.write_text(
+        "command: python job.py\ncode: code\nexperiment_name: sas\nlimits: {timeout: 600}\n"
+        "trainstack:\n  store: {blobs: [checkpoints/latest.pt]}\n"
+    )
+    write_pool_config(store, PoolConfig(name="sas-pool", max_nodes=1))
+    run = Client(store, pool="sas-pool").submit(job)
+    run_to_end(store, AgentSettings(pool="sas-pool", name="sas-0", work_dir=tmp_path / "agent"), run.id)
+    final = Client(store).status(run.id)
+    assert final.state.value == "succeeded", final
+    assert store.get(RUNS, job_blob(run.ref, "checkpoints/latest.pt"))[0] == b"from the job"
