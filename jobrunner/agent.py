@@ -135,13 +135,16 @@ def endpoint_text(address: str, port: int, ports: tuple[int, ...]) -> str:
 
 
 def gang_of(doc: RunDoc, attempt: int, rank: int) -> Gang:
-    """The gang of `attempt` as its `rank` sees it, from the endpoints the owners offered."""
+    """The gang of `attempt` as its `rank` sees it, from the endpoints the owners offered: the
+    leader's port for the rendezvous, and every member's own ports (`Gang.ports`), so that
+    each node computes the same cluster (TensorFlow's TF_CONFIG)."""
     members, ports = [], {}
     for i, ((name, _), text) in enumerate(zip(doc.owners, doc.endpoints, strict=True)):
         address, port, extra = text.split("|")
         members.append(GangMember(name, address, i))
         ports[i] = (int(port), tuple(int(p) for p in extra.split(",") if p))
-    return Gang(doc.id, attempt, tuple(members), rank, ports[0][0], ports[rank][1])
+    every = tuple(p for i in range(len(members)) for p in ports[i][1])  # each member's, rank order
+    return Gang(doc.id, attempt, tuple(members), rank, ports[0][0], every)
 
 
 class AttemptExecutor:
