@@ -96,7 +96,8 @@ class FaultPool:
     def start_agent(self, agent: str) -> None:
         """Start (or restart, after `kill`) the agent named `agent`: a new incarnation."""
         argv = [sys.executable, "-m", "jobrunner", "agent", "--pool", self.name, "--name", agent,
-                "--work-dir", str(self.home / agent), *FAST_AGENT, *self.extra_args]  # fmt: skip
+                "--work-dir", str(self.home / agent), "--log-file", str(self.home / f"{agent}.agent.log"),
+                *FAST_AGENT, *self.extra_args]  # fmt: skip
         with open(self.home / f"{agent}.log", "ab") as log:
             self.procs[agent] = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
@@ -104,7 +105,13 @@ class FaultPool:
             )  # fmt: skip
 
     def log(self, agent: str) -> str:
+        """What the agent printed (its stdout and stderr)."""
         return (self.home / f"{agent}.log").read_text(errors="replace")
+
+    def logged(self, agent: str) -> str:
+        """What the agent logged (`--log-file`)."""
+        path = self.home / f"{agent}.agent.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def alive(self, agent: str) -> bool:
         return self.procs[agent].poll() is None
@@ -144,7 +151,7 @@ class FaultPool:
                 )
                 parts.append(f"===== sched/{entry.name} {entry.metadata}\n{shown}")
         for agent in self.agent_names():
-            parts.append(f"===== {agent}.log\n{self.log(agent)}")
+            parts.append(f"===== {agent}.log\n{self.log(agent)}{self.logged(agent)}")
         return "\n".join(parts)
 
     def stop(self) -> None:
