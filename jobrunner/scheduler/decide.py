@@ -218,10 +218,11 @@ def _with_extra(reservation: Reservation, extra: int) -> Reservation:
 
 
 def _reserved_reason(job: QueuedJob, free: int, start_at: float, now: float) -> str:
-    return (
-        f"waiting for {job.nodes} nodes ({free} free now); reserved to start within "
-        f"{max(0.0, start_at - now):.0f} s"
-    )
+    wait = f"waiting for {job.nodes} nodes ({free} free now); "
+    if start_at - now < 1:
+        # the jobs it waits for have no `limits.timeout`: when they end is not known
+        return wait + "next in line, as soon as running jobs free them"
+    return wait + f"reserved to start within {start_at - now:.0f} s"
 
 
 def _check_nodes(state: PoolState) -> None:

@@ -198,3 +198,18 @@ def test_a_long_job_backfills_only_onto_nodes_the_gang_will_not_need() -> None:
     decision = decide(PoolState(10.0, ("vm-0", "vm-1"), running, queued))
     assert [a.run_id for a in decision.assignments] == ["long-1"]
     assert decision.reservation is not None and decision.reservation.extra_nodes == 0
+
+
+def test_the_reason_of_a_reserved_gang_says_when_it_starts_only_when_that_is_known() -> None:
+    known = decide(
+        PoolState(0.0, ("a",), (RunningJob("r-1", ("b",), 300.0, 0.0),), (QueuedJob("g", 1, 2, 0.0),))
+    )
+    assert [w.reason for w in known.waiting] == [
+        "waiting for 2 nodes (1 free now); reserved to start within 300 s"
+    ]
+    unknown = decide(
+        PoolState(0.0, ("a",), (RunningJob("r-1", ("b",), 0.0, None),), (QueuedJob("g", 1, 2, 0.0),))
+    )
+    assert [w.reason for w in unknown.waiting] == [
+        "waiting for 2 nodes (1 free now); next in line, as soon as running jobs free them"
+    ]
