@@ -9,7 +9,11 @@ stream sends whatever the spool holds beyond what it already shipped, in appends
 from the same offset; `close()` ships the rest and reports whether everything made it. Each
 append is conditioned on the blob's length (`Store.append(at=...)`), so an append that
 landed but whose answer was lost (a timeout, the store going down mid-request) is never sent
-twice. Nothing is ever uploaded again as a whole.
+twice. When the answers to every try of an append were lost, the round gives up on it
+although it landed, and the next round, sending more from the same offset, meets a longer
+blob: the shipper then reads what is there beyond that offset, and when it is the spool's
+bytes, goes on after it (a log would otherwise stay stuck there for good). Nothing is ever
+uploaded again as a whole.
 
 A stream is a local file and a blob: by default `<spool>/<stream>.txt` and
 `<prefix><stream>.txt`; `open_stream` names both (the per-process stream indexes that Batch
@@ -26,8 +30,9 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-from jobrunner.errors import NotFoundError, StoreError
+from jobrunner.errors import ConflictError, NotFoundError, StoreError
 from jobrunner.store import MAX_APPEND_BLOCK, RUNS, Store
 
 
@@ -130,14 +135,33 @@ class LogShipper:
         if size <= stream.shipped:
             return
         with open(stream.path, "rb") as f:
-            f.seek(stream.shipped)
             while stream.shipped < size:
+                f.seek(stream.shipped)
                 chunk = f.read(min(MAX_APPEND_BLOCK, size - stream.shipped))
                 if not chunk:
                     break
-                # at the length shipped so far: a retried append never lands twice
-                self._store.append(RUNS, stream.blob, chunk, at=stream.shipped)
+                try:
+                    # at the length shipped so far: a retried append never lands twice
+                    self._store.append(RUNS, stream.blob, chunk, at=stream.shipped)
+                except ConflictError:
+                    stream.shipped = self._landed(stream, f)
+                    continue
                 stream.shipped += len(chunk)
+
+    def _landed(self, stream: _Stream, spool: BinaryIO) -> int:
+        """How far the blob really goes when an append met another length: an append of an
+        earlier round that landed although the store's answers to all its tries were lost
+        (the round gave up on it, and this round sent more from the same offset). The blob's
+        bytes beyond what was known shipped must be the spool's; ConflictError otherwise."""
+        landed, _ = self._store.get(RUNS, stream.blob, offset=stream.shipped)
+        spool.seek(stream.shipped)
+        if not landed or spool.read(len(landed)) != landed:
+            raise ConflictError(
+                f"log blob {RUNS}/{stream.blob} holds {len(landed)} byte(s) after offset "
+                f"{stream.shipped} that the spool {stream.path} does not",
+                fix="another writer appends to this log blob: give each node its own log names",
+            )
+        return stream.shipped + len(landed)
 
     def close(self) -> bool:
         """Stop the thread, ship the rest, close the spool files. False if some could not be shipped."""
