@@ -1,9 +1,12 @@
 """Job logs: spooled to local disk first, shipped to append blobs in batches, each byte once.
 
 Writers (the launcher's output threads) only append to a local spool file per stream, by
-the chunk read from the pipe (`write_chunk`: one `write` call, no decoding, no line
+the chunk read from the pipe (`write_chunk`: one `write` call, no lock, no decoding, no line
 splitting): no network call on the job's output path, so a chatty job is not slowed down
-and a store outage loses nothing. A shipper thread wakes every `interval_s`, and for each
+and a store outage loses nothing. The spool is opened to append (`O_APPEND`), so writers of
+one stream on several threads (the agent's notes) never overwrite each other, and the
+shipper takes the spool's length from the file itself rather than from a count the writers
+would have to keep under a lock. A shipper thread wakes every `interval_s`, and for each
 stream sends whatever the spool holds beyond what it already shipped, in appends of at most
 4 MiB (the service's limit per append block). A failed append is retried on the next round
 from the same offset; `close()` ships the rest and reports whether everything made it. Each
@@ -43,9 +46,12 @@ class _Stream:
         path.parent.mkdir(parents=True, exist_ok=True)
         # unbuffered: a chunk is one write(2), and the shipper sees every byte written so far
         self.file = open(path, "ab", buffering=0)  # noqa: SIM115 - open for the stream's life
-        self.lock = threading.Lock()
-        self.written = os.fstat(self.file.fileno()).st_size  # an older spool of it goes up too
-        self.shipped = 0
+        self.shipped = 0  # an older spool of it goes up too
+
+    def size(self) -> int:
+        """The spool's length now: every write(2) that returned, and maybe the start of one
+        under way (shipped now, its rest next round: bytes go up in order all the same)."""
+        return os.fstat(self.file.fileno()).st_size
 
 
 class LogShipper:
@@ -79,6 +85,9 @@ class LogShipper:
                 self._streams[name] = _Stream(path, blob)
 
     def _stream(self, name: str) -> _Stream:
+        stream = self._streams.get(name)  # a dict read is atomic: the lock only guards adding
+        if stream is not None:
+            return stream
         with self._lock:
             stream = self._streams.get(name)
             if stream is None:
@@ -89,12 +98,8 @@ class LogShipper:
 
     def write_chunk(self, name: str, data: bytes) -> None:
         """Append `data` to stream `name` as it is (one write); no store I/O here."""
-        if not data:
-            return
-        stream = self._stream(name)
-        with stream.lock:
-            stream.file.write(data)
-            stream.written += len(data)
+        if data:
+            self._stream(name).file.write(data)
 
     def write(self, name: str, text: str) -> None:
         """Append a line of text to stream `name` (adding a newline when missing)."""
@@ -123,10 +128,8 @@ class LogShipper:
                 streams = list(self._streams.values())
             ok = True
             for stream in streams:
-                with stream.lock:
-                    size = stream.written
                 try:
-                    self._ship_stream(stream, size)
+                    self._ship_stream(stream, stream.size())
                 except StoreError:
                     ok = False
             return ok

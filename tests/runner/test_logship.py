@@ -4,6 +4,7 @@ store is down)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,31 @@ def test_lines_arrive_in_order_per_stream_and_the_reader_follows(azurite: str, t
     node = store.of("ship/1/logs/node-0.txt")
     assert contiguous(node) and sum(size for size, _ in node) == len(got["node-0"])
     assert len(node) < 1000  # spooled chunks go up together, not an append per write
+
+
+def test_writers_of_one_stream_on_several_threads_lose_and_mix_no_line(azurite: str, tmp_path: Path) -> None:
+    """Writes take no lock: the spool appends (O_APPEND) and the shipper reads its length from
+    the file, so threads writing one stream while rounds ship it lose nothing."""
+    store = Store.connect(azurite)
+    shipper = LogShipper(store, "ship/8/logs/", tmp_path, interval_s=0.01)
+    shipper.start()
+
+    def writer(t: int) -> None:
+        for i in range(2000):
+            shipper.write("agent.n0", f"thread {t} note {i}")
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert shipper.close()
+    lines = store.get(RUNS, "ship/8/logs/agent.n0.txt")[0].decode().splitlines()
+    for t in range(4):
+        assert [x for x in lines if x.startswith(f"thread {t} ")] == [
+            f"thread {t} note {i}" for i in range(2000)
+        ]
+    assert len(lines) == 8000
 
 
 def test_a_big_burst_goes_in_blocks_of_at_most_4_mib(azurite: str, tmp_path: Path) -> None:
