@@ -51,7 +51,7 @@ class _Stream:
     def size(self) -> int:
         """The spool's length now: every write(2) that returned, and maybe the start of one
         under way (shipped now, its rest next round: bytes go up in order all the same)."""
-        return os.fstat(self.file.fileno()).st_size
+        return self.path.stat().st_size if self.file.closed else os.fstat(self.file.fileno()).st_size
 
 
 class LogShipper:

@@ -94,6 +94,7 @@ def test_a_big_burst_goes_in_blocks_of_at_most_4_mib(azurite: str, tmp_path: Pat
     for _ in range(6000):  # 6,000,000 bytes: a full block and the rest
         shipper.write_chunk("chatty", line)
     assert shipper.close()
+    assert shipper.close()  # a second close has nothing left to send
     assert store.of("ship/2/logs/chatty.txt") == [
         (MAX_APPEND_BLOCK, 0),
         (6_000_000 - MAX_APPEND_BLOCK, MAX_APPEND_BLOCK),
