@@ -364,6 +364,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def agents_cpu_s(pool: str = "local") -> float:
+    """CPU seconds the local pool's agent processes have used so far (their jobs not included)."""
+    from jobrunner.localpool import read_local_pool
+
+    state = read_local_pool(pool)
+    return sum(cpu_seconds(a.pid) for a in state.running()) if state else 0.0
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a live process in MiB (Linux /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

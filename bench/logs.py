@@ -6,7 +6,16 @@ to its last, flushed, and writes that time to a file. The baseline is the same s
 directly with the environment a pool's processes get (`PYTHONUNBUFFERED=1`, so that logs
 arrive as written) and its output to /dev/null; the detail has it also without that
 variable, as a user would run it. Lines per second reaching the store: 200,000 over the time
-from the job's first line until the log blob holds every byte.
+from the job's first line until the log blob holds every byte (the bench looks at the store
+only once the job has printed its last line, so that its polling takes no CPU from the job).
+
+The agent's CPU (`detail.agent_cpu_s`): CPU seconds of the agent process (its job not
+included) from submit to the end of each chatty run, beside a quiet run of the same length
+(a job that only sleeps that long): the difference is what handling the output costs the
+agent, per MB in `detail.agent_cpu_s_per_mb`. CPU seconds, unlike the job's time, do not
+depend much on what else the machine runs. The job's own CPU seconds over its loop on the pool
+and outside it (`detail.job_cpu_s`, `detail.job_cpu_ratio`): a pipe costs the job's writes
+more than /dev/null does; what is left of the time ratio beyond both is waiting for a core.
 
 Upload amplification: a second job writes 1 MB/s for 60 s, half as log lines on stdout and
 half appended to a growing output file; every byte the agent sends the store is counted on
@@ -30,6 +39,7 @@ from pathlib import Path
 from _common import (
     PYTHON,
     Result,
+    agents_cpu_s,
     arguments,
     emit,
     local_pool,
@@ -66,12 +76,12 @@ LINE = "step {i:07d} loss 0.123456 lr 0.000100 throughput 1234.5 samples/s"
 SCRIPT = f"""\
 import sys, time
 n, out = int(sys.argv[1]), sys.argv[2]
-started = time.time()
+started, cpu = time.time(), time.process_time()
 for i in range(n):
     print({LINE!r}.format(i=i))
 sys.stdout.flush()
-ended = time.time()
-open(out, "w").write(f"{{started}} {{ended}}")
+ended, cpu = time.time(), time.process_time() - cpu
+open(out, "w").write(f"{{started}} {{ended}} {{cpu}}")
 """
 
 
@@ -79,14 +89,21 @@ def expected_bytes(lines: int) -> int:
     return sum(len(LINE.format(i=i)) + 1 for i in range(lines))
 
 
-def direct(script: Path, lines: int, out: Path, *, unbuffered: bool) -> float:
+def job_times(timing: Path) -> tuple[float, float, float]:
+    """(the job's first line, its seconds from there to its last line flushed, its CPU seconds
+    meanwhile) from the file the chatty job writes."""
+    started, ended, cpu = map(float, timing.read_text().split())
+    return started, ended - started, cpu
+
+
+def direct(script: Path, lines: int, out: Path, *, unbuffered: bool) -> tuple[float, float]:
+    """(seconds, CPU seconds) of the chatty job run outside the pool, its output to /dev/null."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     if unbuffered:
         env["PYTHONUNBUFFERED"] = "1"
     with open(os.devnull, "wb") as null:
         subprocess.run([PYTHON, str(script), str(lines), str(out)], stdout=null, env=env, check=True)
-    started, ended = map(float, out.read_text().split())
-    return ended - started
+    return job_times(out)[1:]
 
 
 def amplification(ws, client, seconds: float, rate: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -110,6 +127,21 @@ def amplification(ws, client, seconds: float, rate: float) -> dict[str, float]: 
             "sent_bytes": sent, "amplification": round(sent / (log + output), 4)}  # fmt: skip
 
 
+def quiet_run(ws, client, seconds: float, r: int) -> float:  # type: ignore[no-untyped-def]
+    """The agent's CPU seconds for a job that prints nothing and sleeps `seconds`."""
+    job = write_job(
+        ws.folder("jobs"),
+        f"quiet-{r}.yml",
+        f"command: {sys.executable} -c 'import time; time.sleep({seconds:.3f})'\n",
+    )
+    before = agents_cpu_s()
+    run = client.submit(job)
+    status = wait_until_done(client, run.id)
+    if status.state.value != "succeeded":
+        raise RuntimeError(f"{run.id} ended {status.state.value}: {status.reason}")
+    return agents_cpu_s() - before
+
+
 def main() -> None:
     def extra(parser):  # type: ignore[no-untyped-def]
         parser.add_argument("--lines", type=int, default=None, help="lines to print (default 200000)")
@@ -122,41 +154,54 @@ def main() -> None:
     seconds = args.seconds or (3.0 if args.quick else 60.0)
     size = expected_bytes(lines)
     plain, unbuffered, pool, arrival = [], [], [], []
+    cpu: dict[str, list[float]] = {"chatty": [], "quiet": []}
+    job_cpu: dict[str, list[float]] = {"outside_unbuffered": [], "pool": []}
     with workspace(count_requests=True) as ws, local_pool(1):
         client = ws.client()
         code = ws.folder("code")
         (code / "printer.py").write_text(SCRIPT)
+        quiet_run(ws, client, 0.1, -1)  # the agent's first job imports what jobs need: not counted
         for r in range(rounds):
-            plain.append(direct(code / "printer.py", lines, ws.root / "direct.txt", unbuffered=False))
-            unbuffered.append(direct(code / "printer.py", lines, ws.root / "direct.txt", unbuffered=True))
+            plain.append(direct(code / "printer.py", lines, ws.root / "direct.txt", unbuffered=False)[0])
+            seconds_outside, cpu_outside = direct(
+                code / "printer.py", lines, ws.root / "direct.txt", unbuffered=True
+            )
+            unbuffered.append(seconds_outside)
+            job_cpu["outside_unbuffered"].append(round(cpu_outside, 3))
             timing = ws.root / f"pool-{r}.txt"
             job = write_job(
                 ws.folder("jobs"), f"logs-{r}.yml",
                 f"command: {sys.executable} printer.py {lines} {timing}\ncode: {code}\n",
             )  # fmt: skip
+            cpu_before = agents_cpu_s()
             run = client.submit(job)
             blob = f"{run.ref.logs_prefix(1)}node-0.txt"
             arrived = None
             while arrived is None:
                 try:
-                    if client.store.size(RUNS, blob) >= size:
+                    if timing.exists() and client.store.size(RUNS, blob) >= size:
                         arrived = time.time()
                 except NotFoundError:
                     pass
                 time.sleep(0.05)
             status = wait_until_done(client, run.id)
+            cpu["chatty"].append(round(agents_cpu_s() - cpu_before, 3))
             if status.state.value != "succeeded":
                 raise RuntimeError(f"{run.id} ended {status.state.value}: {status.reason}")
-            started, ended = map(float, timing.read_text().split())
-            pool.append(ended - started)
+            started, seconds_pool, cpu_pool = job_times(timing)
+            pool.append(seconds_pool)
+            job_cpu["pool"].append(round(cpu_pool, 3))
             arrival.append(arrived - started)
+            cpu["quiet"].append(round(quiet_run(ws, client, seconds_pool, r), 3))
             progress(
                 f"round {r + 1}: /dev/null {plain[-1]:.3f} s (unbuffered {unbuffered[-1]:.3f} s), "
-                f"pool {pool[-1]:.3f} s, in the store after {arrival[-1]:.3f} s"
+                f"pool {pool[-1]:.3f} s, in the store after {arrival[-1]:.3f} s; agent CPU "
+                f"{cpu['chatty'][-1]:.3f} s (a quiet run as long: {cpu['quiet'][-1]:.3f} s)"
             )
         amplified = amplification(ws, client, seconds, 1_000_000)
         progress(f"writer: {amplified}")
     base, value = statistics.median(unbuffered), statistics.median(pool)
+    output_cpu = statistics.median(cpu["chatty"]) - statistics.median(cpu["quiet"])
     slowdown = value / base - 1
     emit(
         Result(
@@ -177,6 +222,12 @@ def main() -> None:
                 "writer": {"seconds": seconds, "rate_bytes_per_s": 1_000_000, **amplified},
                 "slowdown_vs_devnull_as_a_user_runs_it": round(value / statistics.median(plain) - 1, 4),
                 "lines_per_s_to_store": round(lines / statistics.median(arrival)),
+                "agent_cpu_s": cpu,
+                "agent_cpu_s_per_mb": round(output_cpu / (size / 1e6), 5),
+                "job_cpu_s": job_cpu,
+                "job_cpu_ratio": round(
+                    statistics.median(job_cpu["pool"]) / statistics.median(job_cpu["outside_unbuffered"]), 4
+                ),
                 "job_s": {"outside_unbuffered": unbuffered, "outside_as_a_user_runs_it": plain, "pool": pool},
                 "store_arrival_s": arrival,
             },

@@ -27,8 +27,8 @@ from _common import (
     PYTHON,
     REPO,
     Result,
+    agents_cpu_s,
     arguments,
-    cpu_seconds,
     emit,
     local_pool,
     progress,
@@ -38,7 +38,6 @@ from _common import (
 )
 
 from jobrunner.azurite import free_port
-from jobrunner.localpool import read_local_pool
 
 GOAL_RATIO = 1.03
 EXAMPLE = REPO / "examples" / "ddp"
@@ -78,12 +77,6 @@ def two_torchruns(steps: int) -> float:
         if any(p.returncode for p in procs):
             raise RuntimeError(f"two torchruns failed: {logs[0].read_text()[-2000:]}")
         return float(json.loads((Path(out) / "metrics.json").read_text())["seconds"])
-
-
-def agents_cpu_s() -> float:
-    """CPU seconds the local pool's agent processes have used so far (their jobs not included)."""
-    pool = read_local_pool("local")
-    return sum(cpu_seconds(a.pid) for a in pool.running()) if pool else 0.0
 
 
 def on_pool(client, steps: int, download_to: Path) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]

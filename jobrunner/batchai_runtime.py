@@ -171,18 +171,36 @@ class StreamIndex:
 
     def __init__(self, shipper: LogShipper, spool: Path, prefix: str) -> None:
         self._shipper, self._spool, self._prefix = shipper, spool, prefix
-        self._last: dict[str, tuple[str, int]] = {}  # log -> (stream of its last chunk, merged length)
+        self._logs: dict[str, _Switches | None] = {}  # None: a log without a Batch AI name
 
     def __call__(self, log_name: str, stream: str, data: bytes) -> None:
-        if not data or batchai_log_id(log_name) is None:
+        if not data:
             return
-        key = f"{log_name}{STREAMS_SUFFIX}"
-        last, length = self._last.get(log_name, ("", 0))
-        if last == "":
+        switches = self._logs[log_name] if log_name in self._logs else self._open(log_name)
+        if switches is None:
+            return
+        if stream != switches.stream:
+            self._shipper.write_chunk(switches.key, f"{stream} {switches.length}\n".encode())
+            switches.stream = stream
+        switches.length += len(data)
+
+    def _open(self, log_name: str) -> _Switches | None:
+        switches = None
+        if batchai_log_id(log_name) is not None:
+            key = f"{log_name}{STREAMS_SUFFIX}"
             self._shipper.open_stream(key, self._spool / key, f"{self._prefix}{key}")
-        if stream != last:
-            self._shipper.write_chunk(key, f"{stream} {length}\n".encode())
-        self._last[log_name] = (stream, length + len(data))
+            switches = _Switches(key)
+        self._logs[log_name] = switches
+        return switches
+
+
+class _Switches:
+    """Where one process's merged log stands: the stream of its last chunk and its length."""
+
+    __slots__ = ("key", "length", "stream")
+
+    def __init__(self, key: str) -> None:
+        self.key, self.stream, self.length = key, "", 0
 
 
 def batchai_log_views(store: Store, ref: RunRef) -> dict[str, bytes]:

@@ -4,9 +4,10 @@ or a cancel, and name the earliest failure as the root cause.
 
 Output goes to the sink as the chunks read from each pipe (`LogSink`), never split into
 lines on the way: the spool and the per-process files only append bytes. Lines are cut only
-where something needs lines (`LineSplitter`: the stderr tail for the failure reason, a
-caller's `ByLine` adapter), each at most `MAX_LINE_BYTES`, so a job printing a 200 MB line
-without a newline costs a few reads and 64 KiB of memory, not a quadratic join.
+where something needs lines (`TailLines`: the last lines of stderr for the failure reason,
+cut from the end of each chunk only; `LineSplitter`: a caller's `ByLine` adapter), each at
+most `MAX_LINE_BYTES`, so a job printing a 200 MB line without a newline costs a few reads
+and 64 KiB of memory, not a quadratic join.
 
 Each process gets its own process group (session), so stopping one stops the whole tree it
 started (torchrun's workers, mpirun's ranks, a shell's children): SIGTERM to the group, then
@@ -51,7 +52,11 @@ GRACE_S = 30.0  # torchelastic's: what a process gets between SIGTERM and SIGKIL
 _TAIL_LINES = 20
 MAX_LINE_BYTES = 64 * 1024  # a longer line is cut there where lines are needed (the rest is dropped)
 PIPE_BYTES = 1 << 20  # each output pipe's size (Linux's default is 64 KiB)
-READ_NAP_S = 0.02  # a drained pipe is read again after this (see `_pump`)
+# A drained pipe is read again after this (see `_pump`), for a PIPE_BYTES pipe; after a read
+# of at most TRICKLE_BYTES (a line or a few), after READ_NAP_LONG_S.
+READ_NAP_S = 0.02
+READ_NAP_LONG_S = 0.05
+TRICKLE_BYTES = 4096
 POLL_S = 0.05  # how often the launcher looks at its processes' exits, the deadline and a cancel
 
 
@@ -105,6 +110,33 @@ class LineSplitter:
     def end(self) -> None:
         if self._pending:
             self._flush()
+
+
+class TailLines(LineSplitter):
+    """Keeps the last lines of a byte stream in `lines` (a deque with a `maxlen`), cut like
+    `LineSplitter`'s, splitting only the end of each chunk: a chunk of ten thousand lines
+    costs one `rsplit`, not a line object each."""
+
+    def __init__(self, lines: collections.deque[bytes], cap: int = MAX_LINE_BYTES) -> None:
+        assert lines.maxlen is not None
+        super().__init__(lines.append, cap)
+        self.lines = lines
+        self._keep = lines.maxlen
+
+    def feed(self, data: bytes) -> None:
+        parts = data.rsplit(b"\n", self._keep + 1)
+        if len(parts) > self._keep + 1:
+            # at least `maxlen` whole lines after the first part: it and the pending line are gone
+            del parts[0]
+            self._pending.clear()
+        else:
+            self._add(parts.pop(0))
+            if parts:
+                self._flush()
+        if parts:
+            *whole, rest = parts
+            self.lines.extend(line[: self._cap].removesuffix(b"\r") for line in whole)
+            self._add(rest)
 
 
 class ByLine:
@@ -337,13 +369,11 @@ def _start(
     running = _Running(plan, popen, time.time(), error_file)
     threading.Thread(target=running.wait, daemon=True, name=f"wait-{i}").start()
     assert popen.stdout is not None and popen.stderr is not None
-    _widen(popen.stdout)
-    _widen(popen.stderr)
     for name, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
         tail = running.tail if name == "stderr" else None
         t = threading.Thread(
             target=_pump,
-            args=(pipe, plan.log_name, name, sink, lock, tail),
+            args=(pipe, plan.log_name, name, sink, lock, tail, _widen(pipe)),
             daemon=True,
             name=f"log-{i}-{name}",
         )
@@ -365,10 +395,15 @@ def process_argv(plan: ProcessPlan, user: JobUser | None) -> tuple[list[str], di
     return argv, {"user": user.uid, "group": user.gid, "extra_groups": []}
 
 
-def _widen(pipe: IO[bytes]) -> None:
-    """Ask the kernel for a PIPE_BYTES pipe (Linux; elsewhere, or when refused, it stays as is)."""
+def _widen(pipe: IO[bytes]) -> int:
+    """Ask the kernel for a PIPE_BYTES pipe (Linux; elsewhere, or when refused, it stays as is:
+    a user over `pipe-user-pages-soft` gets one page); returns its size as it is."""
     with contextlib.suppress(OSError, AttributeError):
         fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    try:
+        return int(fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ))
+    except (OSError, AttributeError):
+        return 1 << 16  # Linux's default
 
 
 def _pump(
@@ -378,28 +413,41 @@ def _pump(
     sink: LogSink,
     lock: threading.Lock,
     tail: collections.deque[bytes] | None,
+    pipe_bytes: int = PIPE_BYTES,
 ) -> None:
-    """Read `pipe` to its end into `sink`, chunk by chunk (and lines into the stderr tail).
+    """Read `pipe` (of `pipe_bytes`) to its end into `sink`, chunk by chunk (and the last
+    lines into the stderr tail).
 
-    Reads take whatever the pipe holds; once it is drained the reader naps `READ_NAP_S`
-    so that a job printing a line per training step wakes it a few dozen times a second
-    rather than once per line (its CPU comes out of the job's on a busy node). The widened
-    pipe holds what a fast writer sends meanwhile, so the writer does not wait for the nap.
+    Reads take whatever the pipe holds; unless that filled half of it, the reader naps
+    `READ_NAP_S` (`READ_NAP_LONG_S` after a trickle of at most `TRICKLE_BYTES`) so that a job
+    printing a line per training step wakes it a few dozen times a second rather than once
+    per line (its CPU comes out of the job's on a busy node). The widened pipe holds what a
+    fast writer sends meanwhile (20 MB/s for 50 ms), so the writer does not wait for the
+    nap; a pipe the kernel would not widen gets naps as much shorter as it is smaller.
     """
     fd = pipe.fileno()
-    lines = LineSplitter(tail.append) if tail is not None else None
+    lines = TailLines(tail) if tail is not None else None
     with pipe:
-        while chunk := os.read(fd, PIPE_BYTES):
+        while chunk := os.read(fd, pipe_bytes):
             if lines is not None:
                 lines.feed(chunk)
             with lock:
                 sink(log_name, stream, chunk)
-            if len(chunk) < PIPE_BYTES // 2:
-                time.sleep(READ_NAP_S)
+            if nap := nap_after(len(chunk), pipe_bytes):
+                time.sleep(nap)
         if lines is not None:
             lines.end()
         with lock:
             sink(log_name, stream, b"")
+
+
+def nap_after(read: int, pipe_bytes: int) -> float:
+    """Seconds `_pump` waits after a read of `read` bytes from a pipe of `pipe_bytes`: none
+    when the read took half the pipe or more (a fast writer: read again at once), the long nap
+    after a trickle, else the short one; both shorter in proportion for a smaller pipe."""
+    if read >= pipe_bytes // 2:
+        return 0.0
+    return (READ_NAP_LONG_S if read <= TRICKLE_BYTES else READ_NAP_S) * pipe_bytes / PIPE_BYTES
 
 
 def _stop(running: list[_Running], grace_s: float) -> None:

@@ -1,15 +1,22 @@
 """Job logs: spooled to local disk first, shipped to append blobs in batches, each byte once.
 
 Writers (the launcher's output threads) only append to a local spool file per stream, by
-the chunk read from the pipe (`write_chunk`: one `write` call, no decoding, no line
+the chunk read from the pipe (`write_chunk`: one `write` call, no lock, no decoding, no line
 splitting): no network call on the job's output path, so a chatty job is not slowed down
-and a store outage loses nothing. A shipper thread wakes every `interval_s`, and for each
+and a store outage loses nothing. The spool is opened to append (`O_APPEND`), so writers of
+one stream on several threads (the agent's notes) never overwrite each other, and the
+shipper takes the spool's length from the file itself rather than from a count the writers
+would have to keep under a lock. A shipper thread wakes every `interval_s`, and for each
 stream sends whatever the spool holds beyond what it already shipped, in appends of at most
 4 MiB (the service's limit per append block). A failed append is retried on the next round
 from the same offset; `close()` ships the rest and reports whether everything made it. Each
 append is conditioned on the blob's length (`Store.append(at=...)`), so an append that
 landed but whose answer was lost (a timeout, the store going down mid-request) is never sent
-twice. Nothing is ever uploaded again as a whole.
+twice. When the answers to every try of an append were lost, the round gives up on it
+although it landed, and the next round, sending more from the same offset, meets a longer
+blob: the shipper then reads what is there beyond that offset, and when it is the spool's
+bytes, goes on after it (a log would otherwise stay stuck there for good). Nothing is ever
+uploaded again as a whole.
 
 A stream is a local file and a blob: by default `<spool>/<stream>.txt` and
 `<prefix><stream>.txt`; `open_stream` names both (the per-process stream indexes that Batch
@@ -26,8 +33,9 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-from jobrunner.errors import NotFoundError, StoreError
+from jobrunner.errors import ConflictError, NotFoundError, StoreError
 from jobrunner.store import MAX_APPEND_BLOCK, RUNS, Store
 
 
@@ -38,9 +46,12 @@ class _Stream:
         path.parent.mkdir(parents=True, exist_ok=True)
         # unbuffered: a chunk is one write(2), and the shipper sees every byte written so far
         self.file = open(path, "ab", buffering=0)  # noqa: SIM115 - open for the stream's life
-        self.lock = threading.Lock()
-        self.written = os.fstat(self.file.fileno()).st_size  # an older spool of it goes up too
-        self.shipped = 0
+        self.shipped = 0  # an older spool of it goes up too
+
+    def size(self) -> int:
+        """The spool's length now: every write(2) that returned, and maybe the start of one
+        under way (shipped now, its rest next round: bytes go up in order all the same)."""
+        return self.path.stat().st_size if self.file.closed else os.fstat(self.file.fileno()).st_size
 
 
 class LogShipper:
@@ -74,6 +85,9 @@ class LogShipper:
                 self._streams[name] = _Stream(path, blob)
 
     def _stream(self, name: str) -> _Stream:
+        stream = self._streams.get(name)  # a dict read is atomic: the lock only guards adding
+        if stream is not None:
+            return stream
         with self._lock:
             stream = self._streams.get(name)
             if stream is None:
@@ -84,12 +98,8 @@ class LogShipper:
 
     def write_chunk(self, name: str, data: bytes) -> None:
         """Append `data` to stream `name` as it is (one write); no store I/O here."""
-        if not data:
-            return
-        stream = self._stream(name)
-        with stream.lock:
-            stream.file.write(data)
-            stream.written += len(data)
+        if data:
+            self._stream(name).file.write(data)
 
     def write(self, name: str, text: str) -> None:
         """Append a line of text to stream `name` (adding a newline when missing)."""
@@ -118,10 +128,8 @@ class LogShipper:
                 streams = list(self._streams.values())
             ok = True
             for stream in streams:
-                with stream.lock:
-                    size = stream.written
                 try:
-                    self._ship_stream(stream, size)
+                    self._ship_stream(stream, stream.size())
                 except StoreError:
                     ok = False
             return ok
@@ -130,14 +138,33 @@ class LogShipper:
         if size <= stream.shipped:
             return
         with open(stream.path, "rb") as f:
-            f.seek(stream.shipped)
             while stream.shipped < size:
+                f.seek(stream.shipped)
                 chunk = f.read(min(MAX_APPEND_BLOCK, size - stream.shipped))
                 if not chunk:
                     break
-                # at the length shipped so far: a retried append never lands twice
-                self._store.append(RUNS, stream.blob, chunk, at=stream.shipped)
+                try:
+                    # at the length shipped so far: a retried append never lands twice
+                    self._store.append(RUNS, stream.blob, chunk, at=stream.shipped)
+                except ConflictError:
+                    stream.shipped = self._landed(stream, f)
+                    continue
                 stream.shipped += len(chunk)
+
+    def _landed(self, stream: _Stream, spool: BinaryIO) -> int:
+        """How far the blob really goes when an append met another length: an append of an
+        earlier round that landed although the store's answers to all its tries were lost
+        (the round gave up on it, and this round sent more from the same offset). The blob's
+        bytes beyond what was known shipped must be the spool's; ConflictError otherwise."""
+        landed, _ = self._store.get(RUNS, stream.blob, offset=stream.shipped)
+        spool.seek(stream.shipped)
+        if not landed or spool.read(len(landed)) != landed:
+            raise ConflictError(
+                f"log blob {RUNS}/{stream.blob} holds {len(landed)} byte(s) after offset "
+                f"{stream.shipped} that the spool {stream.path} does not",
+                fix="another writer appends to this log blob: give each node its own log names",
+            )
+        return stream.shipped + len(landed)
 
     def close(self) -> bool:
         """Stop the thread, ship the rest, close the spool files. False if some could not be shipped."""

@@ -19,6 +19,7 @@ BENCHMARKS = (
     "overhead",
     "staging",
     "logs",
+    "logpath",
     "preempt",
     "plan",
     "agent",

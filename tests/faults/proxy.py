@@ -3,6 +3,7 @@
     with FaultyProxy(blob_port) as proxy:
         store = Store.connect(connection_string(proxy.port, queue_port))
         proxy.lose_answer_to(b"comp=appendblock")   # the next such request lands, its answer is lost
+        proxy.lose_answer_to(b".streams?comp=appendblock", times=8)  # the next 8 such, each
         proxy.set_down(True)                        # every connection refused or cut, until False
         proxy.set_rate(8 << 20)                     # requests go up at 8 MiB/s at most, in all
         proxy.relayed                               # request bytes passed on so far
@@ -26,6 +27,7 @@ class FaultyProxy:
         self.port = int(self._listener.getsockname()[1])
         self._lock = threading.Lock()
         self._lose: bytes | None = None
+        self._lose_times = 0
         self._down = False
         self._open: set[socket.socket] = set()
         self.lost_answers = 0
@@ -43,10 +45,11 @@ class FaultyProxy:
         self._listener.close()
         self.set_down(True)
 
-    def lose_answer_to(self, marker: bytes) -> None:
-        """The next request containing `marker` reaches the store; its answer never comes back."""
+    def lose_answer_to(self, marker: bytes, *, times: int = 1) -> None:
+        """The next `times` requests containing `marker` reach the store; their answers never
+        come back (counted in `lost_answers`)."""
         with self._lock:
-            self._lose = marker
+            self._lose, self._lose_times = marker, times
 
     def set_down(self, down: bool) -> None:
         """Down: open connections are cut and new ones closed at once (connection errors)."""
@@ -94,7 +97,9 @@ class FaultyProxy:
         while data := _recv(client):
             with self._lock:
                 if self._lose is not None and self._lose in data:
-                    self._lose = None
+                    self._lose_times -= 1
+                    if self._lose_times <= 0:
+                        self._lose = None
                     lose.set()
             self._throttle(len(data))
             with contextlib.suppress(OSError):

@@ -1,7 +1,8 @@
 """The node's data path on a real agent over Azurite: every log byte reaches the store once
-(the merged log, of which Batch AI's per-process files are a view, even when the store's
-answers to appends get lost), and a Preempt during a large output upload stops the job at once,
-then flushes the checkpoint it wrote on SIGTERM before the rest of the upload."""
+(the merged log, and Batch AI's per-process files, a view of it by its stream index, even
+when the store's answers to appends get lost, and when the store gave up on one), and a
+Preempt during a large output upload stops the job at once, then flushes the checkpoint it
+wrote on SIGTERM before the rest of the upload."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from jobrunner.azurite import connection_string
 from jobrunner.status import RunRef, read_status
-from jobrunner.store import RUNS, Store
+from jobrunner.store import RUNS, Retry, Store
 from tests.faults.events_server import ScheduledEventsServer
 from tests.faults.pool import FaultPool, wait_for
 from tests.faults.proxy import FaultyProxy
@@ -91,15 +92,33 @@ def test_every_log_byte_goes_up_once_even_when_answers_are_lost(
     assert [x for x in merged if x.startswith("err ")] == [f"err {i}" for i in range(1, LINES + 1)]
 
 
-def test_batchai_files_are_a_view_of_the_merged_log_each_line_once(azurite: str, tmp_path: Path) -> None:
+def test_batchai_files_stay_a_view_of_the_merged_log_when_the_store_gives_up_on_an_index_append(
+    azurite: str, proxy: FaultyProxy, tmp_path: Path
+) -> None:
+    """Every try of an append to the stream index lands unheard, so the agent's store gives up
+    on it; the job writes on, and the next round must find the bytes landed and go on from there
+    (it used to stay stuck at that offset: the view lost its tail)."""
     store = Store.connect(azurite)
-    pool = FaultPool(azurite, tmp_path / "home", "views", 1)
-    job = numbered_job(tmp_path)
+    pool = FaultPool(connection_string(proxy.port, ports(azurite)[1]), tmp_path / "home", "views", 1)
+    go, half = tmp_path / "go", LINES // 2
+    job = tmp_path / "numbered.yml"
+    job.write_text(
+        f'command: for i in $(seq 1 {LINES}); do echo "out $i"; echo "err $i" >&2; '
+        f"if [ $i = {half} ]; then while [ ! -e {go} ]; do sleep 0.05; done; fi; sleep 0.01; done\n"
+    )
+    tries = Retry().attempts  # the agents' store tries each call this often, then gives up
+    proxy.lose_answer_to(b".streams?comp=appendblock", times=tries)
     refs: list[RunRef] = []
     with running(pool, refs):
         run, ref = submit(pool, job, refs)
+        wait_for("the agent's store giving up on an index append", lambda: proxy.lost_answers >= tries, 120)
+        go.touch()  # the rest of the job's lines: the index grows past what the lost append held
         final = pool.cli.wait_state(run, {"succeeded", "failed", "canceled"}, timeout=120)
+        logs = pool.cli.run("logs", run, check=True).stdout
     assert final["state"] == "succeeded", final
+    merged = [line.split("| ", 1)[1] for line in logs.splitlines() if line.startswith("node-0| ")]
+    for word in ("out", "err"):
+        assert [x for x in merged if x.startswith(f"{word} ")] == [f"{word} {i}" for i in range(1, LINES + 1)]
     # no copy in the store: `jobrunner outputs` cuts them out of the merged log by its index
     assert not [b.name for b in store.list(RUNS, ref.outputs_prefix("logs")) if "-wk-" in b.name]
     pool.cli.run("outputs", run, "--download", str(tmp_path / "out"), check=True)

@@ -5,12 +5,27 @@ not wait for the reader."""
 
 from __future__ import annotations
 
+import collections
 import sys
 import threading
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from jobrunner.api import LaunchPlan, ProcessPlan
-from jobrunner.launch import MAX_LINE_BYTES, PIPE_BYTES, ByLine, LineSplitter, run_plan
+from jobrunner.launch import (
+    MAX_LINE_BYTES,
+    PIPE_BYTES,
+    READ_NAP_LONG_S,
+    READ_NAP_S,
+    TRICKLE_BYTES,
+    ByLine,
+    LineSplitter,
+    TailLines,
+    nap_after,
+    run_plan,
+)
 
 WRITER = """
 import os, sys, time
@@ -91,3 +106,45 @@ def test_the_line_splitter_cuts_long_lines_and_keeps_the_rest_whole() -> None:
         splitter.feed(piece)
     splitter.end()
     assert lines == [b"abcd", b"gh", b"", b"long", b"end"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.lists(st.sampled_from([b"a", b"bc", b"\n", b"\r", b"\r\n", b"long-line-"]), max_size=80).map(
+        b"".join
+    ),
+    cuts=st.lists(st.integers(0, 200), max_size=8),
+    keep=st.integers(1, 4),
+    cap=st.integers(1, 12),
+)
+def test_the_tail_keeps_the_last_lines_the_splitter_gives_however_the_chunks_fall(
+    text: bytes, cuts: list[int], keep: int, cap: int
+) -> None:
+    every: list[bytes] = []
+    splitter = LineSplitter(every.append, cap=cap)
+    tail = TailLines(collections.deque(maxlen=keep), cap=cap)
+    edges = sorted({0, len(text), *(c for c in cuts if c < len(text))})
+    for start, end in zip(edges, edges[1:], strict=False):
+        splitter.feed(text[start:end])
+        tail.feed(text[start:end])
+    splitter.end()
+    tail.end()
+    assert list(tail.lines) == every[-keep:]
+
+
+def test_the_tail_of_a_chunk_of_many_lines_is_cut_from_its_end_only() -> None:
+    tail = TailLines(collections.deque(maxlen=2))
+    tail.feed(b"half a li")
+    tail.feed(b"ne\n" + b"".join(b"line %d\n" % i for i in range(100_000)) + b"and the st")
+    tail.feed(b"art of one\n")
+    tail.end()
+    assert list(tail.lines) == [b"line 99999", b"and the start of one"]
+
+
+def test_the_reader_naps_longer_after_a_trickle_never_after_a_big_read_and_less_on_a_small_pipe() -> None:
+    assert nap_after(80, PIPE_BYTES) == READ_NAP_LONG_S  # a line: wait for more before reading again
+    assert nap_after(TRICKLE_BYTES + 1, PIPE_BYTES) == READ_NAP_S
+    assert nap_after(PIPE_BYTES // 2, PIPE_BYTES) == 0  # a fast writer: read again at once
+    # a pipe the kernel would not widen fills 16 times sooner: the writer must not wait on a nap
+    assert nap_after(80, 1 << 16) == READ_NAP_LONG_S / 16
+    assert nap_after(1 << 15, 1 << 16) == 0

@@ -4,6 +4,7 @@ store is down)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,31 @@ def test_lines_arrive_in_order_per_stream_and_the_reader_follows(azurite: str, t
     assert len(node) < 1000  # spooled chunks go up together, not an append per write
 
 
+def test_writers_of_one_stream_on_several_threads_lose_and_mix_no_line(azurite: str, tmp_path: Path) -> None:
+    """Writes take no lock: the spool appends (O_APPEND) and the shipper reads its length from
+    the file, so threads writing one stream while rounds ship it lose nothing."""
+    store = Store.connect(azurite)
+    shipper = LogShipper(store, "ship/8/logs/", tmp_path, interval_s=0.01)
+    shipper.start()
+
+    def writer(t: int) -> None:
+        for i in range(2000):
+            shipper.write("agent.n0", f"thread {t} note {i}")
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert shipper.close()
+    lines = store.get(RUNS, "ship/8/logs/agent.n0.txt")[0].decode().splitlines()
+    for t in range(4):
+        assert [x for x in lines if x.startswith(f"thread {t} ")] == [
+            f"thread {t} note {i}" for i in range(2000)
+        ]
+    assert len(lines) == 8000
+
+
 def test_a_big_burst_goes_in_blocks_of_at_most_4_mib(azurite: str, tmp_path: Path) -> None:
     store = Appends(Store.connect(azurite))
     shipper = LogShipper(store, "ship/2/logs/", tmp_path, interval_s=60)
@@ -68,6 +94,7 @@ def test_a_big_burst_goes_in_blocks_of_at_most_4_mib(azurite: str, tmp_path: Pat
     for _ in range(6000):  # 6,000,000 bytes: a full block and the rest
         shipper.write_chunk("chatty", line)
     assert shipper.close()
+    assert shipper.close()  # a second close has nothing left to send
     assert store.of("ship/2/logs/chatty.txt") == [
         (MAX_APPEND_BLOCK, 0),
         (6_000_000 - MAX_APPEND_BLOCK, MAX_APPEND_BLOCK),
@@ -96,12 +123,19 @@ def test_nothing_is_lost_while_the_store_is_down(tmp_path: Path) -> None:
         server.stop()
 
 
+def proxied(azurite: str) -> tuple[FaultyProxy, int]:
+    """A FaultyProxy in front of Azurite's blob port, and Azurite's queue port."""
+    parts = dict(part.split("=", 1) for part in azurite.split(";") if "=" in part)
+    blob_port, queue_port = (
+        int(parts[k].rsplit(":", 1)[1].split("/")[0]) for k in ("BlobEndpoint", "QueueEndpoint")
+    )
+    return FaultyProxy(blob_port), queue_port
+
+
 def test_an_append_whose_answer_was_lost_is_not_sent_twice(azurite: str, tmp_path: Path) -> None:
     direct = Store.connect(azurite)
-    parts = dict(part.split("=", 1) for part in azurite.split(";") if "=" in part)
-    blob_port = int(parts["BlobEndpoint"].rsplit(":", 1)[1].split("/")[0])
-    queue_port = int(parts["QueueEndpoint"].rsplit(":", 1)[1].split("/")[0])
-    with FaultyProxy(blob_port) as proxy:
+    proxy, queue_port = proxied(azurite)
+    with proxy:
         store = Appends(Store.connect(connection_string(proxy.port, queue_port), retry=Retry(base_s=0.05)))
         shipper = LogShipper(store, "ship/4/logs/", tmp_path, interval_s=3600)
         lines = [f"line {i}\n".encode() for i in range(50)]
@@ -115,6 +149,39 @@ def test_an_append_whose_answer_was_lost_is_not_sent_twice(azurite: str, tmp_pat
     data, _ = direct.get(RUNS, "ship/4/logs/node-0.txt")
     assert data == b"".join(lines)  # every line once, in order
     assert contiguous(store.of("ship/4/logs/node-0.txt"))
+
+
+def test_an_append_given_up_after_every_answer_was_lost_is_found_landed_next_round(
+    azurite: str, tmp_path: Path
+) -> None:
+    """The store gave up on an append (no try was answered) though its first try landed; the
+    next round sends more from the same offset, meets the longer blob, and goes on after what
+    landed instead of failing there for good."""
+    direct = Store.connect(azurite)
+    proxy, queue_port = proxied(azurite)
+    with proxy:
+        retry = Retry(attempts=3, base_s=0.05)
+        store = Appends(Store.connect(connection_string(proxy.port, queue_port), retry=retry))
+        shipper = LogShipper(store, "ship/6/logs/", tmp_path, interval_s=3600)
+        first, second = b"landed, never heard of\n", b"written after the store gave up\n"
+        shipper.write_chunk("node-0", first)
+        proxy.lose_answer_to(b"comp=appendblock", times=retry.attempts)  # every try of the append
+        assert shipper.ship() is False
+        assert proxy.lost_answers == retry.attempts
+        assert direct.get(RUNS, "ship/6/logs/node-0.txt")[0] == first  # it landed all the same
+        shipper.write_chunk("node-0", second)
+        assert shipper.close()
+    assert direct.get(RUNS, "ship/6/logs/node-0.txt")[0] == first + second  # each byte once
+    assert store.of("ship/6/logs/node-0.txt")[-2:] == [(len(first + second), 0), (len(second), len(first))]
+
+
+def test_a_blob_holding_bytes_the_spool_does_not_is_refused(azurite: str, tmp_path: Path) -> None:
+    store = Store.connect(azurite)
+    store.append(RUNS, "ship/7/logs/node-0.txt", b"someone else's\n", at=0)
+    shipper = LogShipper(store, "ship/7/logs/", tmp_path, interval_s=3600)
+    shipper.write_chunk("node-0", b"mine\n")
+    assert shipper.close() is False  # kept in the spool, never written after another's bytes
+    assert store.get(RUNS, "ship/7/logs/node-0.txt")[0] == b"someone else's\n"
 
 
 def test_the_bytes_on_the_wire_are_the_bytes_of_the_log(azurite: str, tmp_path: Path) -> None:
