@@ -244,10 +244,13 @@ class Agent:
         try:
             while not stop.is_set():
                 now = time.monotonic()
-                if self._take_results():
+                ended = self._take_results()
+                if ended:
                     next_node = now
                 if now >= next_node:
                     next_node = now + self.node.step(now)
+                if ended and self.config.doorbell is not None:
+                    ring(self.config.doorbell.parent)  # a local pool's leader settles it now
                 if now >= next_lead:
                     next_lead = now + self.leader.step(now, idle=True)
                 if self._sleep(min(next_node, next_lead) - time.monotonic(), stop, bell):

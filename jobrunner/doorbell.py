@@ -1,17 +1,19 @@
-"""A doorbell for agents on one machine: a submit wakes the idle agents of a local pool at
-once, instead of leaving the job in the queue until their next poll.
+"""A doorbell for agents on one machine: the agents of a local pool wake at once when there
+is something to look at, instead of at their next beat. A submit rings (the leader takes the
+submission in now), an assignment rings (the assigned nodes beat now and start it), and an
+attempt ending on a node rings (the leader settles it now).
 
     bell = Doorbell.open(folder / "local-0.sock")   # an agent, while it serves
     bell.wait(5.0, stop)                             # True when rung, False after 5 s or a stop
     ring(folder)                                     # a submit: wake every agent in `folder`
 
 Each agent binds a Unix datagram socket in the pool's doorbell folder; `ring` sends one byte
-to every socket there. A ring is only a hint: a woken agent polls the queue as it would have
+to every socket there. A ring is only a hint: a woken agent beats and passes as it would have
 anyway, so a lost ring (no agent listening, a full socket buffer) costs latency, never a
-job. Pools on Azure have no doorbell: polling the queue is how their agents learn of work.
+job. Pools on Azure have no doorbell: their beats and passes are how agents learn of work.
 
 Failure modes: `Doorbell.open` returns None when the socket cannot be bound (a path too
-long for a Unix socket, a read-only folder): the agent then only polls. `ring` never raises.
+long for a Unix socket, a read-only folder): the agent then only beats. `ring` never raises.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -64,9 +65,9 @@ def test_stop_ends_the_wait_and_stale_or_missing_bells_are_harmless(short_dir: P
 def test_a_submit_rings_the_idle_local_agent(
     azurite: str, short_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An agent that beats (and so sees new work) only every 30 s starts a submitted job at
-    once: the submit rings it, it takes the submission in as the pool's leader, assigns it, and
-    the assignment rings every agent of the pool to beat now."""
+    """An agent that beats (and so sees new work) and leads only every 30 s starts a submitted
+    job at once: the submit rings it, it takes the submission in as the pool's leader, assigns
+    it, and the assignment rings every agent of the pool to beat now."""
     monkeypatch.setenv(HOME_ENV, str(short_dir))
     store = Store.connect(azurite)
     write_pool_config(store, PoolConfig(name="bell", max_nodes=1))
@@ -75,6 +76,8 @@ def test_a_submit_rings_the_idle_local_agent(
     bell = doorbell_folder("bell") / "bell-0.sock"
     config = AgentSettings(pool="bell", name="bell-0", work_dir=tmp_path / "agent", doorbell=bell)
     config = config.with_timings(heartbeat_s=30)
+    # and the leader passes only every 30 s: only the rings can start the job within 15 s
+    config = replace(config, protocol=replace(config.protocol, pass_s=30))
     stop = threading.Event()
     agent = Agent(store, config)
     serving = threading.Thread(target=agent.serve, args=(stop,), daemon=True)
@@ -82,15 +85,16 @@ def test_a_submit_rings_the_idle_local_agent(
     try:
         # the agent leads the pool, has looked at the empty queue and waits 30 s, or a ring
         wait_for("the agent to lead and wait", lambda: agent.leader.leading and agent.node.idle, timeout=60)
-        time.sleep(1)
         job = tmp_path / "job.yml"
         job.write_text("command: echo rung\n")
         client = Client(store, pool="bell")
         run = client.submit(job)
-        deadline = time.monotonic() + 15  # half the agent's beat interval
-        while not client.status(run.id).state.terminal and time.monotonic() < deadline:
+        deadline = time.monotonic() + 15  # half the agent's beat and pass interval
+        while client.status(run.id).started_at is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert client.status(run.id).state.value == "succeeded"
+        assert client.status(run.id).started_at is not None, client.status(run.id)
+        # its end is concluded at the leader's next pass
+        wait_for("the run to succeed", lambda: client.status(run.id).state.value == "succeeded", timeout=90)
     finally:
         stop.set()
         serving.join(30)
