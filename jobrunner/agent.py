@@ -9,7 +9,8 @@ One loop, two roles (`jobrunner.scheduler.protocol`):
   attempt runs); an assignment from the leader shows as a failed ETag on the next beat, and
   the agent starts that attempt (`AttemptExecutor`, on its own thread: staging, launch, logs,
   preemption, the report in the run's status.json: `jobrunner.attempt`). When the attempt
-  ends the node beats at once, so the scheduler sees it on its next pass. A node cut off from
+  ends the node beats at once, so the scheduler sees it on its next pass (on a local pool
+  the doorbell, `jobrunner.doorbell`, makes that pass happen now). A node cut off from
   the store stops its attempt after `fence_s`; a restarted agent is a new incarnation and
   never re-enters an attempt it was in.
 - the leader (`Leader`): every agent tries for the pool's lease every `leader_try_s`; the
