@@ -21,7 +21,8 @@ from jobrunner.output_sync import OutputSync
 from jobrunner.poison import poison_queue, quarantine
 from jobrunner.pool_agent import NodeSetupError, node_setup_once
 from jobrunner.preempt import PreemptionWatch
-from jobrunner.registry import list_agents
+from jobrunner.scheduler.azure_store import AzurePoolStore
+from jobrunner.scheduler.report import read_nodes
 from jobrunner.spec import parse_job
 from jobrunner.status import RunRef
 from jobrunner.store import Store
@@ -162,7 +163,8 @@ def test_a_pool_nodes_agent_writes_journal_lines_at_its_configs_level(azurite: s
         )  # fmt: skip
     store = Store.connect(azurite)
     try:
-        wait_for(lambda: proc.poll() is not None or list_agents(store, "journal-pool"), timeout=60)
+        sched = AzurePoolStore(store, "journal-pool")
+        wait_for(lambda: proc.poll() is not None or read_nodes(sched), timeout=60)
         assert proc.poll() is None, journal.read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -181,6 +183,7 @@ def test_a_pool_nodes_agent_writes_journal_lines_at_its_configs_level(azurite: s
         for line in lines
     )
     assert any(line.startswith("<7>jobrunner.store: job store ") for line in lines)
+    assert any(line.startswith("<6>jobrunner.agent: agent vm-j serving pool journal-pool") for line in lines)
     assert any(line.startswith("<6>jobrunner.pool_agent: node vm-j at 127.0.0.1: ") for line in lines)
     key = azurite.split("AccountKey=", 1)[1].split(";", 1)[0]
     assert key not in journal.read_text()
