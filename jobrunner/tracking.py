@@ -33,11 +33,13 @@ from jobrunner import plan_env as V
 from jobrunner.api import JobState
 from jobrunner.errors import ConflictError, NotFoundError, TrackingError
 from jobrunner.spec import JobSpec
+from jobrunner.spec_safety import MLFLOW_ARTIFACTS_OUTPUT
 from jobrunner.status import RunRef
 from jobrunner.store import RUNS, Store
 
 RECORD_BLOB = "tracking.json"
 RUN_ID_TAG = "trainstack.run_id"  # the job run's id, on its MLflow run
+EXPERIMENT_TAG = "trainstack.experiment"  # the job run's experiment folder in the store
 POOL_TAG = "trainstack.pool"
 # What the pool sets under the job's own variables: plain `mlflow.log_metric` calls queue their
 # points and a background thread sends them in batches, one request a second, instead of one
@@ -139,6 +141,12 @@ def _call(uri: str, what: str, fn: Any) -> Any:
         ) from exc
 
 
+def artifacts_prefix(ref: RunRef) -> str:
+    """Where in the `runs` container a local pool keeps a job run's MLflow artifacts: a folder
+    of its outputs (`jobrunner.tracking_artifacts`), so they download with them."""
+    return ref.blob(f"outputs/{MLFLOW_ARTIFACTS_OUTPUT}")
+
+
 def record_blob(ref: RunRef) -> str:
     return ref.blob(RECORD_BLOB)
 
@@ -161,7 +169,7 @@ def open_tracking_run(store: Store, ref: RunRef, spec: JobSpec, uri: str, *, poo
     client = _client(uri)
     experiment = spec.experiment_name or ref.experiment
     experiment_id = _experiment_id(client, uri, experiment)
-    tags = {RUN_ID_TAG: ref.id, POOL_TAG: pool}
+    tags = {RUN_ID_TAG: ref.id, EXPERIMENT_TAG: ref.experiment, POOL_TAG: pool}
     created = _call(
         uri,
         "creating the run",
