@@ -45,6 +45,14 @@ POOL_TAG = "trainstack.pool"
 # points and a background thread sends them in batches, one request a second, instead of one
 # request per call inside the training loop (`bench/metrics.py`). A job may set either itself.
 LOGGING_DEFAULTS = {"MLFLOW_ENABLE_ASYNC_LOGGING": "true", "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1"}
+# Each `mlflow.log_metric` call builds two MlflowClients, and each of those looks for the model
+# registry in an active Spark session unless MLFLOW_REGISTRY_URI is set: a failed
+# `import pyspark`, searched again along sys.path on every call (most of a call's time,
+# `bench/metrics.py`). The registry is the tracking server, MLflow's own default for it. The
+# usage telemetry MLflow sends to its makers wraps every call too, and a node need not reach
+# the internet: off. A job may set either itself.
+DISABLE_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+
 # How a concluded job run ends its MLflow run (MLflow's RunStatus names).
 FINAL_STATUS = {JobState.SUCCEEDED: "FINISHED", JobState.FAILED: "FAILED", JobState.CANCELED: "KILLED"}
 
@@ -214,12 +222,19 @@ def tracking_env(record: TrackingRecord) -> dict[str, str]:
     }
 
 
+def tracking_defaults(record: TrackingRecord) -> dict[str, str]:
+    """What the pool sets for a tracked job under the job's own variables: asynchronous
+    logging, the registry URI and telemetry off (see `LOGGING_DEFAULTS`, `DISABLE_TELEMETRY`)."""
+    return {**LOGGING_DEFAULTS, **DISABLE_TELEMETRY, V.MLFLOW_REGISTRY_URI: record.uri}
+
+
 def with_tracking(spec: JobSpec, record: TrackingRecord | None) -> JobSpec:
-    """`spec` with the MLflow variables among its environment variables (and `LOGGING_DEFAULTS`
-    under its own), unless the job names a tracking server of its own (then it is left as it is)."""
+    """`spec` with the MLflow variables among its environment variables (and
+    `tracking_defaults` under its own), unless the job names a tracking server of its own (then
+    it is left as it is)."""
     if record is None or V.MLFLOW_TRACKING_URI in spec.environment_variables:
         return spec
-    env = {**LOGGING_DEFAULTS, **spec.environment_variables, **tracking_env(record)}
+    env = {**tracking_defaults(record), **spec.environment_variables, **tracking_env(record)}
     return spec.model_copy(update={"environment_variables": env})
 
 
