@@ -236,6 +236,9 @@ def _handler(proxy: TrackingProxy) -> type[BaseHTTPRequestHandler]:
                 return self._answer(
                     401, "UNAUTHENTICATED", "this endpoint serves one job; MLFLOW_TRACKING_TOKEN is wrong"
                 )
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                self.close_connection = True  # its body cannot be skipped: end the connection
+                return self._answer(411, "BAD_REQUEST", "send the body with a Content-Length")
             url = urlsplit(self.path)
             query = parse_qs(url.query)
             length = int(self.headers.get("Content-Length") or 0)
@@ -306,6 +309,9 @@ def _handler(proxy: TrackingProxy) -> type[BaseHTTPRequestHandler]:
             for k, v in reply.getheaders():
                 if k.lower() not in _DROPPED:
                     self.send_header(k, v)
+            if reply.status in (204, 304):  # no body, by definition
+                self.send_header("Content-Length", "0")
+                return self.end_headers()
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for chunk in chunks:

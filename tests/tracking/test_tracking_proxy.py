@@ -216,3 +216,16 @@ def test_a_token_source_that_fails_answers_the_job_and_forwards_nothing(
         status, answer = call(proxy, "GET", f"/api/2.0/mlflow/runs/get?run_id={proxy.record.run_id}")
     assert status == 502 and "no identity on this node" in answer["message"]
     assert tap.seen[before:] == []
+
+
+def test_a_body_without_a_length_is_refused(proxy: TrackingProxy, tap: Tap) -> None:
+    before = len(tap.seen)
+    conn = http.client.HTTPConnection("127.0.0.1", urlsplit(proxy.uri).port, timeout=60)
+    conn.putrequest("POST", "/api/2.0/mlflow/runs/log-batch")
+    conn.putheader("Authorization", f"Bearer {proxy.secret}")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    conn.send(b"2\r\n{}\r\n0\r\n\r\n")
+    assert conn.getresponse().status == 411
+    conn.close()
+    assert tap.seen[before:] == []
