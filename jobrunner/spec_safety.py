@@ -1,7 +1,9 @@
 """What a job file may name, checked at submit: the checks that keep a job inside its own run.
 
 - Input and output names become folder names on the node (`inputs/<name>`) and variable
-  names: `^[A-Za-z_][A-Za-z0-9_.-]*$` (no `/`, no `..`, nothing absolute).
+  names: `^[A-Za-z_][A-Za-z0-9_.-]*$` (no `/`, no `..`, nothing absolute); no output is
+  named `mlflow-artifacts`, the folder of the run's outputs where a local pool keeps its MLflow
+  artifacts (`jobrunner.tracking_artifacts`).
 - `resources.docker_args` go to `docker run`: only the options in `DOCKER_OPTIONS` (resources
   and hardening, never mounts, devices, privileges, namespaces or the user).
 - `environment.image` is an image reference, never an option (`-v/:/host`).
@@ -17,6 +19,7 @@ import re
 import shlex
 
 IO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+MLFLOW_ARTIFACTS_OUTPUT = "mlflow-artifacts"  # runs/<exp>/<id>/outputs/<this>/: MLflow's artifacts
 # `docker run` options a job may add, with whether they take a value. Everything that mounts,
 # maps devices, grants capabilities, changes namespaces, the user or the network is absent.
 DOCKER_OPTIONS: dict[str, bool] = {
@@ -79,6 +82,10 @@ def check_io_names(names: dict[str, object], what: str) -> dict[str, object]:
             raise ValueError(
                 f"{what} name {name!r} is not allowed: it becomes a folder and a variable name on the node; "
                 "use letters, digits, `_`, `.` and `-`, starting with a letter or `_`"
+            )
+        if what == "outputs" and name == MLFLOW_ARTIFACTS_OUTPUT:
+            raise ValueError(
+                f"output name {name!r} is taken: the run's MLflow artifacts are kept there; rename the output"
             )
     return names
 

@@ -33,16 +33,26 @@ from jobrunner import plan_env as V
 from jobrunner.api import JobState
 from jobrunner.errors import ConflictError, NotFoundError, TrackingError
 from jobrunner.spec import JobSpec
+from jobrunner.spec_safety import MLFLOW_ARTIFACTS_OUTPUT
 from jobrunner.status import RunRef
 from jobrunner.store import RUNS, Store
 
 RECORD_BLOB = "tracking.json"
 RUN_ID_TAG = "trainstack.run_id"  # the job run's id, on its MLflow run
+EXPERIMENT_TAG = "trainstack.experiment"  # the job run's experiment folder in the store
 POOL_TAG = "trainstack.pool"
 # What the pool sets under the job's own variables: plain `mlflow.log_metric` calls queue their
 # points and a background thread sends them in batches, one request a second, instead of one
 # request per call inside the training loop (`bench/metrics.py`). A job may set either itself.
 LOGGING_DEFAULTS = {"MLFLOW_ENABLE_ASYNC_LOGGING": "true", "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1"}
+# Each `mlflow.log_metric` call builds two MlflowClients, and each of those looks for the model
+# registry in an active Spark session unless MLFLOW_REGISTRY_URI is set: a failed
+# `import pyspark`, searched again along sys.path on every call (most of a call's time,
+# `bench/metrics.py`). The registry is the tracking server, MLflow's own default for it. The
+# usage telemetry MLflow sends to its makers wraps every call too, and a node need not reach
+# the internet: off. A job may set either itself.
+DISABLE_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+
 # How a concluded job run ends its MLflow run (MLflow's RunStatus names).
 FINAL_STATUS = {JobState.SUCCEEDED: "FINISHED", JobState.FAILED: "FAILED", JobState.CANCELED: "KILLED"}
 
@@ -139,6 +149,12 @@ def _call(uri: str, what: str, fn: Any) -> Any:
         ) from exc
 
 
+def artifacts_prefix(ref: RunRef) -> str:
+    """Where in the `runs` container a local pool keeps a job run's MLflow artifacts: a folder
+    of its outputs (`jobrunner.tracking_artifacts`), so they download with them."""
+    return ref.blob(f"outputs/{MLFLOW_ARTIFACTS_OUTPUT}")
+
+
 def record_blob(ref: RunRef) -> str:
     return ref.blob(RECORD_BLOB)
 
@@ -161,7 +177,7 @@ def open_tracking_run(store: Store, ref: RunRef, spec: JobSpec, uri: str, *, poo
     client = _client(uri)
     experiment = spec.experiment_name or ref.experiment
     experiment_id = _experiment_id(client, uri, experiment)
-    tags = {RUN_ID_TAG: ref.id, POOL_TAG: pool}
+    tags = {RUN_ID_TAG: ref.id, EXPERIMENT_TAG: ref.experiment, POOL_TAG: pool}
     created = _call(
         uri,
         "creating the run",
@@ -206,12 +222,19 @@ def tracking_env(record: TrackingRecord) -> dict[str, str]:
     }
 
 
+def tracking_defaults(record: TrackingRecord) -> dict[str, str]:
+    """What the pool sets for a tracked job under the job's own variables: asynchronous
+    logging, the registry URI and telemetry off (see `LOGGING_DEFAULTS`, `DISABLE_TELEMETRY`)."""
+    return {**LOGGING_DEFAULTS, **DISABLE_TELEMETRY, V.MLFLOW_REGISTRY_URI: record.uri}
+
+
 def with_tracking(spec: JobSpec, record: TrackingRecord | None) -> JobSpec:
-    """`spec` with the MLflow variables among its environment variables (and `LOGGING_DEFAULTS`
-    under its own), unless the job names a tracking server of its own (then it is left as it is)."""
+    """`spec` with the MLflow variables among its environment variables (and
+    `tracking_defaults` under its own), unless the job names a tracking server of its own (then
+    it is left as it is)."""
     if record is None or V.MLFLOW_TRACKING_URI in spec.environment_variables:
         return spec
-    env = {**LOGGING_DEFAULTS, **spec.environment_variables, **tracking_env(record)}
+    env = {**tracking_defaults(record), **spec.environment_variables, **tracking_env(record)}
     return spec.model_copy(update={"environment_variables": env})
 
 

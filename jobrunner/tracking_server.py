@@ -6,8 +6,10 @@ Like the local Azurite (`jobrunner.azurite`), two ways to run it:
   caller (test fixtures).
 - `ensure_local_tracking(state_dir)`: what a local pool uses when `JOBRUNNER_TRACKING_URI` is
   unset. The first pool starts a detached `mlflow server` whose backend is
-  `<state_dir>/mlflow/mlflow.db` (SQLite) and whose artifacts are kept (and served, so jobs
-  upload them over HTTP) under `<state_dir>/mlflow/artifacts`; its pid and port are kept in
+  `<state_dir>/mlflow/mlflow.db` (SQLite) and whose artifacts it serves (jobs upload them over
+  HTTP, with no credential): a job run's beside its outputs in the local pools' store
+  (`jobrunner.tracking_artifacts`), anything else under `<state_dir>/mlflow/artifacts`; its pid
+  and port are kept in
   `<state_dir>/mlflow.json`, and a later start reuses the same port so that the tracking URI
   recorded with each run keeps working. `stop_local_tracking` ends it.
 
@@ -21,6 +23,7 @@ import contextlib
 import fcntl
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,14 +31,21 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobrunner.azurite import free_port, pid_alive, stop_process_group
+from jobrunner.azurite import free_port, pid_alive, read_local_state, stop_process_group
 from jobrunner.errors import TrackingError
+from jobrunner.store import STORE_ENV
 
 START_TIMEOUT_S = 120.0  # the first start creates the SQLite schema: seconds on a busy machine
 STATE_FILE = "mlflow.json"
 # Where a local pool's agents look for the tracking server; `none` turns tracking off.
 TRACKING_ENV = "JOBRUNNER_TRACKING_URI"
 NO_TRACKING = "none"
+# The job runs' artifact repository (`jobrunner.tracking_artifacts`, which imports MLflow) and
+# the server's environment that configures it.
+ARTIFACTS_SCHEME = "jobrunner-runs"
+ARTIFACTS_DESTINATION = f"{ARTIFACTS_SCHEME}:/"
+BACKEND_ENV = "JOBRUNNER_TRACKING_BACKEND"  # the server's backend, to read the runs' tags
+ARTIFACTS_ENV = "JOBRUNNER_TRACKING_ARTIFACTS"  # the local folder for every other artifact
 PORT_PATIENCE_S = 15.0  # how long a restart waits for the port a stopped server still holds
 # Detached servers outlive their starter; holding their Popen keeps Python from warning that a
 # child it forgot is still running.
@@ -70,12 +80,14 @@ def answers(uri: str) -> bool:
 
 
 def start_tracking_server(
-    data_dir: Path, *, detached: bool = False, port: int | None = None
+    data_dir: Path, *, detached: bool = False, port: int | None = None, store: str | None = None
 ) -> TrackingServer:
     """Start `mlflow server` on loopback with its backend and artifacts in `data_dir`.
 
-    `port` asks for that port (a restart keeps the URI); raises TrackingError when MLflow is
-    missing, the server exits while starting or does not answer in time.
+    With `store` (a job store's connection string), the artifacts of job runs tracked in that
+    store go beside their outputs in it (`jobrunner.tracking_artifacts`). `port` asks for that
+    port (a restart keeps the URI); raises TrackingError when MLflow or the project's artifact
+    repository is not installed, the server exits while starting or does not answer in time.
     """
     if importlib.util.find_spec("mlflow.server") is None:
         raise TrackingError(
@@ -85,16 +97,21 @@ def start_tracking_server(
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "mlflow.log"
     chosen = port or free_port()
+    backend = f"sqlite:///{data_dir / 'mlflow.db'}"
+    destination, env = str(data_dir / "artifacts"), dict(os.environ)
+    if store is not None:
+        _check_artifact_repository()
+        destination = ARTIFACTS_DESTINATION
+        env |= {STORE_ENV: store, BACKEND_ENV: backend, ARTIFACTS_ENV: str(data_dir / "artifacts")}
     argv = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{data_dir / 'mlflow.db'}",
-        "--artifacts-destination", str(data_dir / "artifacts"), "--serve-artifacts",
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
+        "--artifacts-destination", destination, "--serve-artifacts",
         "--host", "127.0.0.1", "--port", str(chosen), "--workers", "1",
     ]  # fmt: skip
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            cwd=data_dir,
+            cwd=data_dir, env=env,
         )  # fmt: skip
     if detached:
         _DETACHED.append(proc)
@@ -110,6 +127,30 @@ def start_tracking_server(
             f"the MLflow server did not answer within {START_TIMEOUT_S:.0f} s", fix=f"see {log}"
         )
     raise TrackingError("the MLflow server exited while starting", fix=f"see {log}")
+
+
+def _check_artifact_repository() -> None:
+    """MLflow finds the job runs' artifact repository through the project's installed entry
+    point: a checkout whose install predates it would start a server that fails every upload."""
+    from importlib.metadata import entry_points
+
+    if not any(e.name == ARTIFACTS_SCHEME for e in entry_points(group="mlflow.artifact_repository")):
+        raise TrackingError(
+            f"MLflow's artifact repository `{ARTIFACTS_SCHEME}` is not installed",
+            fix="run `make setup` (or `.venv/bin/pip install -e .`) to register the project's entry points",
+        )
+
+
+def _artifact_store(state_dir: Path) -> str | None:
+    """The store whose runs the local server keeps artifacts for: the local pools' own
+    (`JOBRUNNER_STORE` when it is a connection string, else the local Azurite when it runs)."""
+    target = os.environ.get(STORE_ENV, "")
+    if "=" in target and ";" in target:
+        return target
+    if target:
+        return None  # an account URL signs in with an identity the server does not have
+    running = read_local_state(state_dir)
+    return running.connection_string if running is not None else None
 
 
 def read_local_tracking(state_dir: Path) -> TrackingServer | None:
@@ -146,7 +187,9 @@ def ensure_local_tracking(state_dir: Path) -> TrackingServer:
                 fix=f"stop what listens on it, or remove {state_dir / STATE_FILE} to start on a new port "
                 "(the runs tracked until now are then not readable)",
             )
-        started = start_tracking_server(state_dir / "mlflow", detached=True, port=port)
+        started = start_tracking_server(
+            state_dir / "mlflow", detached=True, port=port, store=_artifact_store(state_dir)
+        )
         tmp = state_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps({"pid": started.pid, "port": started.port, "log": str(started.log)}))
         tmp.replace(state_dir / STATE_FILE)

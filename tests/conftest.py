@@ -80,9 +80,10 @@ def _untracked_local_pools() -> None:
 
 
 @pytest.fixture(scope="session")
-def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real MLflow tracking server on a free loopback port for the whole session; yields its URI."""
-    server = start_tracking_server(tmp_path_factory.mktemp("mlflow"))
+def tracking_server(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MLflow tracking server on a free loopback port for the whole session, keeping the
+    artifacts of runs tracked in the session's Azurite beside their outputs; yields its URI."""
+    server = start_tracking_server(tmp_path_factory.mktemp("mlflow"), store=azurite)
     try:
         yield server.uri
     finally:

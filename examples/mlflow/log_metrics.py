@@ -3,15 +3,19 @@
 Every node's process calls `mlflow.start_run()`, which resumes the run named by
 MLFLOW_RUN_ID (set by the pool, as Azure ML sets it), so the ranks of all nodes share one
 MLflow run. Rank 0 logs the params and the loss of every step; each rank logs its own
-throughput under `rank_<r>/samples_per_s`.
+throughput under `rank_<r>/samples_per_s`; at the end rank 0 logs `summary.json` as an
+artifact, which a local pool keeps beside the run's outputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import mlflow
 
@@ -37,6 +41,11 @@ def main() -> None:
                 mlflow.log_metric("loss", loss, step=step)
             samples_per_s = 64 / max(time.monotonic() - started, 1e-6)
             mlflow.log_metric(f"rank_{rank}/samples_per_s", samples_per_s, step=step)
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                summary = Path(tmp) / "summary.json"
+                summary.write_text(json.dumps({"steps": args.steps, "final_loss": loss}))
+                mlflow.log_artifact(str(summary))
         print(f"rank {rank}: {args.steps} steps logged, final loss {loss:.4f}")
 
 

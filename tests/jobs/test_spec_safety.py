@@ -35,6 +35,13 @@ def test_input_and_output_names_are_plain_names(tmp_path: Path, name: str) -> No
     assert "not allowed" in refused(tmp_path, outputs)
 
 
+def test_no_output_takes_the_folder_of_the_runs_mlflow_artifacts(tmp_path: Path) -> None:
+    said = refused(tmp_path, "outputs:\n  mlflow-artifacts: {type: uri_folder}\n")
+    assert "'mlflow-artifacts' is taken" in said and "rename the output" in said
+    inputs = "inputs:\n  mlflow-artifacts: {type: uri_folder, path: azureml://datastores/data/paths/x}\n"
+    assert load_job(job(tmp_path, inputs)).inputs
+
+
 def test_good_names_pass(tmp_path: Path) -> None:
     spec = load_job(
         job(

@@ -1,9 +1,13 @@
 """The web page (`jobrunner ui`) in a real browser: Debian's Chromium, headless, against a real
-run of examples/mlflow on a local pool. The run list shows the run; the run page draws a chart
-of its metric (uPlot, in the page) with every step."""
+run of examples/mlflow on a local pool. The run list shows the run, and a run that changes state
+while the list is open shows its new state without a reload; the run page draws a chart of its
+metric (uPlot, in the page) with every step."""
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import subprocess
 import sys
 import time
@@ -11,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,6 +71,97 @@ def chromium(url: str, profile: Path, *, screenshot: Path | None = None) -> str:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def _above_3_and_4(fd: int) -> int:
+    """`fd` moved to 10 or above, so that redirecting onto 3 and 4 cannot clobber it (bash takes
+    descriptors above 9 in a redirection, dash does not)."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+    os.close(fd)
+    return moved
+
+
+class DevTools:
+    """Chromium driven over its DevTools protocol on a pipe (`--remote-debugging-pipe`: commands
+    in on fd 3, answers out on fd 4, each a JSON message ending in NUL), attached to its page."""
+
+    def __init__(self, url: str, profile: Path) -> None:
+        theirs_in, self._to_browser = os.pipe()
+        self._from_browser, theirs_out = os.pipe()
+        theirs_in, theirs_out = _above_3_and_4(theirs_in), _above_3_and_4(theirs_out)
+        script = f'exec chromium "$@" 3<&{theirs_in} 4>&{theirs_out} {theirs_in}<&- {theirs_out}>&-'
+        self.process = subprocess.Popen(
+            ["bash", "-c", script, "bash", *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+             "--remote-debugging-pipe", url],
+            pass_fds=(theirs_in, theirs_out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        os.close(theirs_in)
+        os.close(theirs_out)
+        self._ids = 0
+        self._buffer = b""
+        page = next(t for t in self.send("Target.getTargets")["targetInfos"] if t["type"] == "page")
+        self._session = self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True)[
+            "sessionId"
+        ]
+
+    def send(self, method: str, session: str | None = None, **params: Any) -> Any:
+        self._ids += 1
+        message: dict[str, Any] = {"id": self._ids, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        while True:
+            while b"\0" not in self._buffer:
+                chunk = os.read(self._from_browser, 1 << 16)
+                assert chunk, "chromium closed its DevTools pipe"
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            answer = json.loads(raw)
+            if answer.get("id") == self._ids:  # events and other answers are not ours
+                assert "error" not in answer, answer
+                return answer["result"]
+
+    def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page."""
+        found = self.send("Runtime.evaluate", self._session, expression=expression, returnByValue=True)
+        return found["result"].get("value")
+
+    def wait_for(self, expression: str, expected: Any, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while (seen := self.evaluate(expression)) != expected:
+            assert time.monotonic() < deadline, (
+                f"{expression} is {seen!r}, not {expected!r}, after {timeout} s"
+            )
+            time.sleep(0.25)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+        os.close(self._to_browser)
+        os.close(self._from_browser)
+
+
+def test_the_run_list_follows_a_run_that_changes_state_while_it_is_open(
+    ui: str, tracked_pool: Cli, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    job = tmp_path / "wait.yml"
+    job.write_text(
+        f"command: while [ ! -e {release} ]; do sleep 0.2; done\nexperiment_name: live-list\n"
+        "display_name: waits-for-release\n"
+    )
+    run_id = tracked_pool.submit(job)
+    tracked_pool.wait_state(run_id, {"running"}, timeout=120)
+    browser = DevTools(ui + "/", tmp_path / "profile")
+    try:
+        cell = f"document.querySelector('tr[data-run=\"{run_id}\"] .state')?.textContent ?? null"
+        browser.wait_for(cell, "running")
+        browser.evaluate("window.stayed = 'this page'")  # gone if the page is loaded again
+        release.touch()
+        browser.wait_for(cell, "succeeded")
+        assert browser.evaluate("window.stayed") == "this page"
+    finally:
+        browser.close()
 
 
 def test_run_list_shows_the_run(ui: str, example_run: str, tmp_path: Path) -> None:

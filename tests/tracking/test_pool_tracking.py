@@ -99,14 +99,16 @@ RECORD = TrackingRecord(uri="http://127.0.0.1:5000", run_id="abc", experiment_id
 def test_the_job_gets_mlflows_variables_under_its_own() -> None:
     text = (
         "command: python train.py\nenvironment_variables:\n  EPOCHS: '3'\n"
-        "  MLFLOW_ENABLE_ASYNC_LOGGING: 'false'\n"
+        "  MLFLOW_ENABLE_ASYNC_LOGGING: 'false'\n  MLFLOW_DISABLE_TELEMETRY: 'false'\n"
     )
     spec = parse_job(text, source="job.yml")
     env = with_tracking(spec, RECORD).environment_variables
     assert env == {
         "EPOCHS": "3",
         "MLFLOW_ENABLE_ASYNC_LOGGING": "false",  # the job's own choice stands
+        "MLFLOW_DISABLE_TELEMETRY": "false",
         "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
+        V.MLFLOW_REGISTRY_URI: "http://127.0.0.1:5000",  # spares each call a search for Spark
         V.MLFLOW_TRACKING_URI: "http://127.0.0.1:5000",
         V.MLFLOW_RUN_ID: "abc",
         V.MLFLOW_EXPERIMENT_NAME: "exp",
