@@ -67,7 +67,8 @@ from jobrunner.spec import JobSpec
 from jobrunner.staging import OutputSync, stage_inputs, unpack_code
 from jobrunner.status import NodeStatus, RunRef, RunStatus, read_status, update_status, utc_now
 from jobrunner.store import RUNS, Store
-from jobrunner.tracking import TrackingRecord, open_tracking_run, with_tracking
+from jobrunner.tracking import AZUREML_SCHEME, TrackingRecord, open_tracking_run, with_tracking
+from jobrunner.tracking_proxy import TrackingProxy, start_tracking_proxy, with_proxied_tracking
 from jobrunner.worker import Worker
 
 AGENT_STREAM = "agent"  # the log stream of the agent's own notes, per node
@@ -352,11 +353,51 @@ def _prepare_and_run(
     note: Callable[[str], None],
     watch: _Supervisor,
 ) -> NodeStatus:
+    record = _tracking_run(ctx, note)
+    proxy = _job_tracking_proxy(record, note)
+    try:
+        if proxy is not None:
+            spec = with_proxied_tracking(ctx.spec, proxy)
+        else:
+            spec = with_tracking(ctx.spec, None if _needs_proxy(record) else record)
+        return _launch(ctx, spec, paths, sync, me, shipper, note, watch)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+
+
+def _needs_proxy(record: TrackingRecord | None) -> bool:
+    """A workspace's tracking server wants the node's token, which the job must not hold."""
+    return record is not None and record.uri.startswith(AZUREML_SCHEME)
+
+
+def _job_tracking_proxy(record: TrackingRecord | None, note: Callable[[str], None]) -> TrackingProxy | None:
+    """The job's own endpoint to the workspace's tracking server (`jobrunner.tracking_proxy`);
+    None for a server the job reaches itself, or when the endpoint cannot start (then its
+    metrics are not tracked, which the agent's notes say)."""
+    if record is None or not _needs_proxy(record):
+        return None
+    try:
+        return start_tracking_proxy(record)
+    except TrainstackError as exc:
+        note(f"metrics are not tracked: the job's tracking endpoint did not start: {exc}")
+        return None
+
+
+def _launch(
+    ctx: AttemptContext,
+    spec: JobSpec,
+    paths: NodePaths,
+    sync: OutputSync,
+    me: NodeStatus,
+    shipper: LogShipper,
+    note: Callable[[str], None],
+    watch: _Supervisor,
+) -> NodeStatus:
     try:
         plan = plan_launch(
-            with_tracking(ctx.spec, _tracking_run(ctx, note)), ctx.node, ctx.gang, paths,
-            store_access=run_store_access(ctx.store, ctx.ref, ctx.spec),
-        )  # fmt: skip
+            spec, ctx.node, ctx.gang, paths, store_access=run_store_access(ctx.store, ctx.ref, ctx.spec)
+        )
     except JobSpecError as exc:  # the job asks for what this node cannot give: its fault
         return _finished(me, None, FailureKind.USER, f"cannot run here: {exc}")
     except TrainstackError as exc:

@@ -51,6 +51,11 @@ def test_the_pool_preview_shows_only_container_and_queue_scoped_data_roles(
             f"queueServices/default/queues/pool-{pool}",
             f"queueServices/default/queues/pool-{pool}",
             f"queueServices/default/queues/pool-{pool}-poison",
+            # the autoscale gauges the pool's leader keeps: receive and delete, send
+            f"queueServices/default/queues/pool-{pool}-demand",
+            f"queueServices/default/queues/pool-{pool}-demand",
+            f"queueServices/default/queues/pool-{pool}-idle",
+            f"queueServices/default/queues/pool-{pool}-idle",
         ]
     )
 
