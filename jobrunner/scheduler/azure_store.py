@@ -101,16 +101,18 @@ class AzurePoolStore:
     def acquire_lease(self, name: str, duration_s: int, lease_id: str) -> bool:
         """Take the lease with our own id (a retry after a lost answer gets it back); False
         while another holds it."""
-        with contextlib.suppress(ConflictError):  # the lease blob exists already (the usual case)
-            self.put(name, b"", {}, if_absent=True)
         lease = BlobLeaseClient(self._blob(name), lease_id=_lease_guid(lease_id))
-        try:
-            self.store._call(  # noqa: SLF001
-                f"acquire the lease on {self.base}{name}", lambda: lease.acquire(lease_duration=duration_s)
-            )
-        except ConflictError:
-            return False
-        return True
+        for _ in range(2):
+            try:
+                what = f"acquire the lease on {self.base}{name}"
+                self.store._call(what, lambda: lease.acquire(lease_duration=duration_s))  # noqa: SLF001
+                return True
+            except ConflictError:
+                return False
+            except NotFoundError:  # a new pool: the lease blob is made once, by whoever comes first
+                with contextlib.suppress(ConflictError):
+                    self.put(name, b"", {}, if_absent=True)
+        return False
 
     def renew_lease(self, name: str, lease_id: str) -> None:
         lease = BlobLeaseClient(self._blob(name), lease_id=_lease_guid(lease_id))
