@@ -134,3 +134,37 @@ def test_http_input_over_the_size_cap_or_missing_fails_with_the_cause(
     with pytest.raises(LaunchError, match=r"inputs.d: .*/short/z ended after 10 of 100 bytes"):
         download_url(f"{misbehaving_http}/short/z", tmp_path, field="inputs.d")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_real_agent_fails_an_attempt_whose_http_input_stalls_and_serves_the_next_job(
+    azurite: str, misbehaving_http: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stall limit as the agent applies it (60 s on a pool; 1 s here, so the test is short)."""
+    import jobrunner.staging as staging
+    from jobrunner.agent import AgentSettings
+    from jobrunner.client import Client
+    from jobrunner.registry import PoolConfig, write_pool_config
+    from tests.runner.agents import run_to_end
+
+    monkeypatch.setattr(staging, "HttpLimits", lambda: HttpLimits(connect_s=5, read_s=1))
+    store = Store.connect(azurite)
+    write_pool_config(store, PoolConfig(name="stalls", max_nodes=1))
+    client = Client(store, pool="stalls")
+    stalled = tmp_path / "stalled.yml"
+    url = f"{misbehaving_http}/stall/d.csv?sig=SECRET"
+    stalled.write_text(f"command: cat ${{{{inputs.d}}}}\ninputs:\n  d: {{type: uri_file, path: '{url}'}}\n")
+    after = tmp_path / "after.yml"
+    after.write_text("command: echo next\n")
+    settings = AgentSettings(pool="stalls", name="stalls-0", work_dir=tmp_path / "agent")
+    first = client.submit(stalled)
+    run_to_end(store, settings, first.id)
+    failed = client.status(first.id)
+    assert failed.state.value == "failed" and failed.failure_kind is not None, failed
+    # the store's fault, not the job's: requeued up to the free cap, then failed with the cause
+    assert failed.failure_kind.value == "infrastructure" and "a stall of 1 s" in (failed.reason or "")
+    assert "SECRET" not in (failed.reason or "") and f"{misbehaving_http}/stall/d.csv" in (
+        failed.reason or ""
+    )
+    second = client.submit(after)
+    run_to_end(store, settings, second.id)
+    assert client.status(second.id).state.value == "succeeded"
