@@ -227,8 +227,9 @@ class Agent:
         )  # fmt: skip
         judge = RunJudge(store, config.pool, tracking_uri=config.tracking_uri)
         self.leader = Leader(
-            self.pool_store, f"{config.name}#{incarnation}", config.protocol, judge=judge, admit=judge.admit,
-            on_poison=self._poison, on_pass=self._passed, on_conclude=self._concluded,
+            self.pool_store, f"{config.name}#{incarnation}", config.protocol,
+            judge=judge, admit=judge.admit, refuse=judge.refuse, on_poison=self._poison,
+            on_pass=self._passed, on_conclude=self._concluded,
         )  # fmt: skip
         self._published: PoolReport | None = None
         self.gauges = DemandGauges(store, config.pool)

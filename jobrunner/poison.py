@@ -61,15 +61,15 @@ def _named_run(store: Store, text: str) -> RunRef | None:
         return None
 
 
-def fail_damaged_run(store: Store, ref: RunRef, reason: str, *, pool: str) -> None:
+def fail_damaged_run(
+    store: Store, ref: RunRef, reason: str, *, pool: str, kind: FailureKind = FailureKind.INFRASTRUCTURE
+) -> None:
     """Fail the run with `reason` unless it already ended; a damaged status is replaced."""
 
     def change(s: RunStatus) -> RunStatus | None:
         if s.state.terminal:
             return None
-        return s.moved_to(
-            JobState.FAILED, note=reason, reason=reason, failure_kind=FailureKind.INFRASTRUCTURE
-        )
+        return s.moved_to(JobState.FAILED, note=reason, reason=reason, failure_kind=kind)
 
     try:
         update_status(store, ref, change)

@@ -1,8 +1,8 @@
 """The pool scheduler's view of a run's own files: how an attempt ended, and whether a queued
-run is still wanted.
+run is still wanted, or can never start (`refuse`: a gang larger than the pool's largest size).
 
     judge = RunJudge(store, pool="a100-spot", tracking_uri=None)
-    Leader(pool_store, name, settings, judge=judge, admit=judge.admit)
+    Leader(pool_store, name, settings, judge=judge, admit=judge.admit, refuse=judge.refuse)
 
 The protocol (`jobrunner.scheduler.protocol`) knows attempts, owners and results; the run's
 status document (`jobrunner.status`, what users read) knows the nodes' reports, the retry
@@ -20,11 +20,13 @@ a run whose files are gone or damaged is failed with the reason, never retried f
 from __future__ import annotations
 
 import contextlib
+import time
 
-from jobrunner.api import JobState
+from jobrunner.api import FailureKind, JobState
 from jobrunner.errors import NotFoundError, TrainstackError
 from jobrunner.outcome import settle
 from jobrunner.poison import fail_damaged_run
+from jobrunner.registry import read_pool_config
 from jobrunner.scheduler.protocol import RunDoc
 from jobrunner.spec import JobSpec
 from jobrunner.status import (
@@ -39,6 +41,8 @@ from jobrunner.status import (
 from jobrunner.store import RUNS, Store
 from jobrunner.tracking import finish_tracking_run
 
+_POOL_CONFIG_TTL_S = 60.0
+
 
 def run_ref(store: Store, doc: RunDoc) -> RunRef:
     """Where the run's files are: from its document, or its id's pointer blob (NotFoundError)."""
@@ -50,6 +54,33 @@ class RunJudge:
 
     def __init__(self, store: Store, pool: str, *, tracking_uri: str | None = None) -> None:
         self.store, self.pool, self.tracking_uri = store, pool, tracking_uri
+        self._size: tuple[float, int | None] | None = None  # (read at, the pool's largest size)
+
+    def refuse(self, doc: RunDoc) -> str | None:
+        """Why the run just taken in can never start, its status failed with that reason: a gang
+        larger than the pool's published largest size (`submit` checks the same, but a message
+        can come from an older client, another tool, or before the pool shrank)."""
+        largest = self._largest_size()
+        if largest is None or doc.nodes <= largest:
+            return None
+        reason = (
+            f"the job asks for {doc.nodes} nodes and pool {self.pool!r} has at most {largest}: "
+            f"set `resources.instance_count` to {largest} or less, or submit to a larger pool"
+        )
+        try:
+            ref = run_ref(self.store, doc)
+        except NotFoundError:
+            return reason
+        fail_damaged_run(self.store, ref, reason, pool=self.pool, kind=FailureKind.USER)
+        return reason
+
+    def _largest_size(self) -> int | None:
+        """The pool's `max_nodes` as published, read at most once a minute (None: not said)."""
+        now = time.monotonic()
+        if self._size is None or now - self._size[0] >= _POOL_CONFIG_TTL_S:
+            config = read_pool_config(self.store, self.pool)
+            self._size = (now, config.max_nodes if config else None)
+        return self._size[1]
 
     def admit(self, doc: RunDoc) -> bool:
         """Whether the queued run is still wanted: not canceled, not gone, its status readable

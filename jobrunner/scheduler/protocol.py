@@ -407,6 +407,9 @@ class Leader:
     # requeue's cause.
     judge: Callable[[RunDoc, str, dict[str, str]], str] = lambda _d, verdict, _r: verdict
     admit: Callable[[RunDoc], bool] = lambda _d: True  # False: canceled before it was assigned
+    # Why a run just taken in can never start (a gang larger than the pool can ever grow to),
+    # or None. A real pool fails the run's status with the reason (`RunJudge.refuse`).
+    refuse: Callable[[RunDoc], str | None] = lambda _d: None
     on_poison: Callable[[Submission, str], None] = lambda _s, _why: None
 
     @property
@@ -501,10 +504,28 @@ class Leader:
                 self.on_poison(sub, doc)  # set aside first: a crash here brings it back
                 self.store.delete_message(sub)
                 continue
+            reason = self.refuse(doc)
+            if reason is not None:
+                self._fail_at_intake(doc.id, reason)  # first: a crash here brings the message back
+                self.store.delete_message(sub)
+                continue
             with contextlib.suppress(ConflictError):  # taken in already: the message came back
                 meta = _pending_metadata(doc, 1, sub.inserted_at)
                 self.store.put(PENDING + doc.id, b"", meta, if_absent=True)
             self.store.delete_message(sub)
+
+    def _fail_at_intake(self, run: str, reason: str) -> None:
+        """End a queued run that was never assigned as failed, with `reason` in its history."""
+        try:
+            data, etag, _ = self.store.get(RUNS + run)
+        except NotFoundError:
+            return  # its submission outlived it: nothing to fail
+        doc = RunDoc.decode(data)
+        if doc.state != "queued":
+            return
+        failed = replace(doc, state="failed", history=(*doc.history, f"refused at intake: {reason}"))
+        self.store.put(RUNS + run, failed.encode(), {}, if_match=etag)
+        self.on_conclude(failed)
 
     def _assign(
         self, run: str, attempt: int, nodes: tuple[str, ...], view: _PoolView, pending: BlobEntry

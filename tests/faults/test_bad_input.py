@@ -160,3 +160,19 @@ def test_a_spec_edited_by_hand_fails_the_run_and_frees_its_nodes(
         wait_for("the nodes idle", lambda: all(a.node.idle for a in agents))
     assert status.state == "failed" and f"runs/{ref.spec_blob}" in (status.reason or "")
     assert store.receive(queue_name(pool), visibility_timeout_s=1) is None  # nothing comes back
+
+
+def test_a_gang_larger_than_the_pool_fails_at_intake_with_the_fix(
+    azurite: str, pool: str, tmp_path: Path
+) -> None:
+    # submitted before the pool said its size (as from an older client, or before it shrank)
+    store = Store.connect(azurite)
+    ref = _submitted(store, pool, tmp_path, "command: echo hi\nresources:\n  instance_count: 3\n")
+    write_pool_config(store, PoolConfig(name=pool, max_nodes=2))
+    with serving(store, pool, tmp_path, 2):
+        status = _ended(store, ref)
+    assert status.state == "failed" and status.failure_kind == "user"
+    assert f"asks for 3 nodes and pool {pool!r} has at most 2" in (status.reason or "")
+    assert "`resources.instance_count` to 2 or less" in (status.reason or "")
+    assert [t.state for t in status.transitions] == ["queued", "failed"]  # never started
+    assert store.receive(queue_name(pool), visibility_timeout_s=1) is None  # nothing comes back
