@@ -39,11 +39,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/NAME.py` from the checkout, installed or not
     sys.path.insert(0, str(REPO))
 
-from jobrunner.azurite import connection_string, start_azurite  # noqa: E402
 from jobrunner.client import Client  # noqa: E402
-from jobrunner.localpool import start_local_pool, stop_local_pool  # noqa: E402
-from jobrunner.status import RunStatus  # noqa: E402
-from jobrunner.store import HOME_ENV, STORE_ENV, Store  # noqa: E402
+from jobrunner.local.azurite import connection_string, start_azurite  # noqa: E402
+from jobrunner.local.pool import start_local_pool, stop_local_pool  # noqa: E402
+from jobrunner.store.client import HOME_ENV, STORE_ENV, Store  # noqa: E402
+from jobrunner.store.status import RunStatus  # noqa: E402
 
 PYTHON = sys.executable
 
@@ -366,7 +366,7 @@ def cpu_seconds(pid: int) -> float:
 
 def agents_cpu_s(pool: str = "local") -> float:
     """CPU seconds the local pool's agent processes have used so far (their jobs not included)."""
-    from jobrunner.localpool import read_local_pool
+    from jobrunner.local.pool import read_local_pool
 
     state = read_local_pool(pool)
     return sum(cpu_seconds(a.pid) for a in state.running()) if state else 0.0

@@ -28,13 +28,13 @@ from _common import PYTHON, Result, Workspace, arguments, cpu_seconds, emit, pro
 
 from jobrunner.scheduler.azure_store import AzurePoolStore
 from jobrunner.scheduler.protocol import LEADER_BLOB
-from jobrunner.store import Store
+from jobrunner.store.client import Store
 
 GOAL_RSS_MB = 100.0
 GOAL_CPU = 0.01
 GOAL_REQUESTS_PER_MIN = 6.0
 WARMUP_S = 10.0
-FLOOR = "import jobrunner.agent, jobrunner.cli, time; time.sleep(3600)"
+FLOOR = "import jobrunner.node.agent, jobrunner.cli.main, time; time.sleep(3600)"
 
 
 def watch(pid: int, seconds: float) -> tuple[float, float]:

@@ -33,7 +33,7 @@ from _common import (
 
 GOAL_P50_S = 0.5
 IDLE_SETTLE_S = 2.0  # the pool's first job and its leader's election are over by then
-CYCLE_S = 1.0  # a local agent's beat (`jobrunner.localpool.LOCAL_AGENT_ARGS`)
+CYCLE_S = 1.0  # a local agent's beat (`jobrunner.local.pool.LOCAL_AGENT_ARGS`)
 COMMAND = "date +%s.%N > {marker}"
 
 

@@ -1,6 +1,6 @@
 """logpath: the CPU seconds the agent spends on a job's output, by the kind of output.
 
-The node's log path as an attempt wires it (`jobrunner.launch.run_plan` reading the pipes,
+The node's log path as an attempt wires it (`jobrunner.node.launch.run_plan` reading the pipes,
 the stream index, the spool and its shipper to a private Azurite, Batch AI's per-process
 files), run in this process around a real job, so that `time.process_time()` counts the
 agent side only (the job is a child process): readers, shipper, the launcher's own loop.
@@ -30,9 +30,9 @@ from pathlib import Path
 from _common import Result, arguments, emit, progress, workspace
 
 from jobrunner.api import LaunchPlan, ProcessPlan
-from jobrunner.batchai_runtime import BatchAiLogFiles, StreamIndex
-from jobrunner.launch import LogSink, run_plan
-from jobrunner.logship import LogShipper
+from jobrunner.node.batchai_runtime import BatchAiLogFiles, StreamIndex
+from jobrunner.node.launch import LogSink, run_plan
+from jobrunner.node.logship import LogShipper
 
 GOAL_CPU_PER_S = 0.02
 LINE = "step {i:07d} loss 0.123456 lr 0.000100 throughput 1234.5 samples/s"
@@ -67,7 +67,7 @@ def agent_side(ws, root: Path, kind: str, lines: int) -> tuple[float, float]:  #
     index = StreamIndex(shipper, root / "spool", prefix)
     files = BatchAiLogFiles(root / "logs")
 
-    def sink(log_name: str, stream: str, data: bytes) -> None:  # as `jobrunner.attempt` wires it
+    def sink(log_name: str, stream: str, data: bytes) -> None:  # as `jobrunner.node.attempt` wires it
         index(log_name, stream, data)
         shipper.write_chunk(log_name, data)
         files(log_name, stream, data)

@@ -50,7 +50,7 @@ from _common import (
 )
 
 from jobrunner.errors import NotFoundError
-from jobrunner.store import RUNS
+from jobrunner.store.client import RUNS
 
 GOAL_SLOWDOWN = 0.05
 GOAL_AMPLIFICATION = 1.1

@@ -4,7 +4,7 @@ Two ranks (two processes, started together as a pool starts a job's ranks) each 
 steps of 1 ms of computing (the thread's CPU time), 1,000 steps per second, and log one metric
 per step, so what a call costs adds to its step: 1,000 metrics per second from each rank, into
 one MLflow run on a real local tracking server (`mlflow server`, SQLite), with the variables a
-pool sets (`jobrunner.tracking`: the run's MLFLOW_TRACKING_URI and MLFLOW_RUN_ID, MLflow's
+pool sets (`jobrunner.tracking.runs`: the run's MLFLOW_TRACKING_URI and MLFLOW_RUN_ID, MLflow's
 asynchronous logging with 1 s buffering, the registry URI and telemetry off:
 `tracking_defaults`), the calls plain `mlflow.log_metric(name, value, step=step)`. The
 baseline is the same loop not logging, in the same run. The last flush of the queue at
@@ -31,8 +31,8 @@ from pathlib import Path
 
 from _common import PYTHON, Result, arguments, emit, progress
 
-from jobrunner.tracking import TrackingRecord, tracking_defaults, tracking_env
-from jobrunner.tracking_server import start_tracking_server
+from jobrunner.local.tracking_server import start_tracking_server
+from jobrunner.tracking.runs import TrackingRecord, tracking_defaults, tracking_env
 
 GOAL = 1.05
 STEP_S = 0.001

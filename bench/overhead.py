@@ -37,7 +37,7 @@ from _common import (
     workspace,
 )
 
-from jobrunner.azurite import free_port
+from jobrunner.local.azurite import free_port
 
 GOAL_RATIO = 1.03
 EXAMPLE = REPO / "examples" / "ddp"

@@ -25,8 +25,8 @@ from _common import Result, Workspace, arguments, emit, local_pool, progress, wo
 
 from jobrunner.client import Client
 from jobrunner.errors import NotFoundError
-from jobrunner.status import read_status
-from jobrunner.store import RUNS
+from jobrunner.store.client import RUNS
+from jobrunner.store.status import read_status
 from tests.faults.events_server import ScheduledEventsServer
 
 GOAL_STOP_S = 2.0

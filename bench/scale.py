@@ -25,7 +25,7 @@ from datetime import datetime
 
 from _common import Result, arguments, emit, local_pool, percentile, progress, workspace, write_job
 
-from jobrunner.spec import load_job
+from jobrunner.spec.job import load_job
 
 POOL = "scale"
 SUBMIT_THREADS = 8

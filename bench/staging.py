@@ -1,6 +1,6 @@
 """staging: moving 1 GiB in and out of the store, as 1,000 files and as one file.
 
-Stage-in is what an agent does before a job starts (`jobrunner.staging.stage_inputs` for a
+Stage-in is what an agent does before a job starts (`jobrunner.node.staging.stage_inputs` for a
 `uri_folder` and a `uri_file` input on a datastore); stage-out is its output sync
 (`OutputSync.sync`). The baseline is the azure-storage-blob SDK's own transfer in the same
 run, the best of a plain loop and a pool of threads (folder) or of one and several
@@ -25,9 +25,9 @@ from pathlib import Path
 from _common import Result, Workspace, arguments, emit, progress, workspace
 from azure.storage.blob import BlobServiceClient
 
-from jobrunner.spec import parse_job
-from jobrunner.staging import OutputSync, stage_inputs
-from jobrunner.status import RunRef
+from jobrunner.node.staging import OutputSync, stage_inputs
+from jobrunner.spec.job import parse_job
+from jobrunner.store.status import RunRef
 
 GOAL_RATIO = 0.9
 MIB = 1 << 20

@@ -394,7 +394,7 @@ class GpuPoolConfig(ConfigModel):
     @field_validator("environments")
     @classmethod
     def _pool_environments(cls, value: dict[str, str]) -> dict[str, str]:
-        from jobrunner.environments import check_map
+        from jobrunner.spec.environments import check_map
 
         return check_map(value)  # the agent's own rule: the stack cannot write what it refuses
 

@@ -4,7 +4,7 @@ one experiment, each a `machinelearningservices.Job` built from a job file.
 A run's code folder is uploaded to a `trainstack-code` container of the deployment's own
 account (`DeployArtifacts`: no node can write there) under its content hash and registered as a
 code version, so unchanged code is uploaded once. The files are those a pool's submit would
-pack (`jobrunner.staging.code_files`: `.amlignore`/`.gitignore` apply), without links that
+pack (`jobrunner.node.staging.code_files`: `.amlignore`/`.gitignore` apply), without links that
 lead out of the folder. The workspace's identity reads the container. Jobs are immutable: the
 job name carries a hash of everything the run is, so a changed file, cluster, image or code
 declares a new job and leaves the old one as history.
@@ -25,8 +25,8 @@ from components import roles
 from components.config import ExperimentConfig, environment_name, environment_version
 from components.job_properties import JobTarget, command_job_properties, job_name
 from components.workspace import WorkspaceRef
-from jobrunner import staging
-from jobrunner.spec import JobSpec
+from jobrunner.node import staging
+from jobrunner.spec.job import JobSpec
 
 CODE_CONTAINER = "trainstack-code"
 
@@ -43,7 +43,7 @@ class DeclaredRun:
 
 def code_files(folder: Path) -> list[Path]:
     """The files of a code folder that a pool's submit would pack, sorted, as paths under
-    `folder`. A link out of the folder raises ConfigError (`jobrunner.staging.code_files`:
+    `folder`. A link out of the folder raises ConfigError (`jobrunner.node.staging.code_files`:
     its content is not the folder's, and could be anything on the deploying machine) unless
     an ignore file lists it; whatever still resolves outside is left out."""
     root = folder.resolve()

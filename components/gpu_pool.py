@@ -16,7 +16,7 @@ agent hears of a scale-in as of an eviction and requeues its job), no overprovis
 extra VM would start an agent that takes a job and is then deleted), and one placement group
 on InfiniBand sizes (InfiniBand connects only VMs inside one). The agent's config (store URL,
 identity, pool name and size, datastore map, node setup) is a cloud-init document in custom
-data, written by `jobrunner.config.render_cloud_init`: what the pool writes is what the
+data, written by `jobrunner.node.config.render_cloud_init`: what the pool writes is what the
 agent reads.
 
 Autoscale reads the queue's `ApproximateMessageCount` (messages held by busy agents count
@@ -37,10 +37,10 @@ from pulumi_azure_native import compute, managedidentity, monitor
 from components import roles
 from components.config import GpuPoolConfig
 from components.job_store import pool_queues
-from jobrunner.config import AgentConfig, DatastoreLocation, custom_data
-from jobrunner.isolation import IMAGE_JOB_USER
+from jobrunner.node.config import AgentConfig, DatastoreLocation, custom_data
+from jobrunner.node.isolation import IMAGE_JOB_USER
 from jobrunner.scheduler.autoscale import demand_queue, idle_queue
-from jobrunner.store import POOLS, RUNS, queue_name
+from jobrunner.store.client import POOLS, RUNS, queue_name
 
 # Azure Scheduled Events: how long a node may finish up before a scale-in deletes it.
 TERMINATE_NOTICE = "PT5M"
@@ -230,7 +230,7 @@ def data_scopes(pool: str, datastores: dict[str, str]) -> list[tuple[str, str, s
     gauges, Sender on its poison queue. No data role at account scope: a node cannot reach
     another pool's queue, Azure ML's own containers or the image builder's files. At account
     scope only Storage Blob Delegator, which asks Entra ID for user delegation keys (the SAS a
-    job gets for its own blobs, `jobrunner.run_sas`) and carries no data access: such a SAS
+    job gets for its own blobs, `jobrunner.store.run_sas`) and carries no data access: such a SAS
     allows at most what the container roles allow."""
     job_queue, poison, demand, idle = pool_queues(pool)
     out = [

@@ -1,4 +1,4 @@
-"""A job file (`jobrunner.spec.JobSpec`) as the properties of an Azure ML command job, so that
+"""A job file (`jobrunner.spec.job.JobSpec`) as the properties of an Azure ML command job, so that
 one file runs on a pool and as a declared run on an AmlCompute cluster.
 
 `command_job_properties` is pure: the same spec, cluster and environment always give the
@@ -13,8 +13,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from jobrunner.spec import DataInput, JobSpec, MpiDistribution, PyTorchDistribution, TensorFlowDistribution
-from jobrunner.spec_uri import parse_data_uri
+from jobrunner.spec.job import (
+    DataInput,
+    JobSpec,
+    MpiDistribution,
+    PyTorchDistribution,
+    TensorFlowDistribution,
+)
+from jobrunner.spec.uri import parse_data_uri
 
 _INPUT_MODES = {"ro_mount": "ReadOnlyMount", "download": "Download", "direct": "Direct"}
 _OUTPUT_MODES = {"rw_mount": "ReadWriteMount", "mount": "ReadWriteMount", "upload": "Upload"}

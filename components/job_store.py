@@ -13,9 +13,9 @@ from __future__ import annotations
 import pulumi
 from pulumi_azure_native import storage
 
-from jobrunner.poison import poison_queue
 from jobrunner.scheduler.autoscale import demand_queue, idle_queue
-from jobrunner.store import POOLS, RUNS, queue_name
+from jobrunner.store.client import POOLS, RUNS, queue_name
+from jobrunner.store.poison import poison_queue
 
 
 def pool_queues(pool: str) -> tuple[str, str, str, str]:

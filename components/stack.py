@@ -19,7 +19,7 @@ from components.job_properties import JobTarget, NotDeclarableError, command_job
 from components.job_store import JobStore
 from components.workspace import MlWorkspace
 from jobrunner.errors import ConfigError, JobSpecError, Problem
-from jobrunner.spec import JobSpec, load_job
+from jobrunner.spec.job import JobSpec, load_job
 
 
 def stack_tags(config: StackConfig, stack: str) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """`python -m jobrunner ...` is the `jobrunner` command."""
 
-from jobrunner.cli import main
+from jobrunner.cli.main import main
 
 main()

@@ -1,8 +1,8 @@
 """The types every part of the job runner shares: the states a run goes through, why an
 attempt failed, what a node knows about itself and its gang, and the launch plan.
 
-The launch is planned by a pure function (`jobrunner.plan.plan_launch`: spec + node facts
-+ gang -> `LaunchPlan`) and executed separately (`jobrunner.launch`), so that tests and
+The launch is planned by a pure function (`jobrunner.plan.launch_plan.plan_launch`: spec + node facts
++ gang -> `LaunchPlan`) and executed separately (`jobrunner.node.launch`), so that tests and
 `jobrunner submit --dry-run` show exactly what a node would run.
 
 Run state machine::
@@ -104,7 +104,7 @@ class NodePaths:
     logs: str = ""  # where ./logs of the job is kept
     temp: str = ""
     # Batch AI's mount root ($AZ_BATCHAI_JOB_MOUNT_ROOT): links named after the datastores,
-    # to the staged inputs and outputs (`jobrunner.batchai_runtime`); `root` when empty.
+    # to the staged inputs and outputs (`jobrunner.node.batchai_runtime`); `root` when empty.
     mounts: str = ""
 
 
@@ -122,7 +122,7 @@ class ProcessPlan:
 @dataclass(frozen=True)
 class RunStoreAccess:
     """The SAS URLs a job gets for the blobs it named in `trainstack.store.blobs` (made by
-    `jobrunner.run_sas`, which signs; the plan only passes them on)."""
+    `jobrunner.store.run_sas`, which signs; the plan only passes them on)."""
 
     urls: Mapping[str, str]  # blob path under the run's `job/` folder -> its SAS URL
     expires: str  # ISO 8601, UTC: when every URL stops working

@@ -21,27 +21,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobrunner.api import JobState
-from jobrunner.batchai_runtime import batchai_log_views
-from jobrunner.datastores import LOCAL, Datastores
-from jobrunner.doorbell import ring
-from jobrunner.environments import resolve_environment, unresolved_fix
 from jobrunner.errors import JobSpecError, NotFoundError, Problem
-from jobrunner.localpool import doorbell_folder
-from jobrunner.logship import LogReader
-from jobrunner.registry import read_pool_config
-from jobrunner.scheduler.azure_store import AzurePoolStore
-from jobrunner.scheduler.protocol import RunDoc, cancel_queued
-from jobrunner.scheduler.protocol import submit as submit_run
-from jobrunner.scheduler.report import NodeView, PoolReport, read_nodes, read_report
-from jobrunner.spec import JobSpec, load_job
-from jobrunner.staging import (
+from jobrunner.local.pool import doorbell_folder
+from jobrunner.node.batchai_runtime import batchai_log_views
+from jobrunner.node.doorbell import ring
+from jobrunner.node.logship import LogReader
+from jobrunner.node.staging import (
     Progress,
     download_tree,
     pack_code,
     upload_local_inputs,
     upload_tree,
 )
-from jobrunner.status import (
+from jobrunner.scheduler.azure_store import AzurePoolStore
+from jobrunner.scheduler.protocol import RunDoc, cancel_queued
+from jobrunner.scheduler.protocol import submit as submit_run
+from jobrunner.scheduler.report import NodeView, PoolReport, read_nodes, read_report
+from jobrunner.spec.environments import resolve_environment, unresolved_fix
+from jobrunner.spec.job import JobSpec, load_job
+from jobrunner.store.client import DEFAULT_DATASTORE, RUNS, Store, queue_name
+from jobrunner.store.datastores import LOCAL, Datastores
+from jobrunner.store.pool_config import read_pool_config
+from jobrunner.store.status import (
     RunStatus,
     create_status,
     find_run,
@@ -52,7 +53,6 @@ from jobrunner.status import (
     update_status,
     utc_now,
 )
-from jobrunner.store import DEFAULT_DATASTORE, RUNS, Store, queue_name
 
 DEFAULT_POOL = "local"
 POOL_ENV = "JOBRUNNER_POOL"

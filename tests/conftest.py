@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.azurite import start_azurite
-from jobrunner.tracking_server import NO_TRACKING, TRACKING_ENV, start_tracking_server
+from jobrunner.local.azurite import start_azurite
+from jobrunner.local.tracking_server import NO_TRACKING, TRACKING_ENV, start_tracking_server
 from tests.runner.http_inputs import loopback_tls, misbehaving_http  # noqa: F401 - fixtures for every suite
 
 pytest_plugins = ["pytester"]  # tests of this file's hooks run small suites of their own

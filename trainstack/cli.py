@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from jobrunner.cli_help import flags_take_no_value
+from jobrunner.cli.help import flags_take_no_value
 
 flags_take_no_value()
 app = typer.Typer(

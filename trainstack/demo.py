@@ -15,12 +15,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from jobrunner.api import JobState
-from jobrunner.azurite import project_root
 from jobrunner.client import Client
 from jobrunner.errors import TrainstackError
-from jobrunner.localpool import start_local_pool, stop_local_pool
-from jobrunner.status import RunStatus
-from jobrunner.store import home_dir
+from jobrunner.local.azurite import project_root
+from jobrunner.local.pool import start_local_pool, stop_local_pool
+from jobrunner.store.client import home_dir
+from jobrunner.store.status import RunStatus
 
 POOL = "demo"
 NODES = 2

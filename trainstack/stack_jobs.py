@@ -1,5 +1,5 @@
 """The job files a stack's experiments declare, checked against the stack: each file must
-load (`jobrunner.spec.load_job`) and name only datastores the workspace will have."""
+load (`jobrunner.spec.job.load_job`) and name only datastores the workspace will have."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from components.config import StackConfig
 from jobrunner.errors import JobSpecError, Problem, did_you_mean
-from jobrunner.spec import JobSpec, load_job
+from jobrunner.spec.job import JobSpec, load_job
 
 
 def run_job_path(job: str, project_dir: Path) -> Path:
@@ -25,7 +25,7 @@ def job_datastores(spec: JobSpec) -> list[tuple[str, str]]:
             out.append((f"inputs.{name}.path", location.store))
     for name, data_output in spec.outputs.items():
         if data_output.path:
-            from jobrunner.spec_uri import parse_data_uri
+            from jobrunner.spec.uri import parse_data_uri
 
             store = parse_data_uri(data_output.path).store
             if store:

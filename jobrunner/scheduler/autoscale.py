@@ -21,7 +21,7 @@ Failure modes: StoreError propagates; the caller tries again at its next pass.
 
 from __future__ import annotations
 
-from jobrunner.store import Store, queue_name
+from jobrunner.store.client import Store, queue_name
 
 MAX_GAUGE = 1000  # no pool scales by more than this at once; bounds the writes of a step
 _MARK = "1"

@@ -3,10 +3,10 @@
     pool_store = AzurePoolStore(Store.from_env(), pool="a100-spot")
 
 Blobs live under `pools/<pool>/sched/` (the lease blob, node blobs, pending blobs, run
-documents); submissions arrive on the pool's queue (`jobrunner.store.queue_name`). Every call goes through
-`jobrunner.store.Store`'s retries. Times are the store's: a listing's `at` is its response's
-`Date` header, a blob's heartbeat its `Last-Modified`, a submission's order its queue
-insertion time.
+documents); submissions arrive on the pool's queue (`jobrunner.store.client.queue_name`).
+Every call goes through `jobrunner.store.client.Store`'s retries. Times are the store's: a
+listing's `at` is its response's `Date` header, a blob's heartbeat its `Last-Modified`, a
+submission's order its queue insertion time.
 
 Failure modes: StoreError when the store gives up; ConflictError when an ETag, if-absent or
 lease condition fails; NotFoundError for a missing blob.
@@ -26,7 +26,7 @@ from azure.storage.blob import BlobLeaseClient
 
 from jobrunner.errors import ConflictError, NotFoundError
 from jobrunner.scheduler.protocol import BlobEntry, Listing, Submission
-from jobrunner.store import POOLS, Store, queue_name
+from jobrunner.store.client import POOLS, Store, queue_name
 
 VISIBILITY_S = 60  # a taken submission comes back this long after a leader that died with it
 

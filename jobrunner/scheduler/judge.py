@@ -5,9 +5,9 @@ run is still wanted, or can never start (`refuse`: a gang larger than the pool's
     Leader(pool_store, name, settings, judge=judge, admit=judge.admit, refuse=judge.refuse)
 
 The protocol (`jobrunner.scheduler.protocol`) knows attempts, owners and results; the run's
-status document (`jobrunner.status`, what users read) knows the nodes' reports, the retry
+status document (`jobrunner.store.status`, what users read) knows the nodes' reports, the retry
 budget and a cancel. When the leader finds an attempt over, `RunJudge` settles the status
-document (`jobrunner.outcome.settle`: lost and silent nodes written in, then the retry
+document (`jobrunner.scheduler.outcome.settle`: lost and silent nodes written in, then the retry
 policy) and answers with what the protocol must do next: `ok`, `fail`, `canceled`, `retry`
 (the user's budget, or an attempt that never reached its nodes) or `requeue` (free).
 Settling is idempotent: a leader that crashed after writing the status and before its own
@@ -24,12 +24,13 @@ import time
 
 from jobrunner.api import FailureKind, JobState
 from jobrunner.errors import NotFoundError, TrainstackError
-from jobrunner.outcome import settle
-from jobrunner.poison import fail_damaged_run
-from jobrunner.registry import read_pool_config
+from jobrunner.scheduler.outcome import settle
 from jobrunner.scheduler.protocol import RunDoc
-from jobrunner.spec import JobSpec
-from jobrunner.status import (
+from jobrunner.spec.job import JobSpec
+from jobrunner.store.client import RUNS, Store
+from jobrunner.store.poison import fail_damaged_run
+from jobrunner.store.pool_config import read_pool_config
+from jobrunner.store.status import (
     DamagedRunFileError,
     RunRef,
     RunStatus,
@@ -38,8 +39,7 @@ from jobrunner.status import (
     read_status,
     update_status,
 )
-from jobrunner.store import RUNS, Store
-from jobrunner.tracking import finish_tracking_run
+from jobrunner.tracking.runs import finish_tracking_run
 
 _POOL_CONFIG_TTL_S = 60.0
 

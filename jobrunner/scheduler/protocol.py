@@ -236,7 +236,7 @@ def _pending_metadata(doc: RunDoc, attempt: int, submitted_at: float) -> dict[st
 
 # ---------------------------------------------------------------------------- a node
 class Executor(Protocol):
-    """What runs an attempt's processes on a node (`jobrunner.attempt` on a real node)."""
+    """What runs an attempt's processes on a node (`jobrunner.node.attempt` on a real node)."""
 
     def start(self, run: str, attempt: int, rank: int, size: int, done: Callable[[str], None]) -> None: ...
     def stop(self) -> None: ...

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 from jobrunner.errors import NotFoundError
 from jobrunner.scheduler.protocol import NODES, PoolStore, node_beat_at
-from jobrunner.status import utc_now
+from jobrunner.store.status import utc_now
 
 REPORT_BLOB = "report"
 MAX_WAITING = 20  # reasons kept: the first ones are what a user needs

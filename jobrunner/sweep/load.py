@@ -23,7 +23,7 @@ import yaml
 
 from jobrunner.errors import ConfigError, JobSpecError, Problem
 from jobrunner.files import file_json_schema, parse_mapping, read_text, validate_model
-from jobrunner.spec import JobSpec, parse_job
+from jobrunner.spec.job import JobSpec, parse_job
 from jobrunner.sweep.models import BayesianSampling, Choice, GridSampling, QUniform, SweepFile, Uniform
 
 SCHEMA_ID = "https://trainstack.dev/schemas/sweep.schema.json"

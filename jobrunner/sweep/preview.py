@@ -16,8 +16,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from jobrunner.dryrun import placeholder_paths
-from jobrunner.plan import render_command
+from jobrunner.plan.dryrun import placeholder_paths
+from jobrunner.plan.launch_plan import render_command
 from jobrunner.sweep.load import SweepSpec
 from jobrunner.sweep.sampling import make_sampler
 

@@ -15,7 +15,7 @@ the metrics empty with the reason in the page, the rest still shows.
 
 from __future__ import annotations
 
-from jobrunner.store import Store
+from jobrunner.store.client import Store
 from jobrunner.ui.app import build_app
 
 __all__ = ["build_app", "serve"]

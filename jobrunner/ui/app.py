@@ -16,10 +16,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from jobrunner.errors import NotFoundError, TrainstackError
-from jobrunner.logship import LogReader
-from jobrunner.metrics_view import run_metrics
-from jobrunner.status import RunStatus, find_run, list_runs, read_status, utc_now
-from jobrunner.store import RUNS, Store
+from jobrunner.node.logship import LogReader
+from jobrunner.store.client import RUNS, Store
+from jobrunner.store.status import RunStatus, find_run, list_runs, read_status, utc_now
+from jobrunner.tracking.metrics_view import run_metrics
 from jobrunner.ui.pages import not_found_page, run_page, runs_page
 
 STATIC = Path(__file__).parent / "static"

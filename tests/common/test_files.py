@@ -9,7 +9,7 @@ import pytest
 
 from jobrunner.errors import ConfigError, JobSpecError
 from jobrunner.files import read_text
-from jobrunner.spec import load_job
+from jobrunner.spec.job import load_job
 from trainstack.batchai.schema import read_json
 
 

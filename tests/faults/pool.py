@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobrunner.errors import TrainstackError
-from jobrunner.registry import PoolConfig, write_pool_config
 from jobrunner.scheduler.azure_store import AzurePoolStore
-from jobrunner.status import RunRef
-from jobrunner.store import RUNS, Store
+from jobrunner.store.client import RUNS, Store
+from jobrunner.store.pool_config import PoolConfig, write_pool_config
+from jobrunner.store.status import RunRef
 from tests.runner.conftest import REPO, Cli
 
 FAST_AGENT = (

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from jobrunner.client import Client
-from jobrunner.poison import poison_queue
-from jobrunner.registry import PoolConfig, write_pool_config
-from jobrunner.status import DamagedRunFileError, RunRef, RunStatus, read_status
-from jobrunner.store import RUNS, Store, queue_name
+from jobrunner.store.client import RUNS, Store, queue_name
+from jobrunner.store.poison import poison_queue
+from jobrunner.store.pool_config import PoolConfig, write_pool_config
+from jobrunner.store.status import DamagedRunFileError, RunRef, RunStatus, read_status
 from tests.faults.pool import wait_for
 from tests.runner.agents import serving
 from tests.runner.conftest import REPO, Cli

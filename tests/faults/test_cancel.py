@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from jobrunner.status import RunRef
-from jobrunner.store import Store
+from jobrunner.store.client import Store
+from jobrunner.store.status import RunRef
 from tests.faults.pool import FaultPool, wait_for
 from tests.runner.conftest import Cli, write_job
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.azurite import connection_string
-from jobrunner.status import RunRef, read_status
-from jobrunner.store import RUNS, Retry, Store
+from jobrunner.local.azurite import connection_string
+from jobrunner.store.client import RUNS, Retry, Store
+from jobrunner.store.status import RunRef, read_status
 from tests.faults.events_server import ScheduledEventsServer
 from tests.faults.pool import FaultPool, wait_for
 from tests.faults.proxy import FaultyProxy

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from jobrunner.client import Client
-from jobrunner.spec import load_job
-from jobrunner.status import MAX_REASON_CHARS
-from jobrunner.store import RUNS, Store
+from jobrunner.spec.job import load_job
+from jobrunner.store.client import RUNS, Store
+from jobrunner.store.status import MAX_REASON_CHARS
 from tests.faults.pool import FaultPool
 from tests.runner.conftest import Cli, write_job
 

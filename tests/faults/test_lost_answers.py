@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.azurite import connection_string
 from jobrunner.errors import StoreError
-from jobrunner.logship import LogShipper
-from jobrunner.store import RUNS, Retry, Store
+from jobrunner.local.azurite import connection_string
+from jobrunner.node.logship import LogShipper
+from jobrunner.store.client import RUNS, Retry, Store
 from tests.faults.proxy import FaultyProxy
 
 QUICK = Retry(attempts=4, base_s=0.05, max_s=0.1)

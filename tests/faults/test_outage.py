@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from jobrunner.azurite import Azurite, start_azurite
-from jobrunner.status import RunRef
+from jobrunner.local.azurite import Azurite, start_azurite
+from jobrunner.store.status import RunRef
 from tests.faults.pool import FaultPool, wait_for
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobrunner.preempt import (
+from jobrunner.node.preempt import (
     PREEMPT_GRACE_S,
     Notice,
     PreemptionWatch,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from jobrunner.registry import PoolConfig, write_pool_config
-from jobrunner.status import RunRef
-from jobrunner.store import Store
+from jobrunner.store.client import Store
+from jobrunner.store.pool_config import PoolConfig, write_pool_config
+from jobrunner.store.status import RunRef
 from tests.faults.pool import FaultPool, wait_for
 from tests.faults.test_cancel import processes_with
 from tests.runner.conftest import Cli, write_job

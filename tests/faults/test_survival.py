@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.status import RunRef, read_status
-from jobrunner.store import RUNS, Store
+from jobrunner.store.client import RUNS, Store
+from jobrunner.store.status import RunRef, read_status
 from tests.faults.events_server import ScheduledEventsServer
 from tests.faults.pool import FaultPool, wait_for
 from tests.runner.conftest import REPO

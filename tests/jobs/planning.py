@@ -9,9 +9,9 @@ import threading
 from pathlib import Path
 
 from jobrunner.api import Gang, GangMember, NodeFacts, NodePaths
-from jobrunner.launch import ByLine, LaunchResult, run_plan
-from jobrunner.plan import plan_launch
-from jobrunner.spec import JobSpec
+from jobrunner.node.launch import ByLine, LaunchResult, run_plan
+from jobrunner.plan.launch_plan import plan_launch
+from jobrunner.spec.job import JobSpec
 
 
 def gang(size: int, rank: int, *, addresses: list[str] | None = None, ports: tuple[int, ...] = ()) -> Gang:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from jobrunner.api import NodePaths
-from jobrunner.batchai_runtime import (
+from jobrunner.errors import JobSpecError
+from jobrunner.node.batchai_runtime import (
     BATCHAI_LOG_FILE,
     BatchAiLogFiles,
     StreamIndex,
@@ -17,12 +18,11 @@ from jobrunner.batchai_runtime import (
     link_mounts,
     mount_links,
 )
-from jobrunner.errors import JobSpecError
-from jobrunner.logship import LogReader, LogShipper
-from jobrunner.spec import parse_job
-from jobrunner.staging import output_path
-from jobrunner.status import RunRef
-from jobrunner.store import RUNS, Store
+from jobrunner.node.logship import LogReader, LogShipper
+from jobrunner.node.staging import output_path
+from jobrunner.spec.job import parse_job
+from jobrunner.store.client import RUNS, Store
+from jobrunner.store.status import RunRef
 
 JOB = """
 command: python ${{inputs.scripts}}/train.py

@@ -9,9 +9,9 @@ import pytest
 from rich.console import Console
 
 from jobrunner.api import NodeFacts
-from jobrunner.dryrun import describe_plan, dry_run, render_plans
 from jobrunner.errors import LaunchError
-from jobrunner.spec import parse_job
+from jobrunner.plan.dryrun import describe_plan, dry_run, render_plans
+from jobrunner.spec.job import parse_job
 
 JOB = """
 command: python train.py --out ${{outputs.model}}
@@ -63,7 +63,7 @@ def test_json_and_tables() -> None:
 def test_the_command_prints_every_note_a_submit_prints(tmp_path, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
-    from jobrunner.cli import app
+    from jobrunner.cli.main import app
 
     job = tmp_path / "job.yml"
     job.write_text(

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from jobrunner.client import Client
-from jobrunner.config import AgentConfig, parse_agent_config
-from jobrunner.environments import EnvironmentRef, check_map, parse_environment_ref, resolve_environment
 from jobrunner.errors import ConfigError, JobSpecError
-from jobrunner.plan import plan_launch
-from jobrunner.registry import PoolConfig, write_pool_config
-from jobrunner.spec import Environment, JobSpec, load_job, parse_job
-from jobrunner.store import Store
+from jobrunner.node.config import AgentConfig, parse_agent_config
+from jobrunner.plan.launch_plan import plan_launch
+from jobrunner.spec.environments import EnvironmentRef, check_map, parse_environment_ref, resolve_environment
+from jobrunner.spec.job import Environment, JobSpec, load_job, parse_job
+from jobrunner.store.client import Store
+from jobrunner.store.pool_config import PoolConfig, write_pool_config
 
 from .planning import gang, node, paths
 
@@ -226,9 +226,9 @@ def test_a_node_with_containers_fails_an_unresolved_environment_as_the_jobs_faul
 ) -> None:
     """A pool that published nothing lets submit through with a note; the node that then
     cannot resolve the environment fails the run as the job's fault, naming the key."""
-    from jobrunner.agent import AgentSettings
     from jobrunner.api import FailureKind, JobState, NodeFacts
-    from jobrunner.attempt import Timing
+    from jobrunner.node.agent import AgentSettings
+    from jobrunner.node.attempt import Timing
     from tests.runner.agents import run_to_end
 
     store = Store.connect(azurite)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.spec import load_job
+from jobrunner.spec.job import load_job
 
 from .planning import LocalGang
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from jobrunner.spec import job_json_schema
+from jobrunner.spec.job import job_json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 

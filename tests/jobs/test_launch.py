@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner import launch
 from jobrunner.api import LaunchPlan, ProcessPlan
 from jobrunner.errors import LaunchError
-from jobrunner.launch import ByLine, run_plan
+from jobrunner.node import launch
+from jobrunner.node.launch import ByLine, run_plan
 
 
 class Lines(ByLine):

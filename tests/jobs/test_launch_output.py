@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobrunner.api import LaunchPlan, ProcessPlan
-from jobrunner.launch import (
+from jobrunner.node.launch import (
     MAX_LINE_BYTES,
     PIPE_BYTES,
     READ_NAP_LONG_S,

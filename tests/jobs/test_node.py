@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.node import detect_node_facts
+from jobrunner.node.facts import detect_node_facts
 
 
 def tool(folder: Path, name: str, script: str) -> None:

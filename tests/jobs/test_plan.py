@@ -7,8 +7,8 @@ import json
 import pytest
 
 from jobrunner.errors import LaunchError
-from jobrunner.plan import plan_launch
-from jobrunner.spec import JobSpec, parse_job
+from jobrunner.plan.launch_plan import plan_launch
+from jobrunner.spec.job import JobSpec, parse_job
 
 from .planning import gang, node, paths
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from jobrunner.errors import JobSpecError
-from jobrunner.spec import JobSpec, parse_job
-from jobrunner.spec_expr import Ref, modernize, references, render
+from jobrunner.spec.expressions import Ref, modernize, references, render
+from jobrunner.spec.job import JobSpec, parse_job
 
 
 def parse(text: str, tmp_path: Path | None = None, **overrides: str) -> JobSpec:

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from jobrunner.cli import app
+from jobrunner.cli.main import app
 from jobrunner.errors import JobSpecError, Problem
-from jobrunner.spec import JobSpec, load_job
+from jobrunner.spec.job import JobSpec, load_job
 from tests.corpus import AML_CLI_V2 as CORPUS
 from tests.corpus import OWN_AML_CLI_V2, corpus_files
 

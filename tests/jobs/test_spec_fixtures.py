@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from jobrunner.errors import JobSpecError
-from jobrunner.spec import load_job
+from jobrunner.spec.job import load_job
 from tests.corpus import OWN_AML_CLI_V2 as OWN
 
 

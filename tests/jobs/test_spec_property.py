@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobrunner.errors import JobSpecError
-from jobrunner.spec import JobSpec, parse_job
+from jobrunner.spec.job import JobSpec, parse_job
 
 KEYS = [
     "command",

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from jobrunner.errors import JobSpecError
-from jobrunner.spec import load_job
-from jobrunner.spec_safety import check_docker_args, check_image
-from jobrunner.spec_uri import RESERVED_DATASTORES, parse_data_uri
-from jobrunner.store import POOLS, RUNS
+from jobrunner.spec.job import load_job
+from jobrunner.spec.safety import check_docker_args, check_image
+from jobrunner.spec.uri import RESERVED_DATASTORES, parse_data_uri
+from jobrunner.store.client import POOLS, RUNS
 
 
 def job(tmp_path: Path, text: str) -> Path:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from components.config import SECRETS_FROM_FILE, ClusterConfig, DatastoreConfig
 from jobrunner.errors import ConfigError
-from jobrunner.spec import load_job
+from jobrunner.spec.job import load_job
 from tests.corpus import BATCHAI as CORPUS
 from tests.corpus import OWN_BATCHAI, batchai_files, needs_corpus
 from trainstack.batchai.convert import migrate

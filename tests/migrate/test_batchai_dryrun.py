@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from jobrunner.cli import app as jobrunner_app
+from jobrunner.cli.main import app as jobrunner_app
 from tests.corpus import BATCHAI as CORPUS
 from tests.corpus import OWN_BATCHAI, needs_corpus
 from trainstack.batchai.convert import migrate, write

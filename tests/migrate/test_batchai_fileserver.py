@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from components.config import SECRETS_FROM_FILE, DatastoreConfig
-from jobrunner.dryrun import dry_run
-from jobrunner.spec import load_job
+from jobrunner.plan.dryrun import dry_run
+from jobrunner.spec.job import load_job
 from tests.corpus import BATCHAI as CORPUS
 from tests.corpus import OWN_BATCHAI, needs_corpus
 from tests.migrate.test_batchai import real_validator

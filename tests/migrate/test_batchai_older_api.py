@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from jobrunner.cli import app as jobrunner_app
+from jobrunner.cli.main import app as jobrunner_app
 from jobrunner.errors import ConfigError
 from trainstack.batchai.convert import migrate
 from trainstack.batchai.fates import Fate

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobrunner.cli import app
-from jobrunner.config import (
+from jobrunner.cli.main import app
+from jobrunner.errors import ConfigError
+from jobrunner.node.config import (
     AgentConfig,
     DatastoreLocation,
     custom_data,
@@ -19,16 +20,15 @@ from jobrunner.config import (
     parse_agent_config,
     render_cloud_init,
 )
-from jobrunner.errors import ConfigError
-from jobrunner.pool_agent import (
+from jobrunner.node.pool_agent import (
     SETUP_LOG,
     NodeSetupError,
     agent_settings,
     node_setup_once,
     publish_pool_size,
 )
-from jobrunner.registry import PoolConfig, read_pool_config
-from jobrunner.store import Store
+from jobrunner.store.client import Store
+from jobrunner.store.pool_config import PoolConfig, read_pool_config
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = "https://stpool123.blob.core.windows.net"
@@ -181,7 +181,7 @@ def test_agent_from_a_cloud_init_config_sets_up_the_node_and_serves(azurite: str
     import sys
     import time
 
-    from jobrunner.node import container_runtime_works
+    from jobrunner.node.facts import container_runtime_works
     from jobrunner.scheduler.azure_store import AzurePoolStore
     from jobrunner.scheduler.report import read_nodes
 

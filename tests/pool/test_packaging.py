@@ -17,7 +17,7 @@ import pytest
 
 from components.config import GpuPoolConfig
 from components.gpu_pool import agent_config
-from jobrunner.config import custom_data
+from jobrunner.node.config import custom_data
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"
@@ -52,11 +52,11 @@ def test_the_wheel_holds_jobrunner_alone_and_pins_its_dependencies(wheel: Path) 
         entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     top = {n.split("/")[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"jobrunner"}
-    assert "jobrunner/config.py" in names and not any("__pycache__" in n for n in names)
+    assert "jobrunner/node/config.py" in names and not any("__pycache__" in n for n in names)
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert not any("pulumi" in r for r in requires)
     assert all("==" in r for r in requires if "extra ==" not in r)
-    assert "jobrunner = jobrunner.cli:main" in entry_points
+    assert "jobrunner = jobrunner.cli.main:main" in entry_points
 
 
 def test_the_wheel_is_reproducible(wheel: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from components import roles
 from components.agent_image import AgentImage, AgentImageArgs, recipe_digest, template_name
 from components.config import GpuPoolConfig, PoolImageConfig, StackConfig
 from components.gpu_pool import GpuPool, agent_config
-from jobrunner.config import parse_agent_config
+from jobrunner.node.config import parse_agent_config
 from policies.capacity import capacities
 from policies.model import Resource
 from trainstack.plan import StackPlan, record_program, record_stack

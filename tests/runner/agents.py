@@ -1,4 +1,4 @@
-"""Real agents (`jobrunner.agent.Agent`) serving a pool on threads of the test process, with
+"""Real agents (`jobrunner.node.agent.Agent`) serving a pool on threads of the test process, with
 fast timings: for tests that reach into one agent's store or settings. Tests of whole agent
 processes use `tests.faults.pool.FaultPool` or the local pool."""
 
@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jobrunner.agent import Agent, AgentSettings
 from jobrunner.api import NodeFacts
-from jobrunner.registry import PoolConfig, write_pool_config
-from jobrunner.status import find_run, read_status
-from jobrunner.store import Store
+from jobrunner.node.agent import Agent, AgentSettings
+from jobrunner.store.client import Store
+from jobrunner.store.pool_config import PoolConfig, write_pool_config
+from jobrunner.store.status import find_run, read_status
 
 FAST = {
     "heartbeat_s": 0.3,

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.agent_logging import configure_agent_logging
-from jobrunner.config import AgentConfig, render_cloud_init
 from jobrunner.errors import ConfigError
-from jobrunner.output_sync import OutputSync
-from jobrunner.poison import poison_queue, quarantine
-from jobrunner.pool_agent import NodeSetupError, node_setup_once
-from jobrunner.preempt import PreemptionWatch
+from jobrunner.node.agent_logging import configure_agent_logging
+from jobrunner.node.config import AgentConfig, render_cloud_init
+from jobrunner.node.output_sync import OutputSync
+from jobrunner.node.pool_agent import NodeSetupError, node_setup_once
+from jobrunner.node.preempt import PreemptionWatch
 from jobrunner.scheduler.azure_store import AzurePoolStore
 from jobrunner.scheduler.report import read_nodes
-from jobrunner.spec import parse_job
-from jobrunner.status import RunRef
-from jobrunner.store import Store
+from jobrunner.spec.job import parse_job
+from jobrunner.store.client import Store
+from jobrunner.store.poison import poison_queue, quarantine
+from jobrunner.store.status import RunRef
 from tests.faults.events_server import ScheduledEventsServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,13 +58,13 @@ def test_node_setup_says_whether_it_ran_and_how_it_ended(
     node_setup_once(ok)
     with pytest.raises(NodeSetupError):
         node_setup_once(AgentConfig.model_validate({**base, "nodeSetup": "exit 3"}))
-    lines = said(records, "jobrunner.pool_agent")
+    lines = said(records, "jobrunner.node.pool_agent")
     assert lines[0].startswith("node setup: running (up to 3600 s, output in ")
     assert lines[1:3] == [
         "node setup: done",
         f"node setup: already ran on this boot ({tmp_path}/run/node-setup.done)",
     ]
-    assert said(records, "jobrunner.pool_agent", logging.ERROR) == [
+    assert said(records, "jobrunner.node.pool_agent", logging.ERROR) == [
         "node setup: exited with 3; no work is taken"
     ]
 
@@ -79,10 +79,10 @@ def test_the_eviction_watch_logs_the_notice_and_its_answer_once(records: pytest.
             assert watch.acknowledge()
         finally:
             watch.stop()
-    lines = said(records, "jobrunner.preempt")
+    lines = said(records, "jobrunner.node.preempt")
     assert lines[0] == f"scheduled events: {server.url} answers; watching for evictions of vm-2"
     assert sum("answers" in line for line in lines) == 1  # not once a poll
-    (warning,) = said(records, "jobrunner.preempt", logging.WARNING)
+    (warning,) = said(records, "jobrunner.node.preempt", logging.WARNING)
     assert warning.startswith(f"scheduled events: Preempt {event_id} evicts vm-2 (not before ")
     assert lines[-1] == f"scheduled events: acknowledged {event_id}; the eviction may start"
 
@@ -91,17 +91,17 @@ def test_an_endpoint_that_does_not_answer_is_logged(records: pytest.LogCaptureFi
     url = "http://127.0.0.1:9/metadata/scheduledevents"
     watch = PreemptionWatch(url, "vm-2", poll_s=0.05).start()
     try:
-        wait_for(lambda: said(records, "jobrunner.preempt"))
+        wait_for(lambda: said(records, "jobrunner.node.preempt"))
     finally:
         watch.stop()
-    assert said(records, "jobrunner.preempt")[0].startswith(f"scheduled events: {url} does not answer (")
+    assert said(records, "jobrunner.node.preempt")[0].startswith(f"scheduled events: {url} does not answer (")
 
 
 def test_a_quarantined_message_is_a_warning_naming_the_queue_and_reason(
     azurite: str, records: pytest.LogCaptureFixture
 ) -> None:
     quarantine(Store.connect(azurite), "logpool", b"not json at all", "the message is not JSON")
-    (line,) = said(records, "jobrunner.poison", logging.WARNING)
+    (line,) = said(records, "jobrunner.store.poison", logging.WARNING)
     assert line == (
         f"quarantined a message of pool logpool to queue {poison_queue('logpool')} (it names no run): "
         "the message is not JSON"
@@ -123,12 +123,12 @@ def test_output_sync_says_what_it_sent_restored_and_when_it_was_interrupted(
     sync.sync(final=True)
     restored = tmp_path / "next-attempt"
     OutputSync(store, ref, SPEC, {"model": restored}).restore()
-    lines = said(records, "jobrunner.output_sync")
+    lines = said(records, "jobrunner.node.output_sync")
     assert (
         lines[0]
         == f"{ref.id} outputs: periodic sync, 1 of 1 changed file(s) now whole in the store, 7 bytes sent"
     )
-    assert said(records, "jobrunner.output_sync", logging.INFO) == [
+    assert said(records, "jobrunner.node.output_sync", logging.INFO) == [
         f"{ref.id} outputs: the sync under way stops at its next block",
         f"{ref.id} outputs: final sync, 0 of 0 changed file(s) now whole in the store, 7 bytes sent",
         f"{ref.id} outputs: 1 file(s) of earlier attempts restored",
@@ -175,15 +175,17 @@ def test_a_pool_nodes_agent_writes_journal_lines_at_its_configs_level(azurite: s
         logged
     )
     assert any(
-        line.startswith("<6>jobrunner.agent_logging: agent log at level debug to the journal")
+        line.startswith("<6>jobrunner.node.agent_logging: agent log at level debug to the journal")
         for line in lines
     )
     assert any(
-        line.startswith("<6>jobrunner.pool_agent: config ") and "agent vm-j, pool journal-pool" in line
+        line.startswith("<6>jobrunner.node.pool_agent: config ") and "agent vm-j, pool journal-pool" in line
         for line in lines
     )
-    assert any(line.startswith("<7>jobrunner.store: job store ") for line in lines)
-    assert any(line.startswith("<6>jobrunner.agent: agent vm-j serving pool journal-pool") for line in lines)
-    assert any(line.startswith("<6>jobrunner.pool_agent: node vm-j at 127.0.0.1: ") for line in lines)
+    assert any(line.startswith("<7>jobrunner.store.client: job store ") for line in lines)
+    assert any(
+        line.startswith("<6>jobrunner.node.agent: agent vm-j serving pool journal-pool") for line in lines
+    )
+    assert any(line.startswith("<6>jobrunner.node.pool_agent: node vm-j at 127.0.0.1: ") for line in lines)
     key = azurite.split("AccountKey=", 1)[1].split(";", 1)[0]
     assert key not in journal.read_text()

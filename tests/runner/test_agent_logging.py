@@ -14,7 +14,10 @@ from typing import IO
 import pytest
 from typer.testing import CliRunner
 
-from jobrunner.agent_logging import (
+from jobrunner.cli.main import app
+from jobrunner.errors import ConfigError, StoreError
+from jobrunner.local.azurite import ACCOUNT_KEY
+from jobrunner.node.agent_logging import (
     LEVELS,
     MAX_RECORD_CHARS,
     configure_agent_logging,
@@ -22,11 +25,8 @@ from jobrunner.agent_logging import (
     journal_priority,
     parse_level,
 )
-from jobrunner.azurite import ACCOUNT_KEY
-from jobrunner.cli import app
-from jobrunner.config import parse_agent_config
-from jobrunner.errors import ConfigError, StoreError
-from jobrunner.store import Retry, Store
+from jobrunner.node.config import parse_agent_config
+from jobrunner.store.client import Retry, Store
 
 SIG = "TOPSECRETSIGNATURE"
 SAS = f"sv=2024-01-01&ss=bq&srt=sco&sp=rwdl&se=2030-01-01&sig={SIG}"
@@ -301,7 +301,7 @@ def test_store_retries_at_debug_name_the_operation_and_no_credential(tmp_path: P
 
 
 def test_an_https_input_is_logged_without_its_query(tmp_path: Path, misbehaving_http: str) -> None:
-    from jobrunner.staging import download_url
+    from jobrunner.node.staging import download_url
 
     path = tmp_path / "agent.log"
     configure_agent_logging("debug", log_file=path)

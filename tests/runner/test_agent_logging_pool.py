@@ -47,13 +47,13 @@ def test_a_local_agent_logs_to_the_file_local_pool_status_names(azurite: str, tm
     assert log_file.is_file() and output_file.is_file()
     assert stat.S_IMODE(log_file.stat().st_mode) == 0o600 == stat.S_IMODE(output_file.stat().st_mode)
     text = log_file.read_text()
-    assert " INFO jobrunner.agent_logging: agent log at level debug to " in text
+    assert " INFO jobrunner.node.agent_logging: agent log at level debug to " in text
     assert f"{run_id} inputs.data: 1 file(s) uploaded at submit" in text
     assert f"{run_id} outputs: final sync" in text
     assert " DEBUG jobrunner." in text  # the level reached the agent
     printed = output_file.read_text()
     assert (
-        f"agent {POOL}-0 serving pool {POOL}" in printed and "jobrunner.agent_logging" not in printed
+        f"agent {POOL}-0 serving pool {POOL}" in printed and "jobrunner.node.agent_logging" not in printed
     )  # once
     key = azurite.split("AccountKey=", 1)[1].split(";", 1)[0]
     assert key not in text and key not in printed

@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from jobrunner.cli import app as jobrunner_app
+from jobrunner.cli.main import app as jobrunner_app
 from tests.corpus import OWN_BATCHAI
 from trainstack.cli import app as trainstack_app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from jobrunner.cli import app
+from jobrunner.cli.main import app
 
 COMMANDS = [
     ["submit"], ["status"], ["list"], ["logs"], ["cancel"], ["outputs"], ["agent"],
@@ -41,8 +41,8 @@ def test_the_agent_options_show_the_defaults_the_agent_settings_hold() -> None:
 
     from typer.testing import CliRunner
 
-    from jobrunner.agent import AgentSettings
-    from jobrunner.cli import app
+    from jobrunner.cli.main import app
+    from jobrunner.node.agent import AgentSettings
 
     settings = AgentSettings(pool="p", name="n")
     shown = CliRunner().invoke(app, ["agent", "--help"], env={"COLUMNS": "400"}).output

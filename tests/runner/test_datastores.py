@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobrunner.agent import AgentSettings
 from jobrunner.api import JobState
-from jobrunner.attempt import Timing
-from jobrunner.cli import app
+from jobrunner.cli.main import app
 from jobrunner.client import Client
-from jobrunner.config import AgentConfig, DatastoreLocation, render_cloud_init
-from jobrunner.datastores import Datastores, default_container
 from jobrunner.errors import ConfigError
-from jobrunner.pool_agent import agent_settings
-from jobrunner.store import Store
+from jobrunner.node.agent import AgentSettings
+from jobrunner.node.attempt import Timing
+from jobrunner.node.config import AgentConfig, DatastoreLocation, render_cloud_init
+from jobrunner.node.pool_agent import agent_settings
+from jobrunner.store.client import Store
+from jobrunner.store.datastores import Datastores, default_container
 from tests.runner.agents import run_to_end
 
 MAPPED = {

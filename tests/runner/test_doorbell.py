@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.agent import Agent, AgentSettings
 from jobrunner.client import Client
-from jobrunner.doorbell import Doorbell, ring
-from jobrunner.registry import PoolConfig, write_pool_config
-from jobrunner.store import HOME_ENV, Store
+from jobrunner.node.agent import Agent, AgentSettings
+from jobrunner.node.doorbell import Doorbell, ring
+from jobrunner.store.client import HOME_ENV, Store
+from jobrunner.store.pool_config import PoolConfig, write_pool_config
 from tests.faults.pool import wait_for
 
 
@@ -71,7 +71,7 @@ def test_a_submit_rings_the_idle_local_agent(
     monkeypatch.setenv(HOME_ENV, str(short_dir))
     store = Store.connect(azurite)
     write_pool_config(store, PoolConfig(name="bell", max_nodes=1))
-    from jobrunner.localpool import doorbell_folder
+    from jobrunner.local.pool import doorbell_folder
 
     bell = doorbell_folder("bell") / "bell-0.sock"
     config = AgentSettings(pool="bell", name="bell-0", work_dir=tmp_path / "agent", doorbell=bell)

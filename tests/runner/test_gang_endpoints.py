@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobrunner.agent import endpoint_text, gang_of
+from jobrunner.node.agent import endpoint_text, gang_of
 from jobrunner.scheduler.protocol import RunDoc
 
 

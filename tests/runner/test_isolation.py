@@ -16,8 +16,8 @@ import pytest
 
 from jobrunner.api import LaunchPlan, ProcessPlan
 from jobrunner.errors import LaunchError
-from jobrunner.isolation import JobUser, confined, hand_over, inherited, job_environment
-from jobrunner.launch import ByLine, process_argv, run_plan
+from jobrunner.node.isolation import JobUser, confined, hand_over, inherited, job_environment
+from jobrunner.node.launch import ByLine, process_argv, run_plan
 
 REPO = Path(__file__).resolve().parents[2]
 GUARD = REPO / "packaging" / "guard-metadata.sh"
@@ -108,8 +108,8 @@ def test_the_job_user_gets_the_attempts_writable_folders_and_nothing_else(tmp_pa
 def test_the_agent_follows_no_link_a_job_left_in_its_folders(tmp_path: Path) -> None:
     """Root writes Batch AI's log copies and the plan's files into the job's folders, and reads
     the job's error file: a link there must not lead it elsewhere."""
-    from jobrunner.batchai_runtime import BatchAiLogFiles
-    from jobrunner.isolation import read_job_file
+    from jobrunner.node.batchai_runtime import BatchAiLogFiles
+    from jobrunner.node.isolation import read_job_file
 
     victim = tmp_path / "victim"
     victim.write_text("untouched\n")
@@ -254,11 +254,11 @@ def test_a_pool_agent_runs_its_job_as_the_job_user_in_folders_handed_to_it(
     outputs, and cannot write the agent's own folder of the attempt (the log spool)."""
     import tempfile
 
-    from jobrunner.agent import AgentSettings
     from jobrunner.api import JobState
-    from jobrunner.attempt import Timing
     from jobrunner.client import Client
-    from jobrunner.store import Store
+    from jobrunner.node.agent import AgentSettings
+    from jobrunner.node.attempt import Timing
+    from jobrunner.store.client import Store
     from tests.runner.agents import run_to_end
 
     work = Path(tempfile.mkdtemp(prefix="jobrunner-isolation-", dir="/tmp"))
@@ -297,7 +297,7 @@ def test_a_pool_agent_runs_its_job_as_the_job_user_in_folders_handed_to_it(
 def test_an_output_swapped_for_a_link_is_not_uploaded(azurite: str, tmp_path: Path) -> None:
     """The job owns its output folders: a file it turns into a link to a root-only file after
     the listing must not go up as the agent (root) reads it."""
-    from jobrunner.store import Store
+    from jobrunner.store.client import Store
 
     store = Store.connect(azurite)
     secret = tmp_path / "root-only"

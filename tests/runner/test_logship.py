@@ -12,9 +12,9 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from jobrunner.azurite import connection_string, free_port, start_azurite
-from jobrunner.logship import LogReader, LogShipper
-from jobrunner.store import MAX_APPEND_BLOCK, RUNS, Retry, Store
+from jobrunner.local.azurite import connection_string, free_port, start_azurite
+from jobrunner.node.logship import LogReader, LogShipper
+from jobrunner.store.client import MAX_APPEND_BLOCK, RUNS, Retry, Store
 from tests.faults.proxy import FaultyProxy
 
 

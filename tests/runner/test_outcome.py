@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from jobrunner.api import FailureKind, JobState
-from jobrunner.outcome import MAX_FREE_REQUEUES, conclude, report, settle
-from jobrunner.spec import Retry
-from jobrunner.status import NodeStatus, RunStatus, utc_now
+from jobrunner.scheduler.outcome import MAX_FREE_REQUEUES, conclude, report, settle
+from jobrunner.spec.job import Retry
+from jobrunner.store.status import NodeStatus, RunStatus, utc_now
 
 
 def running(nodes: int = 2, **changes: object) -> RunStatus:

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from jobrunner.output_sync import BLOCK_BYTES, OutputSync
-from jobrunner.spec import parse_job
-from jobrunner.status import RunRef
-from jobrunner.store import RUNS, Store
+from jobrunner.node.output_sync import BLOCK_BYTES, OutputSync
+from jobrunner.spec.job import parse_job
+from jobrunner.store.client import RUNS, Store
+from jobrunner.store.status import RunRef
 
 MIB = 1 << 20
 SPEC = parse_job("command: python train.py\n", source="job.yml")

@@ -14,7 +14,9 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.storage.blob import BlobServiceClient
 from typer.testing import CliRunner
 
-from jobrunner.azurite import (
+from jobrunner.cli.main import app
+from jobrunner.errors import StoreError
+from jobrunner.local.azurite import (
     ACCOUNT_KEY,
     KEY_FILE,
     connection_string,
@@ -22,11 +24,9 @@ from jobrunner.azurite import (
     read_local_state,
     stop_local_azurite,
 )
-from jobrunner.cli import app
-from jobrunner.config import AgentConfig, render_cloud_init
-from jobrunner.errors import StoreError
-from jobrunner.isolation import redact_store, without_query
-from jobrunner.store import Retry, Store
+from jobrunner.node.config import AgentConfig, render_cloud_init
+from jobrunner.node.isolation import redact_store, without_query
+from jobrunner.store.client import Retry, Store
 
 SAS = "sv=2024-01-01&ss=bq&srt=sco&sp=rwdl&se=2030-01-01&sig=TOPSECRETSIGNATURE"
 

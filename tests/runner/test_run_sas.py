@@ -22,16 +22,16 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from azure.storage.blob import BlobClient, BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from jobrunner import plan_env as V
 from jobrunner.api import Gang, GangMember, NodeFacts, NodePaths
-from jobrunner.azurite import ACCOUNT, azurite_executable, free_port
-from jobrunner.isolation import job_environment
-from jobrunner.plan import plan_launch
-from jobrunner.run_sas import MAX_LIFETIME, SLACK, job_blob, lifetime, run_store_access
-from jobrunner.spec import JobSpec, parse_job
-from jobrunner.spec_models import StoreAccess
-from jobrunner.status import RunRef
-from jobrunner.store import POOLS, RUNS, Store
+from jobrunner.local.azurite import ACCOUNT, azurite_executable, free_port
+from jobrunner.node.isolation import job_environment
+from jobrunner.plan import environment as V
+from jobrunner.plan.launch_plan import plan_launch
+from jobrunner.spec.job import JobSpec, parse_job
+from jobrunner.spec.models import StoreAccess
+from jobrunner.store.client import POOLS, RUNS, Store
+from jobrunner.store.run_sas import MAX_LIFETIME, SLACK, job_blob, lifetime, run_store_access
+from jobrunner.store.status import RunRef
 from tests.loopback_tls import LoopbackTls
 
 # The job: what it may do with its URL, and each thing it tries that it must not do.
@@ -156,7 +156,7 @@ def test_a_job_that_names_no_blob_gets_no_url_and_cannot_set_one(store: Store, t
 
 
 def test_a_dry_run_shows_where_the_urls_go_without_signing_anything() -> None:
-    from jobrunner.dryrun import dry_run
+    from jobrunner.plan.dryrun import dry_run
 
     (plan,) = dry_run(parse_job(SPEC), 1)
     urls = json.loads(plan.processes[0].env[V.TRAINSTACK_RUN_SAS_URLS])
@@ -256,9 +256,9 @@ def test_signed_in_with_a_token_the_agent_signs_with_a_user_delegation_key(
 
 def test_an_agent_hands_a_real_job_its_urls(store: Store, tmp_path: Path) -> None:
     """Through a real agent: the job writes its checkpoint with its URL alone."""
-    from jobrunner.agent import AgentSettings
     from jobrunner.client import Client
-    from jobrunner.registry import PoolConfig, write_pool_config
+    from jobrunner.node.agent import AgentSettings
+    from jobrunner.store.pool_config import PoolConfig, write_pool_config
     from tests.runner.agents import run_to_end
 
     code = tmp_path / "code"

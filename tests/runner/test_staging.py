@@ -13,7 +13,7 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from jobrunner.errors import NotFoundError, StoreError
-from jobrunner.staging import (
+from jobrunner.node.staging import (
     TRANSFER_THREADS,
     StagingStopped,
     code_files,
@@ -22,7 +22,7 @@ from jobrunner.staging import (
     unpack_code,
     upload_tree,
 )
-from jobrunner.store import Store
+from jobrunner.store.client import Store
 
 
 def test_snapshot_leaves_out_git_caches_and_ignored_files(tmp_path: Path) -> None:

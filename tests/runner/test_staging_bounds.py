@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from jobrunner.errors import ConfigError, LaunchError
-from jobrunner.staging import HttpLimits, code_files, download_tree, download_url, pack_code, unpack_code
-from jobrunner.store import Store
+from jobrunner.node.staging import HttpLimits, code_files, download_tree, download_url, pack_code, unpack_code
+from jobrunner.store.client import Store
 
 
 def write(root: Path, *rels: str) -> None:
@@ -140,10 +140,10 @@ def test_a_real_agent_fails_an_attempt_whose_http_input_stalls_and_serves_the_ne
     azurite: str, misbehaving_http: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The stall limit as the agent applies it (60 s on a pool; 1 s here, so the test is short)."""
-    import jobrunner.staging as staging
-    from jobrunner.agent import AgentSettings
+    import jobrunner.node.staging as staging
     from jobrunner.client import Client
-    from jobrunner.registry import PoolConfig, write_pool_config
+    from jobrunner.node.agent import AgentSettings
+    from jobrunner.store.pool_config import PoolConfig, write_pool_config
     from tests.runner.agents import run_to_end
 
     monkeypatch.setattr(staging, "HttpLimits", lambda: HttpLimits(connect_s=5, read_s=1))

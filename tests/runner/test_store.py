@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from jobrunner.azurite import connection_string, free_port
 from jobrunner.errors import ConflictError, NotFoundError, StoreError
-from jobrunner.store import Retry, Store
+from jobrunner.local.azurite import connection_string, free_port
+from jobrunner.store.client import Retry, Store
 from tests.faults.proxy import FaultyProxy
 
 

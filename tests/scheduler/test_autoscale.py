@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from jobrunner.scheduler.autoscale import MAX_GAUGE, DemandGauges, demand_queue, idle_queue
-from jobrunner.store import Store
+from jobrunner.store.client import Store
 
 
 def test_the_gauges_follow_demand_and_idle_nodes(azurite: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 from jobrunner.errors import ConflictError, StoreError
 from jobrunner.scheduler.azure_store import AzurePoolStore
 from jobrunner.scheduler.protocol import RUNS, Leader, NodeAgent, ProtocolSettings, RunDoc, submit
-from jobrunner.store import Retry, Store
+from jobrunner.store.client import Retry, Store
 
 FAST = ProtocolSettings(
     beat_idle_s=0.2, beat_busy_s=0.5, stale_after_s=30.0, fence_s=20.0, lease_s=15, renew_s=3.0,

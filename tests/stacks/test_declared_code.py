@@ -12,7 +12,7 @@ import pytest
 from components.config import ExperimentConfig
 from components.experiment import DeclaredRun, Experiment
 from jobrunner.errors import ConfigError
-from jobrunner.spec import load_job
+from jobrunner.spec.job import load_job
 from tests.stacks.test_components import REF
 from trainstack.plan import record_program
 

@@ -14,7 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from components.job_properties import JobTarget, NotDeclarableError, command_job_properties, job_name
 from jobrunner.errors import JobSpecError
-from jobrunner.spec import DataInput, JobSpec, load_job, parse_job
+from jobrunner.spec.job import DataInput, JobSpec, load_job, parse_job
 from tests.corpus import AML_CLI_V2 as CORPUS
 from tests.corpus import OWN_AML_CLI_V2, corpus_files
 from tests.stacks.arm_contract import check

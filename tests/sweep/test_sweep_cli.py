@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobrunner.cli import app
+from jobrunner.cli.main import app
 from tests.sweep.fixtures import write_sweep
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from jobrunner.tracking_server import TRACKING_ENV
+from jobrunner.local.tracking_server import TRACKING_ENV
 from tests.runner.conftest import REPO, Cli
 
 POOL = "tracked"

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jobrunner.status import find_run
-from jobrunner.store import RUNS, Store
-from jobrunner.tracking import EXPERIMENT_TAG, RUN_ID_TAG, artifacts_prefix, read_record
+from jobrunner.store.client import RUNS, Store
+from jobrunner.store.status import find_run
+from jobrunner.tracking.runs import EXPERIMENT_TAG, RUN_ID_TAG, artifacts_prefix, read_record
 from tests.runner.conftest import Cli
 from tests.tracking.conftest import STEPS
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from jobrunner.azurite import free_port
+from jobrunner.local.azurite import free_port
 from tests.runner.conftest import Cli
 from tests.tracking.conftest import STEPS
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from jobrunner.store import Store
-from jobrunner.tracking import RUN_ID_TAG, open_tracking_run, read_record
+from jobrunner.store.client import Store
+from jobrunner.tracking.runs import RUN_ID_TAG, open_tracking_run, read_record
 from tests.runner.conftest import Cli
 from tests.tracking.conftest import EXAMPLE, STEPS
 
@@ -117,8 +117,8 @@ def test_follow_shows_steps_while_the_run_goes_and_wait_shows_last_values(tracke
 def test_nodes_racing_to_open_the_run_share_one_mlflow_run(azurite: str, tracking_server: str) -> None:
     from mlflow.tracking import MlflowClient
 
-    from jobrunner.spec import parse_job
-    from jobrunner.status import RunRef
+    from jobrunner.spec.job import parse_job
+    from jobrunner.store.status import RunRef
 
     store = Store.connect(azurite)
     ref = RunRef(experiment="race", id="run-race-0001")

@@ -13,11 +13,11 @@ import pytest
 
 from components import roles
 from components.agent_image import JOB_PACKAGES
-from jobrunner import plan_env as V
-from jobrunner.config import parse_agent_config
 from jobrunner.errors import ConfigError
-from jobrunner.spec import parse_job
-from jobrunner.tracking import TrackingRecord, rest_uri, with_tracking
+from jobrunner.node.config import parse_agent_config
+from jobrunner.plan import environment as V
+from jobrunner.spec.job import parse_job
+from jobrunner.tracking.runs import TrackingRecord, rest_uri, with_tracking
 from trainstack.plan import StackPlan, record_stack
 
 ROOT = Path(__file__).resolve().parents[2]

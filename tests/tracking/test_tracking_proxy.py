@@ -23,16 +23,16 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from jobrunner.spec import parse_job
-from jobrunner.status import RunRef
-from jobrunner.store import Store
-from jobrunner.tracking import TrackingRecord, open_tracking_run
-from jobrunner.tracking_proxy import (
+from jobrunner.spec.job import parse_job
+from jobrunner.store.client import Store
+from jobrunner.store.status import RunRef
+from jobrunner.tracking.proxy import (
     MLFLOW_TRACKING_TOKEN,
     TrackingProxy,
     start_tracking_proxy,
     with_proxied_tracking,
 )
+from jobrunner.tracking.runs import TrackingRecord, open_tracking_run
 
 _ids = itertools.count()
 JOB = """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobrunner.errors import TrackingError
-from jobrunner.tracking_server import (
+from jobrunner.local.tracking_server import (
     answers,
     ensure_local_tracking,
     read_local_tracking,
@@ -39,7 +39,7 @@ def test_a_taken_port_is_refused_rather_than_orphaning_the_runs(
 ) -> None:
     import socket
 
-    monkeypatch.setattr("jobrunner.tracking_server.PORT_PATIENCE_S", 0.5)
+    monkeypatch.setattr("jobrunner.local.tracking_server.PORT_PATIENCE_S", 0.5)
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

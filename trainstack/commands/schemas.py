@@ -16,8 +16,8 @@ SchemaFactory = Callable[[], dict[str, Any]]
 
 def schema_factories() -> dict[str, SchemaFactory]:
     """Committed schema path (from the project root) -> the function that generates it."""
-    from jobrunner.config import agent_json_schema
-    from jobrunner.spec import job_json_schema
+    from jobrunner.node.config import agent_json_schema
+    from jobrunner.spec.job import job_json_schema
     from jobrunner.sweep.load import sweep_json_schema
     from trainstack.stack import stack_json_schema
 
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
 
             trainstack schemas --check    # in CI: fail when a model changed but its schema did not
 
-            trainstack schemas --write    # after changing components/config.py or jobrunner/spec_models.py
+            trainstack schemas --write    # after changing components/config.py or jobrunner/spec/models.py
         """
         console = Console()
         if check and write:

@@ -1,0 +1,3 @@
+"""The `jobrunner` command: submit and watch jobs, run agents and local pools, metrics and
+the web view.
+"""
