@@ -44,8 +44,13 @@ def test_another_job_type_gets_one_line(tmp_path: Path, kind: str) -> None:
     assert len(lines) == 1 and f"not `{kind}` jobs" in lines[0], result.output
 
 
-def test_submitting_a_sweep_says_a_pool_does_not_run_it_yet(tmp_path: Path) -> None:
+def test_submitting_a_sweep_creates_its_parent_run(tmp_path: Path, azurite: str) -> None:
     path = write_sweep(tmp_path)
-    result = CliRunner().invoke(app, ["submit", str(path)])
-    assert result.exit_code == 2
-    assert "does not run them yet" in result.output and "first 5 trials" in result.output
+    env = {"JOBRUNNER_STORE": azurite, "JOBRUNNER_POOL": "cli-sweeps"}
+    result = CliRunner().invoke(app, ["submit", str(path), "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    sweep_id = json.loads(result.output)["id"]
+    assert sweep_id.startswith("sweep-")
+    shown = json.loads(CliRunner().invoke(app, ["status", sweep_id, "--json"], env=env).output)
+    assert shown["kind"] == "sweep" and shown["state"] == "queued"
+    assert shown["trials"] == [] and shown["best"] is None
