@@ -319,8 +319,10 @@ def status(
     out.print(
         f"{s.id}  {_state(s.state)}  attempt {s.attempt}/{s.max_attempts}  experiment {escape(s.experiment)}"
     )
-    if s.exit_code is not None or s.reason:
+    if s.exit_code is not None:
         out.print(f"exit code {s.exit_code}  {s.reason or ''}", markup=False)
+    elif s.reason:
+        out.print(s.reason, markup=False)
     waiting = client.waiting_reason(s) if s.state is JobState.QUEUED else None
     if waiting:
         out.print(waiting, markup=False)
@@ -378,7 +380,7 @@ def list_(
         table.add_column(name, no_wrap=True)
     for r, depth in _under_sweeps(runs):
         cells = [columns[r.id][m] for m in metric]
-        shown = ("  └ " * depth) + r.id + (" (sweep)" if r.kind == "sweep" else "")
+        shown = ("└ " * depth) + r.id
         table.add_row(
             shown, Text(r.experiment), _state(r.state), str(r.attempt), str(r.instance_count), *cells
         )

@@ -90,19 +90,21 @@ def render_trials(status: RunStatus, report: SweepReport) -> Group:
         f"{report.file.objective.goal} {report.metric}"
     )
     best = record.best_trial()
-    table = Table(box=box.SIMPLE_HEAD)
-    table.add_column("", no_wrap=True)
-    table.add_column("trial", no_wrap=True)
+    # a trial's run id is the sweep's and `-t<i>`: the table names it by `t<i>` alone, so that
+    # its parameters, state, metric and note fit a terminal's width
+    table = Table(box=box.SIMPLE_HEAD, caption=f"trial t<i> is run {status.id}-t<i>", caption_justify="left")
+    table.add_column("", no_wrap=True, min_width=1)
+    table.add_column("trial", no_wrap=True, min_width=len(f"t{len(record.trials)}"))
     for name in report.parameters:
-        table.add_column(name, no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    table.add_column(report.metric, justify="right", no_wrap=True)
-    table.add_column("note")
+        table.add_column(name, overflow="fold")
+    table.add_column("state", no_wrap=True, min_width=len("succeeded"))
+    table.add_column(report.metric, justify="right", no_wrap=True, min_width=8)
+    table.add_column("note", overflow="fold")
     for t in record.trials:
         mark = BEST_MARK if best is not None and t.index == best.index else ""
         table.add_row(
-            mark, t.run_id, *(Text(_show(t.params.get(n))) for n in report.parameters),
-            Text(t.state, style=_STYLE.get(t.state, "")), "" if t.metric is None else f"{t.metric:.6g}",
+            mark, f"t{t.index}", *(Text(_show(t.params.get(n))) for n in report.parameters),
+            Text(t.state, style=_STYLE.get(t.state, "")), "" if t.metric is None else f"{t.metric:.4g}",
             Text(t.stop_reason or ""),
         )  # fmt: skip
     lines: list[Any] = [Text(head), table]

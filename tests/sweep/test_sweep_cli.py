@@ -54,3 +54,33 @@ def test_submitting_a_sweep_creates_its_parent_run(tmp_path: Path, azurite: str)
     shown = json.loads(CliRunner().invoke(app, ["status", sweep_id, "--json"], env=env).output)
     assert shown["kind"] == "sweep" and shown["state"] == "queued"
     assert shown["trials"] == [] and shown["best"] is None
+
+
+def test_the_table_of_trials_marks_the_best_and_names_the_runs(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from jobrunner.status import RunStatus
+    from jobrunner.sweep.driver import SweepRecord, TrialRecord
+    from jobrunner.sweep.load import load_sweep
+    from jobrunner.sweep.report import SweepReport, render_trials
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    trials = [
+        TrialRecord(index=i, run_id=f"sweep-x-t{i}", params={"lr": lr, "opt": "sgd"}, units={}, state=state,
+                    metric=metric, started_at=now, stop_reason=why)
+        for i, (lr, state, metric, why) in enumerate([
+            (0.1, "succeeded", 0.5, None), (0.01, "succeeded", 0.2, None),
+            (0.3, "canceled", 0.9, "bandit: far"),
+        ])
+    ]  # fmt: skip
+    record = SweepRecord(seed=1, started_at=now, trials=trials, best=1, done=True)
+    status = RunStatus(id="sweep-x", experiment="e", pool="p", kind="sweep", submitted_at="t", updated_at="t")
+    console = Console(width=120, record=True)
+    console.print(render_trials(status, SweepReport(load_sweep(write_sweep(tmp_path)).file, record)))
+    text = console.export_text()
+    (best,) = [line for line in text.splitlines() if line.lstrip().startswith("*")]
+    assert "t1" in best and "0.2" in best
+    assert "bandit: far" in text and "trial t<i> is run sweep-x-t<i>" in text
+    assert "3/6 trials" in text
