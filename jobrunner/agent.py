@@ -23,7 +23,8 @@ One loop, two roles (`jobrunner.scheduler.protocol`):
   for ("waiting for 8 nodes, the pool has 5") is published for `jobrunner pool status`.
 
 Idle cost (the Azure bill), with the defaults: 5 beats and one lease try a minute, 6
-requests; the leader adds 3 requests per pass (the queue and two listings).
+requests; the leader adds 3 requests per pass (the queue and two listings), and a listing
+of the pool's sweeps 4 times a minute.
 
 On SIGTERM the agent takes no new work: the attempt is stopped and reported (requeued
 without spending the budget), a last beat says the node stopped, and a leading agent runs a
@@ -74,7 +75,7 @@ from jobrunner.scheduler.report import PoolReport, publish_report
 from jobrunner.spec import JobSpec
 from jobrunner.status import DamagedRunFileError, parse_run_file
 from jobrunner.store import RUNS, Store
-from jobrunner.sweep.conductor import SweepConductor
+from jobrunner.sweep.conductor import PASS_S, SweepConductor
 
 EXTRA_PORTS = 4  # per agent and gang, for per-task ports (TensorFlow)
 LEASE_MIN_S = 15  # Azure's shortest blob lease
@@ -237,7 +238,10 @@ class Agent:
         )  # fmt: skip
         self._published: PoolReport | None = None
         self.gauges = DemandGauges(store, config.pool)
-        self.sweeps = SweepConductor(store, config.pool)
+        # a sweep's passes follow the scheduler's: at most every 2 s while one runs, every
+        # 3 passes (15 s by default) while there is none
+        pass_s = config.protocol.pass_s
+        self.sweeps = SweepConductor(store, config.pool, pass_s=min(PASS_S, pass_s), idle_pass_s=3 * pass_s)
 
     # ---------------------------------------------------------------------- loop
     def serve(self, stop: threading.Event) -> None:
@@ -264,6 +268,7 @@ class Agent:
                     next_lead = now + self.leader.step(now, idle=True)
                 if self._sleep(min(next_node, next_lead) - time.monotonic(), stop, bell):
                     next_node = next_lead = self.leader.next_pass = 0.0  # a submit rang: look now
+                    self.sweeps.wake()
         finally:
             self._retire(bell)
 

@@ -17,8 +17,10 @@ The record is written back only when the pass changed it, under the ETag it was 
 a pass that lost the race (a leader that lost its lease, still finishing a pass) is
 discarded, and what it submitted is found again by the next pass, since trial ids follow
 from the sweep's. So a new leader, after the old one died at any point, carries on with
-nothing lost or doubled. An idle pool's pass costs one listing; each sweep adds a read of
-its record and status, and one per unfinished trial (its status and metric).
+nothing lost or doubled. A pool with no sweep costs one listing every `IDLE_PASS_S`; each
+sweep adds a read of its record and status every `PASS_S`, and one per unfinished trial
+(its status and metric). A submit on this machine rings a local pool's doorbell, which
+wakes the conductor at once; elsewhere a new sweep starts within `IDLE_PASS_S`.
 
 Failure modes: none raised; a sweep whose pass fails (the store, the tracking server, a
 damaged file) is logged and tried again on the next pass.
@@ -46,7 +48,8 @@ from jobrunner.sweep.parent import (
 )
 from jobrunner.sweep.pool_backend import PoolTrialBackend
 
-PASS_S = 2.0  # at most this often; trials take seconds at the least
+PASS_S = 2.0  # at most this often while a sweep runs; trials take seconds at the least
+IDLE_PASS_S = 15.0  # while the pool has no sweep (the agent makes it 3 scheduler passes)
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +57,16 @@ log = logging.getLogger(__name__)
 class SweepConductor:
     """Drives the sweeps of one pool (see the module docstring)."""
 
-    def __init__(self, store: Store, pool: str, *, pass_s: float = PASS_S) -> None:
-        self.store, self.pool, self.pass_s = store, pool, pass_s
+    def __init__(
+        self, store: Store, pool: str, *, pass_s: float = PASS_S, idle_pass_s: float = IDLE_PASS_S
+    ) -> None:
+        self.store, self.pool, self.pass_s, self.idle_pass_s = store, pool, pass_s, idle_pass_s
         self.pool_store = AzurePoolStore(store, pool)
         self.next_pass = 0.0
 
     def step(self, now: float) -> None:
-        """One pass over every sweep, if `pass_s` went by since the last one."""
+        """One pass over every sweep, if `pass_s` went by since the last one (`idle_pass_s`
+        when the last pass found none; `wake` makes the next step pass at once)."""
         if now < self.next_pass:
             return
         self.next_pass = now + self.pass_s
@@ -69,6 +75,8 @@ class SweepConductor:
         except TrainstackError as exc:
             log.warning("sweeps: cannot list them: %s", exc)
             return
+        if not markers:
+            self.next_pass = now + self.idle_pass_s
         for entry in markers:
             sweep_id = entry.name.removeprefix(MARKERS)
             ref = RunRef(experiment=entry.metadata.get("experiment", ""), id=sweep_id)
@@ -78,6 +86,10 @@ class SweepConductor:
                 log.info("sweep %s: written by another pass meanwhile", sweep_id)
             except TrainstackError as exc:
                 log.warning("sweep %s: pass failed, again next pass: %s", sweep_id, exc)
+
+    def wake(self) -> None:
+        """Something was submitted (a local pool's doorbell rang): look at once."""
+        self.next_pass = 0.0
 
     def drive_one(self, ref: RunRef) -> None:
         """One pass over one sweep. ConflictError when another pass wrote its record first."""
