@@ -4,19 +4,24 @@ persistence between leaders, the trials' ids, tags and code, cancel and conclusi
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from jobrunner.api import JobState
 from jobrunner.client import Client
-from jobrunner.errors import ConflictError
+from jobrunner.environments import resolve_environment
+from jobrunner.errors import ConflictError, JobSpecError
+from jobrunner.registry import PoolConfig, write_pool_config
 from jobrunner.scheduler.azure_store import AzurePoolStore
 from jobrunner.status import RunRef, RunStatus, read_status, update_status
 from jobrunner.store import RUNS, Store
 from jobrunner.sweep.conductor import SweepConductor
+from jobrunner.sweep.load import load_sweep
 from jobrunner.sweep.parent import MARKERS, read_parent, trial_id, write_parent
 from jobrunner.sweep.pool_backend import PoolTrialBackend
+from tests.corpus import AML_SWEEPS, corpus_files, needs_corpus
 from tests.sweep.fixtures import write_sweep
 
 
@@ -112,3 +117,33 @@ def test_canceling_the_parent_cancels_its_trials(store: Store, tmp_path: Path) -
     final = read_status(store, parent.ref)[0]
     assert final.state is JobState.CANCELED and final.reason == "canceled on request"
     assert read_parent(store, parent.ref)[0].record.trials[0].finished_at is not None
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", corpus_files(AML_SWEEPS, "*.yml"), ids=lambda p: p.name)
+def test_corpus_sweeps_submit_to_a_pool_of_containers_given_an_environment_mapping(
+    store: Store, tmp_path: Path, path: Path
+) -> None:
+    """Every corpus sweep becomes a parent run on a pool whose nodes run containers once its
+    registered environment is in the pool's map (the hello-sweep also runs end to end, in
+    test_sweep_pool; the job-sweeps read their data from Azure, which this machine cannot)."""
+    copy = tmp_path / path.name
+    shutil.copy(path, copy)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.py").write_text("print('trial')\n")
+    trial = load_sweep(copy).stand_in_job()
+    assert trial.environment_ref is not None
+    pool = "sw-corpus-" + path.stem.split("__")[-2].replace("_", "-")[:20]
+    client = Client(store, pool=pool)
+    write_pool_config(store, PoolConfig(name=pool, max_nodes=4, containers=True, environments={}))
+    if resolve_environment(trial.environment_ref, {}) is None:
+        with pytest.raises(JobSpecError) as refused:
+            client.submit_sweep(copy)
+        assert trial.environment_ref.key in str(refused.value)
+    mapping = {trial.environment_ref.key: "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04"}
+    write_pool_config(store, PoolConfig(name=pool, max_nodes=4, containers=True, environments=mapping))
+    parent = client.submit_sweep(copy)
+    assert parent.kind == "sweep"
+    SweepConductor(store, pool).drive_one(parent.ref)
+    trials = _trials(store, parent)
+    assert len(trials) == min(load_sweep(copy).file.limits.max_concurrent_trials or 99, 20)
