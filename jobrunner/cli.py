@@ -221,7 +221,10 @@ def _sweep(file: Path, *, pool: str | None, dry_run: bool, wait: bool, as_json: 
             out.print(render_preview(preview))
         return
     client = _client(pool)
-    status = client.submit_sweep(file)
+    notes: list[str] = []
+    status = client.submit_sweep(file, notes=notes)
+    for line in notes if not as_json else []:
+        err.print(f"note: {line}", markup=False, soft_wrap=True)
     trials = lambda: _follow_sweep(client, status.id, show=not as_json)  # noqa: E731
     _submitted(client, status, wait, as_json, trials)
 

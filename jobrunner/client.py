@@ -192,18 +192,25 @@ class Client:
         queue_run(self.store, spec, status)
         return status
 
-    def submit_sweep(self, path: str | Path, *, pool: str | None = None) -> RunStatus:
+    def submit_sweep(
+        self, path: str | Path, *, pool: str | None = None, notes: list[str] | None = None
+    ) -> RunStatus:
         """Validate the sweep file, check its trial job against the pool, upload its code and
         local inputs once, and create the sweep's parent run: the pool's scheduler submits
-        its trials (`jobrunner.sweep.parent`). JobSpecError for what the pool cannot run."""
+        its trials (`jobrunner.sweep.parent`). JobSpecError for what the pool cannot run;
+        what a person should know (a key a pool ignores, where trials run) goes to `notes`."""
         from jobrunner.sweep.load import load_sweep
         from jobrunner.sweep.parent import create_sweep_run
 
         pool = pool or self.pool
         sweep = load_sweep(path)
         trial = sweep.stand_in_job()
-        self.check_capacity(trial, pool, source=str(path))
-        self.check_environment(trial, pool, source=str(path))
+        said = [
+            self.check_capacity(trial, pool, source=str(path)),
+            self.check_environment(trial, pool, source=str(path)),
+        ]
+        if notes is not None:
+            notes.extend([n for n in said if n] + list(sweep.notes))
         return create_sweep_run(self.store, pool, sweep, Path(path).read_text(encoding="utf-8"))
 
     # ---------------------------------------------------------------- watch

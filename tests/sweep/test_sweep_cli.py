@@ -54,6 +54,8 @@ def test_submitting_a_sweep_creates_its_parent_run(tmp_path: Path, azurite: str)
     shown = json.loads(CliRunner().invoke(app, ["status", sweep_id, "--json"], env=env).output)
     assert shown["kind"] == "sweep" and shown["state"] == "queued"
     assert shown["trials"] == [] and shown["best"] is None
+    again = CliRunner().invoke(app, ["submit", str(path)], env=env)
+    assert again.exit_code == 0 and "note: pool 'cli-sweeps' has no recorded size" in again.output
 
 
 def test_the_table_of_trials_marks_the_best_and_names_the_runs(tmp_path: Path) -> None:
