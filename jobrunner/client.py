@@ -13,6 +13,7 @@ cannot be reached.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobrunner.api import JobState
-from jobrunner.errors import JobSpecError, NotFoundError, Problem
+from jobrunner.errors import ConflictError, JobSpecError, NotFoundError, Problem
 from jobrunner.local.pool import doorbell_folder
 from jobrunner.node.batchai_runtime import batchai_log_views
 from jobrunner.node.doorbell import ring
@@ -69,6 +70,36 @@ class PoolView:
     nodes: tuple[NodeView, ...]
     report: PoolReport | None  # what the scheduler last said (None: no leader yet)
     waiting_total: int = 0
+
+
+def new_run_status(
+    spec: JobSpec, pool: str, run_id: str, *, experiment: str | None = None, **fields: object
+) -> RunStatus:
+    """The status of a run of `spec` as submitted, queued (`fields`: parent, tags, kind)."""
+    # Azure ML's default experiment is the name of the folder the job is submitted from.
+    experiment = experiment or safe_segment(spec.experiment_name or Path.cwd().name)
+    now = utc_now()
+    return RunStatus(
+        id=run_id, experiment=experiment, pool=pool, display_name=spec.display_name,
+        max_attempts=spec.trainstack.retry.max_attempts, instance_count=spec.instance_count,
+        submitted_at=now, updated_at=now, **fields,
+    ).moved_to(JobState.QUEUED, note=f"submitted to pool {pool}")  # fmt: skip
+
+
+def queue_run(store: Store, spec: JobSpec, status: RunStatus) -> None:
+    """Write the run's spec and status and queue it on its pool (its code and local inputs are
+    already in place). Safe to call again for the same run: a status already there stays."""
+    ref = status.ref
+    store.put(RUNS, ref.spec_blob, spec.model_dump_json(by_alias=True, indent=2).encode())
+    with contextlib.suppress(ConflictError):  # an earlier try wrote it and its answer was lost
+        create_status(store, status)
+    timeout = spec.limits.timeout
+    doc = RunDoc(
+        status.id, spec.instance_count, None if timeout is None else float(timeout),
+        spec.trainstack.priority, experiment=status.experiment,
+    )  # fmt: skip
+    submit_run(AzurePoolStore(store, status.pool), doc)
+    ring(doorbell_folder(status.pool))  # a local pool's idle agents start it now, not at their next poll
 
 
 def default_pool() -> str:
@@ -153,29 +184,34 @@ class Client:
     ) -> RunStatus:
         """Queue an already validated spec (see `submit`)."""
         pool = pool or self.pool
-        run_id = new_run_id()
-        # Azure ML's default experiment is the name of the folder the job is submitted from.
-        experiment = safe_segment(spec.experiment_name or Path.cwd().name)
-        now = utc_now()
-        status = RunStatus(
-            id=run_id, experiment=experiment, pool=pool, display_name=spec.display_name,
-            max_attempts=spec.trainstack.retry.max_attempts, instance_count=spec.instance_count,
-            submitted_at=now, updated_at=now,
-        ).moved_to(JobState.QUEUED, note=f"submitted to pool {pool}")  # fmt: skip
+        status = new_run_status(spec, pool, new_run_id())
         ref = status.ref
         if spec.code:
             self.store.put(RUNS, ref.code_blob, pack_code(Path(spec.code)))
         upload_local_inputs(self.store, ref, spec, progress)
-        self.store.put(RUNS, ref.spec_blob, spec.model_dump_json(by_alias=True, indent=2).encode())
-        create_status(self.store, status)
-        timeout = spec.limits.timeout
-        doc = RunDoc(
-            run_id, spec.instance_count, None if timeout is None else float(timeout),
-            spec.trainstack.priority, experiment=experiment,
-        )  # fmt: skip
-        submit_run(AzurePoolStore(self.store, pool), doc)
-        ring(doorbell_folder(pool))  # a local pool's idle agents start it now, not at their next poll
+        queue_run(self.store, spec, status)
         return status
+
+    def submit_sweep(
+        self, path: str | Path, *, pool: str | None = None, notes: list[str] | None = None
+    ) -> RunStatus:
+        """Validate the sweep file, check its trial job against the pool, upload its code and
+        local inputs once, and create the sweep's parent run: the pool's scheduler submits
+        its trials (`jobrunner.sweep.parent`). JobSpecError for what the pool cannot run;
+        what a person should know (a key a pool ignores, where trials run) goes to `notes`."""
+        from jobrunner.sweep.load import load_sweep
+        from jobrunner.sweep.parent import create_sweep_run
+
+        pool = pool or self.pool
+        sweep = load_sweep(path)
+        trial = sweep.stand_in_job()
+        said = [
+            self.check_capacity(trial, pool, source=str(path)),
+            self.check_environment(trial, pool, source=str(path)),
+        ]
+        if notes is not None:
+            notes.extend([n for n in said if n] + list(sweep.notes))
+        return create_sweep_run(self.store, pool, sweep, Path(path).read_text(encoding="utf-8"))
 
     # ---------------------------------------------------------------- watch
     def status(self, run_id: str) -> RunStatus:
@@ -243,7 +279,11 @@ class Client:
 
         ref = find_run(self.store, run_id)
         status = update_status(self.store, ref, change)
-        if status.state is JobState.CANCELED and status.transitions[-1].note == "canceled while queued":
+        if (
+            status.kind == "job"  # a sweep is never queued: the pool's leader cancels its trials
+            and status.state is JobState.CANCELED
+            and status.transitions[-1].note == "canceled while queued"
+        ):
             cancel_queued(AzurePoolStore(self.store, status.pool), run_id)  # the scheduler drops it
         return status
 

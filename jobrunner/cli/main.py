@@ -99,6 +99,17 @@ def status_json(status: RunStatus) -> dict[str, Any]:
     return status.model_dump(mode="json")
 
 
+def _status_json(client: Client, status: RunStatus) -> dict[str, Any]:
+    """`status_json`, with a sweep's trials and best (`jobrunner.sweep.report`)."""
+    data = status_json(status)
+    if status.kind == "sweep":
+        from jobrunner.sweep.report import sweep_report
+
+        report = sweep_report(client.store, status)
+        data.update(report.as_json() if report else {"trials": [], "best": None})
+    return data
+
+
 def _state(state: JobState) -> str:
     return f"[{STATE_STYLE.get(state.value, 'white')}]{state.value}[/]"
 
@@ -150,7 +161,7 @@ def submit(
     """
     overrides = _parse_sets(set_)
     if _is_sweep(file):
-        _sweep(file, dry_run=dry_run, as_json=as_json)
+        _sweep(file, pool=pool, dry_run=dry_run, wait=wait, as_json=as_json)
         return
     if dry_run:
         _dry_run(file, overrides, as_json)
@@ -165,15 +176,22 @@ def submit(
         if not as_json:
             err.print(f"note: {line}", markup=False, soft_wrap=True)
     status = client.submit_spec(spec)
+    _submitted(client, status, wait, as_json, lambda: _follow(client, status.id, logs=not as_json))
+
+
+def _submitted(
+    client: Client, status: RunStatus, wait: bool, as_json: bool, follow: Callable[[], RunStatus]
+) -> None:
+    """Print the new run's id (or JSON); with `wait`, `follow` it and exit with its outcome."""
     if as_json and not wait:
         _print_json({"id": status.id, "experiment": status.experiment, "pool": status.pool})
         return
     if not as_json:
         out.print(status.id)
     if wait:
-        final = _follow(client, status.id, logs=not as_json)
+        final = follow()
         if as_json:
-            _print_json({"id": final.id, **status_json(final)})
+            _print_json({"id": final.id, **_status_json(client, final)})
         raise typer.Exit(EXIT_FOR.get(final.state, 1))
 
 
@@ -188,25 +206,60 @@ def _is_sweep(file: Path) -> bool:
         return False  # the job loader reports what is wrong with the file
 
 
-def _sweep(file: Path, *, dry_run: bool, as_json: bool) -> None:
+def _sweep(file: Path, *, pool: str | None, dry_run: bool, wait: bool, as_json: bool) -> None:
     from jobrunner.sweep.load import load_sweep
     from jobrunner.sweep.preview import render_preview, sweep_preview
 
-    spec = load_sweep(file)
-    preview = sweep_preview(spec)
-    if as_json:
-        _print_json(preview)
-    else:
-        for line in spec.notes:
-            err.print(f"note: {line}", markup=False)
-        out.print(render_preview(preview))
-    if not dry_run:
-        err.print(
-            f"{file}: a pool checks sweep jobs (as shown) but does not run them yet; "
-            "submit each trial's command job, or use --dry-run",
-            markup=False,
-        )
-        raise typer.Exit(2)
+    if dry_run:
+        spec = load_sweep(file)
+        preview = sweep_preview(spec)
+        if as_json:
+            _print_json(preview)
+        else:
+            for line in spec.notes:
+                err.print(f"note: {line}", markup=False)
+            out.print(render_preview(preview))
+        return
+    client = _client(pool)
+    notes: list[str] = []
+    status = client.submit_sweep(file, notes=notes)
+    for line in notes if not as_json else []:
+        err.print(f"note: {line}", markup=False, soft_wrap=True)
+    trials = lambda: _follow_sweep(client, status.id, show=not as_json)  # noqa: E731
+    _submitted(client, status, wait, as_json, trials)
+
+
+def _follow_sweep(client: Client, sweep_id: str, *, show: bool, poll_s: float = 1.0) -> RunStatus:
+    """Wait for the sweep to end, showing its table of trials: live on a terminal, else each
+    time it changes."""
+    import time
+
+    from rich.live import Live
+
+    from jobrunner.sweep.report import render_trials, sweep_report
+
+    def snapshot() -> tuple[RunStatus, Any]:
+        s = client.status(sweep_id)
+        return s, sweep_report(client.store, s)
+
+    status, report = snapshot()
+    if show and out.is_terminal:
+        with Live(render_trials(status, report), console=out, refresh_per_second=2) as live:
+            while not status.state.terminal:
+                time.sleep(poll_s)
+                status, report = snapshot()
+                live.update(render_trials(status, report))
+        return status
+    shown = None
+    while True:
+        seen = (status.state, report.record if report else None)
+        if show and report is not None and seen != shown:
+            out.print(render_trials(status, report))
+            shown = seen
+        if status.state.terminal:
+            return status
+        time.sleep(poll_s)
+        status, report = snapshot()
 
 
 def _dry_run(file: Path, overrides: dict[str, str], as_json: bool) -> None:
@@ -264,13 +317,15 @@ def status(
     client = _client()
     s = client.status(run_id)
     if as_json:
-        _print_json(status_json(s))
+        _print_json(_status_json(client, s))
         return
     out.print(
         f"{s.id}  {_state(s.state)}  attempt {s.attempt}/{s.max_attempts}  experiment {escape(s.experiment)}"
     )
-    if s.exit_code is not None or s.reason:
+    if s.exit_code is not None:
         out.print(f"exit code {s.exit_code}  {s.reason or ''}", markup=False)
+    elif s.reason:
+        out.print(s.reason, markup=False)
     waiting = client.waiting_reason(s) if s.state is JobState.QUEUED else None
     if waiting:
         out.print(waiting, markup=False)
@@ -285,6 +340,12 @@ def status(
                       n.failure_kind.value if n.failure_kind else "", Text(n.reason or ""))  # fmt: skip
     if s.nodes:
         out.print(table)
+    if s.kind == "sweep":
+        from jobrunner.sweep.report import render_trials, sweep_report
+
+        report = sweep_report(client.store, s)
+        if report is not None:
+            out.print(render_trials(s, report))
     for t in s.transitions:
         out.print(f"  {t.at}  {t.state.value:<10} attempt {t.attempt}  {t.note or ''}", markup=False)
 
@@ -320,12 +381,30 @@ def list_(
     table.add_column("experiment", overflow="fold")
     for name in ("state", "attempt", "nodes", *metric):
         table.add_column(name, no_wrap=True)
-    for r in runs:
+    for r, depth in _under_sweeps(runs):
         cells = [columns[r.id][m] for m in metric]
+        shown = ("└ " * depth) + r.id
         table.add_row(
-            r.id, Text(r.experiment), _state(r.state), str(r.attempt), str(r.instance_count), *cells
+            shown, Text(r.experiment), _state(r.state), str(r.attempt), str(r.instance_count), *cells
         )
     out.print(table)
+
+
+def _under_sweeps(runs: list[RunStatus]) -> list[tuple[RunStatus, int]]:
+    """The runs in their order, each sweep's trials right under it (by trial number) at depth 1."""
+    ids = {r.id for r in runs}
+    trials: dict[str, list[RunStatus]] = {}
+    for r in runs:
+        if r.parent in ids:
+            trials.setdefault(r.parent, []).append(r)
+    out: list[tuple[RunStatus, int]] = []
+    for r in runs:
+        if r.parent in ids:
+            continue
+        out.append((r, 0))
+        for t in sorted(trials.get(r.id, []), key=lambda t: int(t.tags.get("trainstack.trial", "0"))):
+            out.append((t, 1))
+    return out
 
 
 @app.command()

@@ -13,6 +13,9 @@ One loop, two roles (`jobrunner.scheduler.protocol`):
   the doorbell, `jobrunner.node.doorbell`, makes that pass happen now). A node cut off from
   the store stops its attempt after `fence_s`; a restarted agent is a new incarnation and
   never re-enters an attempt it was in.
+- the sweeps (`jobrunner.sweep.conductor`): while the agent leads, a thread of its own
+  gives every sweep of the pool a pass every few seconds (trials submitted, read, stopped
+  early, the parent concluded); its record lives with the sweep, so the next leader goes on.
 - the leader (`Leader`): every agent tries for the pool's lease every `leader_try_s`; the
   holder takes submissions off the pool queue, decides (gang placement with EASY backfill,
   `jobrunner.scheduler.decide`) and concludes attempts from one listing of the node blobs
@@ -20,7 +23,8 @@ One loop, two roles (`jobrunner.scheduler.protocol`):
   for ("waiting for 8 nodes, the pool has 5") is published for `jobrunner pool status`.
 
 Idle cost (the Azure bill), with the defaults: 5 beats and one lease try a minute, 6
-requests; the leader adds 3 requests per pass (the queue and two listings).
+requests; the leader adds 3 requests per pass (the queue and two listings), and a listing
+of the pool's sweeps 4 times a minute.
 
 On SIGTERM the agent takes no new work: the attempt is stopped and reported (requeued
 without spending the budget), a last beat says the node stopped, and a leading agent runs a
@@ -71,6 +75,7 @@ from jobrunner.store.client import RUNS, Store
 from jobrunner.store.datastores import LOCAL, Datastores
 from jobrunner.store.poison import fail_damaged_run, quarantine
 from jobrunner.store.status import DamagedRunFileError, parse_run_file
+from jobrunner.sweep.conductor import PASS_S, SweepConductor
 
 EXTRA_PORTS = 4  # per agent and gang, for per-task ports (TensorFlow)
 LEASE_MIN_S = 15  # Azure's shortest blob lease
@@ -233,6 +238,10 @@ class Agent:
         )  # fmt: skip
         self._published: PoolReport | None = None
         self.gauges = DemandGauges(store, config.pool)
+        # a sweep's passes follow the scheduler's: at most every 2 s while one runs, every
+        # 3 passes (15 s by default) while there is none
+        pass_s = config.protocol.pass_s
+        self.sweeps = SweepConductor(store, config.pool, pass_s=min(PASS_S, pass_s), idle_pass_s=3 * pass_s)
 
     # ---------------------------------------------------------------------- loop
     def serve(self, stop: threading.Event) -> None:
@@ -242,6 +251,8 @@ class Agent:
         bell = Doorbell.open(self.config.doorbell) if self.config.doorbell else None
         log.info("agent %s serving pool %s as incarnation %s", self.config.name, self.config.pool,
                  self.node.incarnation)  # fmt: skip
+        sweeping = threading.Thread(target=self._drive_sweeps, args=(stop,), name="sweeps", daemon=True)
+        sweeping.start()
         next_node = next_lead = 0.0
         try:
             while not stop.is_set():
@@ -257,8 +268,19 @@ class Agent:
                     next_lead = now + self.leader.step(now, idle=True)
                 if self._sleep(min(next_node, next_lead) - time.monotonic(), stop, bell):
                     next_node = next_lead = self.leader.next_pass = 0.0  # a submit rang: look now
+                    self.sweeps.wake()
         finally:
             self._retire(bell)
+
+    def _drive_sweeps(self, stop: threading.Event) -> None:
+        """While this agent leads, the pool's sweeps get their passes, on this thread: a slow
+        tracking server must not hold up the scheduler's own passes and lease renewals."""
+        while not stop.wait(_SLICE_S):
+            if self.leader.leading:
+                try:
+                    self.sweeps.step(time.monotonic())
+                except Exception:  # an agent never dies of a sweep: the next pass tries again
+                    log.exception("sweep pass failed")
 
     def _sleep(self, seconds: float, stop: threading.Event, bell: Doorbell | None) -> bool:
         """Wait `seconds`, or until an attempt ends, the agent stops or (True) the doorbell rings."""

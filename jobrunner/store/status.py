@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, ValidationError
 
@@ -126,6 +126,9 @@ class RunStatus(_Frozen):
     experiment: str
     pool: str
     display_name: str | None = None
+    kind: Literal["job", "sweep"] = "job"  # a sweep is a parent run: its trials are jobs
+    parent: str | None = None  # the sweep a trial belongs to
+    tags: dict[str, str] = {}
     state: JobState = JobState.QUEUED
     attempt: int = 1
     max_attempts: int = 1

@@ -86,6 +86,35 @@ class SweepRecord(_Record):
     def best_trial(self) -> TrialRecord | None:
         return None if self.best is None else self.trials[self.best]
 
+    @property
+    def settled(self) -> bool:
+        """Done, and every trial it started has ended: the parent run may conclude."""
+        return self.done and all(t.finished for t in self.trials)
+
+
+def cancel_sweep(record: SweepRecord, backend: TrialBackend, *, reason: str) -> SweepRecord:
+    """End the sweep now: every unfinished trial is canceled with `reason`."""
+    record = record.model_copy(deep=True)
+    for trial in record.trials:
+        if not trial.finished:
+            backend.cancel_trial(trial.run_id, reason)
+            trial.stop_reason = trial.stop_reason or reason
+    record.done, record.reason = True, record.reason if record.done else reason
+    return record
+
+
+def refresh(record: SweepRecord, backend: TrialBackend, *, now: datetime) -> SweepRecord:
+    """A done sweep's unfinished trials, read again until they have ended (canceled trials
+    take a moment to stop)."""
+    record = record.model_copy(deep=True)
+    for trial in record.trials:
+        if not trial.finished:
+            state = backend.trial_state(trial.run_id)
+            trial.state = state
+            if state in _FINISHED:
+                trial.finished_at = now
+    return record
+
 
 def drive(spec: SweepSpec, record: SweepRecord, backend: TrialBackend, *, now: datetime) -> SweepRecord:
     """One pass; returns the new record (the given one is not changed). A pass on a done

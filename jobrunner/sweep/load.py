@@ -42,6 +42,7 @@ class SweepSpec:
     source: str
     base_dir: Path
     notes: tuple[str, ...] = field(default=())
+    check_paths: bool = True  # False where the files are not (the pool's scheduler)
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -52,7 +53,12 @@ class SweepSpec:
 
         Raises JobSpecError when a value makes the trial invalid (the problems name the
         sweep file and `trial.<field>`)."""
-        return _trial_job(self.file, params, self.source, self.base_dir)
+        return _trial_job(self.file, params, self.source, self.base_dir, check_paths=self.check_paths)
+
+    def stand_in_job(self) -> JobSpec:
+        """The trial's command job with a stand-in value for every parameter: what each trial
+        shares (code, inputs, environment, resources), for the checks made at submit."""
+        return self.trial_job(_stand_in(self.file))
 
 
 def is_sweep_file(data: Mapping[str, Any]) -> bool:
@@ -86,15 +92,18 @@ def parse_sweep(
     base = Path(base_dir)
     notes: tuple[str, ...] = ()
     if not problems:
-        stand_in = {name: param.from_unit(0.5) for name, param in sweep.search_space.items()}
         try:
-            trial = _trial_job(sweep, stand_in, src, base, check_paths=check_paths)
+            trial = _trial_job(sweep, _stand_in(sweep), src, base, check_paths=check_paths)
             notes = trial.notes
         except JobSpecError as exc:
             problems += list(exc.problems)
     if problems:
         raise JobSpecError(problems)
-    return SweepSpec(sweep, src, base, notes + _own_notes(sweep))
+    return SweepSpec(sweep, src, base, notes + _own_notes(sweep), check_paths)
+
+
+def _stand_in(sweep: SweepFile) -> dict[str, Any]:
+    return {name: param.from_unit(0.5) for name, param in sweep.search_space.items()}
 
 
 def sweep_json_schema() -> dict[str, Any]:
@@ -174,7 +183,7 @@ def _own_notes(sweep: SweepFile) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _render(value: Any) -> str:
+def render_value(value: Any) -> str:
     """A parameter's value as the trial's command line and environment read it."""
     if isinstance(value, str):
         return value
@@ -195,7 +204,9 @@ def _trial_job(
         if value not in (None, {}) and key not in mapping:
             mapping[key] = value
     if isinstance(mapping.get("command"), str):
-        mapping["command"] = _SEARCH_SPACE_REF.sub(lambda m: _render(params[m.group(1)]), mapping["command"])
+        mapping["command"] = _SEARCH_SPACE_REF.sub(
+            lambda m: render_value(params[m.group(1)]), mapping["command"]
+        )
     if sweep.limits.trial_timeout is not None:
         limits = dict(mapping.get("limits") or {})
         own = limits.get("timeout")
@@ -204,7 +215,7 @@ def _trial_job(
         )
         mapping["limits"] = limits
     env = dict(mapping.get("environment_variables") or {})
-    env.update({f"AZUREML_SWEEP_{name}": _render(value) for name, value in params.items()})
+    env.update({f"AZUREML_SWEEP_{name}": render_value(value) for name, value in params.items()})
     mapping["environment_variables"] = env
     try:
         return parse_job(

@@ -177,7 +177,9 @@ def open_tracking_run(store: Store, ref: RunRef, spec: JobSpec, uri: str, *, poo
     client = _client(uri)
     experiment = spec.experiment_name or ref.experiment
     experiment_id = _experiment_id(client, uri, experiment)
-    tags = {RUN_ID_TAG: ref.id, EXPERIMENT_TAG: ref.experiment, POOL_TAG: pool}
+    # the job's own tags too (a sweep's trial: its parameters), as Azure ML shows them
+    own = {str(k): str(v) for k, v in (spec.tags or {}).items()}
+    tags = {**own, RUN_ID_TAG: ref.id, EXPERIMENT_TAG: ref.experiment, POOL_TAG: pool}
     created = _call(
         uri,
         "creating the run",
@@ -260,6 +262,15 @@ def read_run_metrics(record: TrackingRecord, run_id: str) -> RunMetrics:
         points = [MetricPoint(step=m.step, value=m.value, timestamp=m.timestamp) for m in history]
         metrics[name] = sorted(points, key=lambda p: (p.step, p.timestamp))
     return RunMetrics(run=run_id, params=dict(sorted(run.data.params.items())), metrics=metrics)
+
+
+def metric_values(record: TrackingRecord, name: str) -> list[float]:
+    """The values of one metric of the MLflow run, in order (step, then time). Raises TrackingError."""
+    client = _client(record.uri)
+    history = _call(
+        record.uri, f"reading metric {name!r}", lambda: client.get_metric_history(record.run_id, name)
+    )
+    return [m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
 
 
 def metrics_json(metrics: RunMetrics) -> str:

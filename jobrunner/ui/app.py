@@ -19,6 +19,7 @@ from jobrunner.errors import NotFoundError, TrainstackError
 from jobrunner.node.logship import LogReader
 from jobrunner.store.client import RUNS, Store
 from jobrunner.store.status import RunStatus, find_run, list_runs, read_status, utc_now
+from jobrunner.sweep.report import sweep_report
 from jobrunner.tracking.metrics_view import run_metrics
 from jobrunner.ui.pages import not_found_page, run_page, runs_page
 
@@ -48,6 +49,8 @@ def run_row(s: RunStatus) -> dict[str, Any]:
         "submitted_at": s.submitted_at,
         "duration_s": _seconds(s.started_at, s.finished_at),
         "live": not s.state.terminal,
+        "kind": s.kind,
+        "parent": s.parent,
     }
 
 
@@ -63,7 +66,14 @@ def run_detail(store: Store, s: RunStatus) -> dict[str, Any]:
         "transitions": [t.model_dump(mode="json") for t in s.transitions],
         "nodes_detail": [n.model_dump(mode="json") for n in s.nodes],
         "outputs": outputs,
+        "sweep": _sweep(store, s),
     }
+
+
+def _sweep(store: Store, s: RunStatus) -> dict[str, Any] | None:
+    """A sweep's trials and best, and its parameters in the file's order (for the plots)."""
+    report = sweep_report(store, s)
+    return None if report is None else {**report.as_json(), "parameters": list(report.parameters)}
 
 
 def run_logs(store: Store, s: RunStatus) -> dict[str, str]:

@@ -63,6 +63,7 @@ def run_page(row: dict[str, Any]) -> str:
     run_id, state = escape(row["id"]), escape(row["state"])
     body = f"""<h1>{run_id} <span id="state" class="state {state}">{state}</span></h1>
 <p class="dim">experiment {escape(row["experiment"])} · {row["nodes"]} node(s) · attempt {row["attempts"]}</p>
+{_trials_section() if row.get("kind") == "sweep" else ""}
 <section><h2>Metrics</h2><p id="params" class="dim"></p><div id="metrics"></div></section>
 <section><h2>State history</h2><table id="history"><thead><tr><th>at</th><th>state</th><th>attempt</th>
 <th>note</th></tr></thead><tbody></tbody></table></section>
@@ -71,6 +72,14 @@ def run_page(row: dict[str, Any]) -> str:
 <section><h2>Logs</h2><div id="logs"></div></section>
 <section><h2>Outputs</h2><ul id="outputs"></ul></section>"""
     return _page(f"jobrunner: {row['id']}", body, f"jobrunner.run({json.dumps(row['id'])});")
+
+
+def _trials_section() -> str:
+    """A sweep's trials (filled and kept up to date by ui.js), and a plot of the primary metric
+    against each parameter."""
+    return """<section><h2>Trials</h2><p id="best" class="dim"></p>
+<table id="trials"><thead><tr></tr></thead><tbody></tbody></table>
+<div id="sweep-plots"></div></section>"""
 
 
 def not_found_page(what: str) -> str:

@@ -56,6 +56,12 @@ def test_the_wheel_holds_jobrunner_alone_and_pins_its_dependencies(wheel: Path) 
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert not any("pulumi" in r for r in requires)
     assert all("==" in r for r in requires if "extra ==" not in r)
+    root = (ROOT / "pyproject.toml").read_text()
+    for package in ("optuna", "scipy"):  # the pool's leader drives sweeps with them
+        (pin,) = [
+            r.removeprefix("Requires-Dist: ") for r in requires if r.startswith(f"Requires-Dist: {package}==")
+        ]
+        assert f'"{pin}"' in root  # the version development and tests use
     assert "jobrunner = jobrunner.cli.main:main" in entry_points
 
 

@@ -5,6 +5,7 @@ metric (uPlot, in the page) with every step."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -35,14 +36,12 @@ CHROMIUM_FLAGS = (
 CHART_BLUE = (0x25, 0x63, 0xEB)  # the series colour ui.js gives each chart's line
 
 
-@pytest.fixture(scope="module")
-def ui(tracked_pool: Cli) -> Iterator[str]:
-    """`jobrunner ui` over the tracked pool's store, on a free loopback port; yields its address."""
+@contextlib.contextmanager
+def ui_server(env: dict[str, str]) -> Iterator[str]:
+    """`jobrunner ui` over the store that `env` names, on a free loopback port; yields its address."""
     port = free_port()
     argv = [sys.executable, "-m", "jobrunner", "ui", "--port", str(port)]
-    with subprocess.Popen(
-        argv, env=tracked_pool.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    ) as page:
+    with subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as page:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
@@ -58,6 +57,13 @@ def ui(tracked_pool: Cli) -> Iterator[str]:
         finally:
             page.terminate()
             page.wait(30)
+
+
+@pytest.fixture(scope="module")
+def ui(tracked_pool: Cli) -> Iterator[str]:
+    """`jobrunner ui` over the tracked pool's store; yields its address."""
+    with ui_server(tracked_pool.env) as url:
+        yield url
 
 
 def chromium(url: str, profile: Path, *, screenshot: Path | None = None) -> str:
