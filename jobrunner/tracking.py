@@ -43,7 +43,9 @@ EXPERIMENT_TAG = "trainstack.experiment"  # the job run's experiment folder in t
 POOL_TAG = "trainstack.pool"
 # What the pool sets under the job's own variables: plain `mlflow.log_metric` calls queue their
 # points and a background thread sends them in batches, one request a second, instead of one
-# request per call inside the training loop (`bench/metrics.py`). A job may set either itself.
+# request per call inside the training loop (`bench/metrics.py`). In the pool's environment the
+# queue is `jobrunner.tracking_store`'s (an append per call, one sender thread), registered with
+# MLflow for http(s) tracking URIs. A job may set either variable itself.
 LOGGING_DEFAULTS = {"MLFLOW_ENABLE_ASYNC_LOGGING": "true", "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1"}
 # Each `mlflow.log_metric` call builds two MlflowClients, and each of those looks for the model
 # registry in an active Spark session unless MLFLOW_REGISTRY_URI is set: a failed
