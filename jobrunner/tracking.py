@@ -112,10 +112,23 @@ def _azureml_token() -> str:
     return str(credential.get_token(AZUREML_TOKEN_SCOPE).token)
 
 
+def preload_client() -> None:
+    """Import MLflow's client now: about a second of CPU (it brings pandas and more), which a
+    node would otherwise pay at its first tracked run, while that run's job trains. The agent
+    calls it on a thread of its own when it starts with a tracking server. The agent's usage
+    telemetry to MLflow's makers is off, as it is for jobs (a node need not reach the internet,
+    and its consumer thread would keep trying). Never raises: a missing client is
+    `_client`'s TrackingError, at the first tracked run."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    with contextlib.suppress(Exception):
+        from mlflow.tracking import MlflowClient  # noqa: F401
+
+
 def _client(uri: str) -> Any:
     """MLflow's own client for `uri`. The agent's environment holds only `mlflow-skinny` (Azure
     ML's plugin pins older storage packages than the agent's), so for an `azureml://` URI it
     speaks MLflow's REST protocol to the workspace's https endpoint with the node's token."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # see preload_client
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
