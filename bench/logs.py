@@ -5,13 +5,14 @@ The chatty job (a Python loop of `print`, 200,000 lines) times itself from its f
 to its last, flushed, and writes that time to a file. The baseline is the same script run
 directly with the environment a pool's processes get (`PYTHONUNBUFFERED=1`, so that logs
 arrive as written) and the same kind of stdout: a pipe of the pool's size (`PIPE_BYTES`)
-that a reader drains into a file, as the agent does, without anything else the agent does
-with the bytes. The detail has it also into /dev/null, with and without that variable (as a
-user would run it). The sides alternate in every round; the value and the baseline are the
-best of the rounds (the machine's load only ever adds), the medians in the detail. Lines per
-second reaching the store: 200,000 over the time
-from the job's first line until the log blob holds every byte (the bench looks at the store
-only once the job has printed its last line, so that its polling takes no CPU from the job).
+that a reader drains into a file as the agent reads it (`jobrunner.launch.nap_after`),
+without anything else the agent does with the bytes. The detail has it also straight into
+a file (`> file`) and into /dev/null, with and without that variable (as a user would run
+it). The sides alternate in every round; the value and the baseline are the best of the
+rounds (the machine's load only ever adds), the medians in the detail. Lines per second
+reaching the store: 200,000 over the time from the job's first line until the log blob holds
+every byte (the bench looks at the store only once the job has printed its last line, so
+that its polling takes no CPU from the job).
 
 The agent's CPU (`detail.agent_cpu_s`): CPU seconds of the agent process (its job not
 included) from submit to the end of each chatty run, beside a quiet run of the same length
@@ -57,7 +58,7 @@ from _common import (
 )
 
 from jobrunner.errors import NotFoundError
-from jobrunner.launch import PIPE_BYTES
+from jobrunner.launch import PIPE_BYTES, nap_after
 from jobrunner.store import RUNS
 
 GOAL_SLOWDOWN = 0.05
@@ -105,26 +106,37 @@ def job_times(timing: Path) -> tuple[float, float, float]:
 
 
 def direct(
-    script: Path, lines: int, out: Path, *, unbuffered: bool, drained_to: Path | None = None
+    script: Path,
+    lines: int,
+    out: Path,
+    *,
+    unbuffered: bool,
+    drained_to: Path | None = None,
+    to_file: Path | None = None,
 ) -> tuple[float, float]:
     """(seconds, CPU seconds) of the chatty job run outside the pool: its output to /dev/null,
-    or into a pipe as wide as the pool's that a thread drains into the file `drained_to`."""
+    or into a pipe as wide as the pool's that a thread drains into the file `drained_to` as the
+    agent reads (`nap_after`), or straight into the file `to_file` (`python job.py > file`)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     if unbuffered:
         env["PYTHONUNBUFFERED"] = "1"
     argv = [PYTHON, str(script), str(lines), str(out)]
     if drained_to is None:
-        with open(os.devnull, "wb") as null:
-            subprocess.run(argv, stdout=null, env=env, check=True)
+        with open(to_file or os.devnull, "wb") as sink:
+            subprocess.run(argv, stdout=sink, env=env, check=True)
         return job_times(out)[1:]
     read_fd, write_fd = os.pipe()
     with contextlib.suppress(OSError):
         fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
     def drain() -> None:
+        # the agent's read cadence (`jobrunner.launch._pump`): a reader waking at every line
+        # would cost the job more than the agent does
         with open(drained_to, "wb") as sink:
             while chunk := os.read(read_fd, PIPE_BYTES):
                 sink.write(chunk)
+                if nap := nap_after(len(chunk), PIPE_BYTES):
+                    time.sleep(nap)
 
     reader = threading.Thread(target=drain)
     reader.start()
@@ -176,15 +188,15 @@ def quiet_run(ws, client, seconds: float, r: int) -> float:  # type: ignore[no-u
 def main() -> None:
     def extra(parser):  # type: ignore[no-untyped-def]
         parser.add_argument("--lines", type=int, default=None, help="lines to print (default 200000)")
-        parser.add_argument("--rounds", type=int, default=None, help="runs of each (default 5)")
+        parser.add_argument("--rounds", type=int, default=None, help="runs of each (default 7)")
         parser.add_argument("--seconds", type=float, default=None, help="the writer's seconds (default 60)")
 
     args = arguments(__doc__.splitlines()[0], extra)
     lines = args.lines or (2000 if args.quick else 200_000)
-    rounds = args.rounds or (1 if args.quick else 5)
+    rounds = args.rounds or (1 if args.quick else 7)
     seconds = args.seconds or (3.0 if args.quick else 60.0)
     size = expected_bytes(lines)
-    plain, unbuffered, piped, pool, arrival = [], [], [], [], []
+    plain, unbuffered, piped, to_file, pool, arrival = [], [], [], [], [], []
     cpu: dict[str, list[float]] = {"chatty": [], "quiet": []}
     job_cpu: dict[str, list[float]] = {"outside_piped": [], "outside_unbuffered": [], "pool": []}
     with workspace(count_requests=True) as ws, local_pool(1):
@@ -205,6 +217,12 @@ def main() -> None:
             )  # fmt: skip
             piped.append(seconds_outside)
             job_cpu["outside_piped"].append(round(cpu_outside, 3))
+            to_file.append(
+                direct(
+                    code / "printer.py", lines, ws.root / "direct.txt", unbuffered=True,
+                    to_file=ws.root / "direct-stdout.txt",
+                )[0]
+            )  # fmt: skip
             timing = ws.root / f"pool-{r}.txt"
             job = write_job(
                 ws.folder("jobs"), f"logs-{r}.yml",
@@ -231,14 +249,16 @@ def main() -> None:
             arrival.append(arrived - started)
             cpu["quiet"].append(round(quiet_run(ws, client, seconds_pool, r), 3))
             progress(
-                f"round {r + 1}: outside, a drained pipe {piped[-1]:.3f} s (/dev/null "
-                f"{unbuffered[-1]:.3f} s, buffered {plain[-1]:.3f} s), pool {pool[-1]:.3f} s, in the "
+                f"round {r + 1}: outside, a drained pipe {piped[-1]:.3f} s (a file {to_file[-1]:.3f} s, "
+                f"/dev/null {unbuffered[-1]:.3f} s, buffered {plain[-1]:.3f} s), pool {pool[-1]:.3f} s, "
+                f"in the "
                 f"store after {arrival[-1]:.3f} s; agent CPU {cpu['chatty'][-1]:.3f} s (a quiet run "
                 f"as long: {cpu['quiet'][-1]:.3f} s)"
             )
         amplified = amplification(ws, client, seconds, 1_000_000)
         progress(f"writer: {amplified}")
     base, value = min(piped), min(pool)
+    paired = [p / b for p, b in zip(pool, piped, strict=True)]
     output_cpu = statistics.median(cpu["chatty"]) - statistics.median(cpu["quiet"])
     slowdown = value / base - 1
     emit(
@@ -259,7 +279,10 @@ def main() -> None:
                 "upload_amplification": amplified["amplification"],
                 "writer": {"seconds": seconds, "rate_bytes_per_s": 1_000_000, **amplified},
                 "median_ratio": round(statistics.median(pool) / statistics.median(piped), 4),
+                # each round's pool run over the baseline run just before it, the median of those
+                "paired_ratio_median": round(statistics.median(paired), 4),
                 "ratio_vs_devnull_unbuffered": round(value / min(unbuffered), 4),
+                "ratio_vs_a_file": round(value / min(to_file), 4),
                 "slowdown_vs_devnull_as_a_user_runs_it": round(value / min(plain) - 1, 4),
                 "lines_per_s_to_store": round(lines / statistics.median(arrival)),
                 "agent_cpu_s": cpu,
@@ -270,6 +293,7 @@ def main() -> None:
                 ),
                 "job_s": {
                     "outside_piped": piped,
+                    "outside_to_a_file": to_file,
                     "outside_unbuffered": unbuffered,
                     "outside_as_a_user_runs_it": plain,
                     "pool": pool,
