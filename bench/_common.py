@@ -44,6 +44,7 @@ from jobrunner.client import Client  # noqa: E402
 from jobrunner.localpool import start_local_pool, stop_local_pool  # noqa: E402
 from jobrunner.status import RunStatus  # noqa: E402
 from jobrunner.store import HOME_ENV, STORE_ENV, Store  # noqa: E402
+from jobrunner.tracking_server import stop_local_tracking  # noqa: E402
 
 PYTHON = sys.executable
 
@@ -292,6 +293,9 @@ def workspace(*, count_requests: bool = False) -> Iterator[Workspace]:
     try:
         yield ws
     finally:
+        # the local pool's tracking server, started on demand in this home: `local_pool` stops
+        # the agents only, and a server left behind (with its job workers) loads every later run
+        stop_local_tracking(ws.folder("home"))
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
