@@ -295,7 +295,8 @@ def workspace(*, count_requests: bool = False) -> Iterator[Workspace]:
     finally:
         # the local pool's tracking server, started on demand in this home: `local_pool` stops
         # the agents only, and a server left behind (with its job workers) loads every later run
-        stop_local_tracking(ws.folder("home"))
+        with contextlib.suppress(Exception):  # never at the cost of the run's figures
+            stop_local_tracking(ws.folder("home"))
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
