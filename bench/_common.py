@@ -42,6 +42,7 @@ if str(REPO) not in sys.path:  # `python bench/NAME.py` from the checkout, insta
 from jobrunner.client import Client  # noqa: E402
 from jobrunner.local.azurite import connection_string, start_azurite  # noqa: E402
 from jobrunner.local.pool import start_local_pool, stop_local_pool  # noqa: E402
+from jobrunner.local.tracking_server import stop_local_tracking  # noqa: E402
 from jobrunner.store.client import HOME_ENV, STORE_ENV, Store  # noqa: E402
 from jobrunner.store.status import RunStatus  # noqa: E402
 
@@ -292,6 +293,10 @@ def workspace(*, count_requests: bool = False) -> Iterator[Workspace]:
     try:
         yield ws
     finally:
+        # the local pool's tracking server, started on demand in this home: `local_pool` stops
+        # the agents only, and a server left behind (with its job workers) loads every later run
+        with contextlib.suppress(Exception):  # never at the cost of the run's figures
+            stop_local_tracking(ws.folder("home"))
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

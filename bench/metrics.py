@@ -6,7 +6,8 @@ per step, so what a call costs adds to its step: 1,000 metrics per second from e
 one MLflow run on a real local tracking server (`mlflow server`, SQLite), with the variables a
 pool sets (`jobrunner.tracking.runs`: the run's MLFLOW_TRACKING_URI and MLFLOW_RUN_ID, MLflow's
 asynchronous logging with 1 s buffering, the registry URI and telemetry off:
-`tracking_defaults`), the calls plain `mlflow.log_metric(name, value, step=step)`. The
+`tracking_defaults`), the calls plain `mlflow.log_metric(name, value, step=step)`, through the
+REST store the pool's environment registers with MLflow (`jobrunner.tracking.store`). The
 baseline is the same loop not logging, in the same run. The last flush of the queue at
 the end (`mlflow.flush_async_logging()`, at most the buffering second and one request) is a
 fixed cost once per run, timed apart (`flush_s`). The value is the CPU time of the costlier

@@ -40,6 +40,8 @@ from _common import (
 from jobrunner.local.azurite import free_port
 
 GOAL_RATIO = 1.03
+IDLE_S = 20.0  # the idle pool watched before the rounds
+SETTLE_S = 15.0  # after the agents said they are idle, before that
 EXAMPLE = REPO / "examples" / "ddp"
 
 
@@ -109,6 +111,15 @@ def main() -> None:
     by_hand: list[float] = []
     with workspace() as ws, local_pool(2):
         client = ws.client()
+        # what the two agents use with nothing to run (the pool's own protocol: beats, the
+        # leader's passes), so that a run's CPU can be split into that and the run's own work
+        idle_s = 2.0 if args.quick else IDLE_S
+        # once the agents have settled: each imports MLflow's client on a thread as it starts
+        time.sleep(1.0 if args.quick else SETTLE_S)
+        before = agents_cpu_s()
+        time.sleep(idle_s)
+        idle_per_s = (agents_cpu_s() - before) / idle_s
+        progress(f"idle pool: the agents used {idle_per_s:.4f} CPU s per s")
         for i in range(rounds):
             # alternate, so that a slow spell of the machine hits both sides alike
             plain.append(plain_torchrun(steps))
@@ -155,6 +166,12 @@ def main() -> None:
                 "agents_cpu_s": agent_cpu,
                 # the same per second of training (the goal: under 0.02, a fiftieth of a core)
                 "agent_cpu_per_s": round(sum(agent_cpu) / sum(t for t, _ in pool), 4),
+                # the idle pool's rate, and what the runs cost beyond it over their end-to-end
+                # time, per second of training: the node's work for its job
+                "idle_agents_cpu_per_s": round(idle_per_s, 4),
+                "agent_cpu_per_s_beyond_idle": round(
+                    (sum(agent_cpu) - idle_per_s * sum(w for _, w in pool)) / sum(t for t, _ in pool), 4
+                ),
             },
         ),
         args.json,

@@ -76,6 +76,7 @@ from jobrunner.store.datastores import LOCAL, Datastores
 from jobrunner.store.poison import fail_damaged_run, quarantine
 from jobrunner.store.status import DamagedRunFileError, parse_run_file
 from jobrunner.sweep.conductor import PASS_S, SweepConductor
+from jobrunner.tracking.runs import preload_client
 
 EXTRA_PORTS = 4  # per agent and gang, for per-task ports (TensorFlow)
 LEASE_MIN_S = 15  # Azure's shortest blob lease
@@ -247,6 +248,8 @@ class Agent:
     def serve(self, stop: threading.Event) -> None:
         """Run until `stop` is set. Store trouble is waited out, never fatal."""
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.tracking_uri:
+            threading.Thread(target=preload_client, name="mlflow-import", daemon=True).start()
         self.preemption = self._watch_evictions(stop)
         bell = Doorbell.open(self.config.doorbell) if self.config.doorbell else None
         log.info("agent %s serving pool %s as incarnation %s", self.config.name, self.config.pool,

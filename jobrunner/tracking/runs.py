@@ -43,7 +43,9 @@ EXPERIMENT_TAG = "trainstack.experiment"  # the job run's experiment folder in t
 POOL_TAG = "trainstack.pool"
 # What the pool sets under the job's own variables: plain `mlflow.log_metric` calls queue their
 # points and a background thread sends them in batches, one request a second, instead of one
-# request per call inside the training loop (`bench/metrics.py`). A job may set either itself.
+# request per call inside the training loop (`bench/metrics.py`). In the pool's environment the
+# queue is `jobrunner.tracking.store`'s (an append per call, one sender thread), registered with
+# MLflow for http(s) tracking URIs. A job may set either variable itself.
 LOGGING_DEFAULTS = {"MLFLOW_ENABLE_ASYNC_LOGGING": "true", "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1"}
 # Each `mlflow.log_metric` call builds two MlflowClients, and each of those looks for the model
 # registry in an active Spark session unless MLFLOW_REGISTRY_URI is set: a failed
@@ -110,10 +112,23 @@ def _azureml_token() -> str:
     return str(credential.get_token(AZUREML_TOKEN_SCOPE).token)
 
 
+def preload_client() -> None:
+    """Import MLflow's client now: about a second of CPU (it brings pandas and more), which a
+    node would otherwise pay at its first tracked run, while that run's job trains. The agent
+    calls it on a thread of its own when it starts with a tracking server. The agent's usage
+    telemetry to MLflow's makers is off, as it is for jobs (a node need not reach the internet,
+    and its consumer thread would keep trying). Never raises: a missing client is
+    `_client`'s TrackingError, at the first tracked run."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    with contextlib.suppress(Exception):
+        from mlflow.tracking import MlflowClient  # noqa: F401
+
+
 def _client(uri: str) -> Any:
     """MLflow's own client for `uri`. The agent's environment holds only `mlflow-skinny` (Azure
     ML's plugin pins older storage packages than the agent's), so for an `azureml://` URI it
     speaks MLflow's REST protocol to the workspace's https endpoint with the node's token."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # see preload_client
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
