@@ -65,6 +65,7 @@ nothing in this module raises to its caller.
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import contextlib
 import json
@@ -74,7 +75,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from jobrunner.errors import ConflictError, NotFoundError, StoreError
-from jobrunner.scheduler.decide import PoolState, QueuedJob, RunningJob, decide
+from jobrunner.scheduler.decide import PoolState, QueuedJob, RunningJob, decide, job_order
 
 LEADER_BLOB = "leader"
 NODES = "nodes/"
@@ -480,12 +481,11 @@ class Leader:
     trouble_at: float | None = None  # store time of the last failed call while leading
     steady_since: float | None = None
     concluded: set[tuple[str, str]] = field(default_factory=set)
-    _parsed: dict[str, tuple[str, QueuedJob]] = field(default_factory=dict)  # run -> (etag, job)
     # what this leader knows without asking: the run documents it last read or wrote (with
     # their ETags: a write under a stale one fails and the next pass reads afresh), and the
     # pending attempts, listed every `pending_list_s` and kept up by its own writes between
     _docs: dict[str, tuple[str, RunDoc]] = field(default_factory=dict)
-    _pending: dict[str, BlobEntry] | None = None
+    _pending: PendingIndex | None = None
     _pending_at: float = 0.0
     pass_gap: float = 0.0
     next_intake: float = 0.0
@@ -566,8 +566,11 @@ class Leader:
         now = nodes.at
         if self._pending is None or now - self._pending_at >= self.settings.pending_list_s:
             listing = self.store.list(PENDING)
-            self._pending = {e.name.removeprefix(PENDING): e for e in listing.entries}
+            if self._pending is None:
+                self._pending = PendingIndex()
+            self._pending.replace_all(listing.entries)
             self._pending_at = listing.at
+        pending = self._pending
         if self.steady_since is None:
             self.steady_since = now
         silence_counts = now - self.steady_since > self.settings.stale_after_s
@@ -584,33 +587,26 @@ class Leader:
                     self._conclude(key, verdict, view)
                     concluded_now.add(key[0])
                     report.concluded += 1
-        queued = []
-        by_run = dict(self._pending)
-        cache, self._parsed = self._parsed, {}
-        for run, entry in by_run.items():
-            if entry.metadata.get("canceled"):
-                self._drop_canceled(run, entry)
-                continue
-            known = cache.get(run)
-            job = known[1] if known is not None and known[0] == entry.etag else _queued(run, entry.metadata)
-            self._parsed[run] = (entry.etag, job)
-            if run not in view.blocked_runs and run not in concluded_now:
-                queued.append(job)
+        for run in sorted(pending.canceled):
+            self._drop_canceled(run, pending.entries[run])
+        skip = view.blocked_runs | concluded_now
+        queued = pending.ordered(skip)
         idle = tuple(
             n for n in view.idle if view.attempt_of(n) in self.concluded or view.attempt_of(n) is None
         )
         t0 = self.clock()
-        decision = decide(PoolState(now, idle, view.running_jobs(now), tuple(queued)))
+        decision = decide(PoolState(now, idle, view.running_jobs(now), queued, ordered=True))
         report.decide_s = self.clock() - t0
         for a in decision.assignments:
             with contextlib.suppress(ConflictError):  # another leader's write: read again next pass
-                self._assign(a.run_id, a.attempt, a.nodes, view, by_run[a.run_id])
+                self._assign(a.run_id, a.attempt, a.nodes, view, pending.entries[a.run_id])
                 report.assigned += 1
         report.waiting = tuple(f"{w.run_id}: {w.reason}" for w in decision.waiting)
         report.nodes_short = decision.nodes_short
         given = sum(len(a.nodes) for a in decision.assignments)
         report.idle_nodes = len(idle) - given
-        report.demand_nodes = max(0, sum(j.nodes for j in queued) - len(idle))
+        wanted = pending.nodes - sum(pending.jobs[r].nodes for r in skip if r in pending.jobs)
+        report.demand_nodes = max(0, wanted - len(idle))
         self.on_pass(report)
         return bool(took or report.assigned or report.concluded)
 
@@ -648,7 +644,7 @@ class Leader:
             meta = _pending_metadata(doc, 1, sub.inserted_at)
             tag = self.store.put(PENDING + doc.id, b"", meta, if_absent=True)
             if self._pending is not None:
-                self._pending[doc.id] = BlobEntry(PENDING + doc.id, tag, sub.inserted_at, meta)
+                self._pending.put(BlobEntry(PENDING + doc.id, tag, sub.inserted_at, meta))
         self.store.delete_message(sub)
 
     def _read_run(self, run: str) -> tuple[RunDoc, str]:
@@ -750,8 +746,8 @@ class Leader:
     def _drop_pending(self, entry: BlobEntry) -> None:
         """Delete the pending blob as listed: a requeue that rewrote it since keeps it (and
         the next listing shows it again)."""
-        if self._pending is not None and self._pending.get(entry.name.removeprefix(PENDING)) == entry:
-            del self._pending[entry.name.removeprefix(PENDING)]
+        if self._pending is not None and self._pending.entries.get(entry.name.removeprefix(PENDING)) == entry:
+            self._pending.remove(entry.name.removeprefix(PENDING))
         with contextlib.suppress(ConflictError, NotFoundError):
             self.store.delete(entry.name, if_match=entry.etag)
 
@@ -789,7 +785,7 @@ class Leader:
                 meta = _pending_metadata(new, new.attempt, view.at)
                 tag = self.store.put(PENDING + run, b"", meta)
                 if self._pending is not None:
-                    self._pending[run] = BlobEntry(PENDING + run, tag, view.at, meta)
+                    self._pending.put(BlobEntry(PENDING + run, tag, view.at, meta))
             self._write_run(new, etag)
             self.on_conclude(new)
         self.concluded.add(key)
@@ -823,6 +819,56 @@ class Leader:
 
 
 # ---------------------------------------------------------------- reading a listing
+class PendingIndex:
+    """The pending attempts as the leader knows them, kept in the decision's order (rule 1 of
+    `jobrunner.scheduler.decide`) as they change, so that a pass neither parses nor sorts
+    the whole queue: an intake, an assignment or a requeue moves one entry; a listing
+    (every `pending_list_s`) touches only the entries whose ETag changed."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, BlobEntry] = {}
+        self.jobs: dict[str, QueuedJob] = {}
+        self.canceled: set[str] = set()
+        self.nodes = 0  # the nodes every pending attempt wants, together
+        self._order: list[tuple[tuple[int, float, str, int], str]] = []
+
+    def put(self, entry: BlobEntry) -> None:
+        run = entry.name.removeprefix(PENDING)
+        old = self.entries.get(run)
+        if old is not None and old.etag == entry.etag:
+            return
+        self.remove(run)
+        self.entries[run] = entry
+        if entry.metadata.get("canceled"):
+            self.canceled.add(run)
+            return
+        job = _queued(run, entry.metadata)
+        self.jobs[run] = job
+        self.nodes += job.nodes
+        bisect.insort(self._order, (job_order(job), run))
+
+    def remove(self, run: str) -> None:
+        self.entries.pop(run, None)
+        self.canceled.discard(run)
+        job = self.jobs.pop(run, None)
+        if job is not None:
+            self.nodes -= job.nodes
+            del self._order[bisect.bisect_left(self._order, (job_order(job), run))]
+
+    def replace_all(self, entries: tuple[BlobEntry, ...]) -> None:
+        """What a listing says, applied as changes."""
+        listed = {e.name.removeprefix(PENDING) for e in entries}
+        for run in [r for r in self.entries if r not in listed]:
+            self.remove(run)
+        for e in entries:
+            self.put(e)
+
+    def ordered(self, skip: set[str]) -> tuple[QueuedJob, ...]:
+        """The pending attempts in order, but for the runs in `skip`."""
+        jobs = self.jobs
+        return tuple([jobs[run] for _, run in self._order if run not in skip])
+
+
 def node_beat_at(entry: BlobEntry) -> float:
     """When the node itself last wrote: the leader's writes keep the node's time."""
     if entry.metadata.get("by") == "leader":
