@@ -10,20 +10,39 @@ whole pool from two listings per pass, whatever its size:
 
 - `leader`: the lease blob. The holder is the pool's one scheduler; it renews every
   `renew_s`, well inside `lease_s`, and stops acting the moment a renewal fails, before the
-  lease can pass to anyone else. Nodes try for it only while idle: when every node is busy
-  there is nothing to assign, and the first node to finish takes over.
-- `nodes/<name>`: a node's blob, rewritten by the node every beat under its own ETag. Its
+  lease can pass to anyone else. Nodes try for it only while idle and only when no leader
+  has written on their blob for `leader_try_s` (then at doubling gaps): while a leader
+  keeps them busy nobody tries, and when every node is busy there is nothing to assign.
+- `nodes/<name>`: a node's blob, written by the node under its own ETag when it has news
+  (a new incarnation, an attempt's result) and for liveness every `beat_busy_s`. Its
   metadata say everything the leader needs: the node's incarnation, its state (idle,
   assigned, busy, done, revoke), the attempt it holds (run, attempt, rank, gang size, latest
   end) and, once done, its result. Its last-modified time (the store's clock) is its
-  heartbeat. The leader assigns by writing the same blob under the ETag it listed; the
-  node's next beat then fails its ETag check, and the node reads the blob: one request per
-  beat in the common case, and an assignment costs no extra poll.
+  heartbeat. The leader assigns by writing the same blob under the ETag it listed; an idle
+  node reads its blob (one request) `beat_idle_s` after it reported, then at doubling gaps
+  up to `idle_max_s`, and starts what it finds assigned to its incarnation without writing:
+  the blob already says the attempt is its own. A busy node makes no request between its
+  liveness writes. An attempt therefore costs each of its nodes three requests (the
+  assignment, the read that finds it, the result) plus a liveness write per `beat_busy_s`.
 - `pending/<run>`: a queued attempt (metadata: attempt, nodes, timeout, priority and the
   store time of the submission). Submissions arrive on the pool queue; the leader moves
-  each to a pending blob and deletes the message.
+  each to a pending blob and deletes the message. The leader lists them every
+  `pending_list_s` (a client's cancel mark shows then) and keeps them in between from its
+  own writes, in the decision's order (`PendingIndex`).
 - `runs/<run>`: the run's document (`RunDoc`), changed only under its ETag: the single
-  truth of which attempt is current, who owns it, and how the run ended.
+  truth of which attempt is current, who owns it, and how the run ended. The leader keeps
+  the ETag of its own last write (and the one `submit` got, which the message carries), so
+  it writes without reading first; a write under a stale ETag fails, and the next pass
+  reads the document afresh.
+
+Timing, and what it trades (`ProtocolSettings`): a silent node is found lost after
+`stale_after_s`, an hour with the defaults, because liveness writes are rare (every 20
+minutes); a gang's collective finds a dead peer within seconds and ends the attempt, a
+restarted agent reports its predecessor's attempt at once, and a node that stops or is
+preempted says so, so the hour is for nodes that vanish without a word. An idle node that
+has been idle a while finds an assignment up to `idle_max_s` late. The leader passes every
+`pass_s` while passes find work and backs off to `pass_max_s` when they do not. A local
+pool's doorbell (`jobrunner.doorbell`) makes the reads and passes happen at once.
 
 The state machine of one attempt, and what a crash at each point leaves (every write is
 idempotent, so "repeated" means the next pass or the restarted process writes it again):
@@ -33,11 +52,11 @@ idempotent, so "repeated" means the next pass or the restarted process writes it
     intake: pending/<id> (if absent) ──► delete message
          crash between: the message comes back; the pending blob is already there
     assign: runs/<id> active, owners + incarnations (the attempt, written once, ETag)
-            ──► nodes/<n> assigned, per owner ──► delete pending/<id>
+            ──► nodes/<n> assigned, per owner ──► delete pending/<id> (kept if none took it)
          crash after the run write: pending/<id> is still listed; the next pass finds the
          run active at that attempt with owners that never heard of it, and requeues it
          crash after some deliveries: fewer owners than the gang name the attempt: requeued
-    execute: node beat meets the assignment ──► node busy ──► process ──► node done (result)
+    execute: node reads the assignment ──► process ──► node done (result)
          node crash: a restart is a new incarnation; it reports the old attempt lost and
          never re-enters it; a node that stays silent past `stale_after_s` is lost
          node cut off from the store: it stops its processes after `fence_s` without a
