@@ -56,7 +56,7 @@ from jobrunner.api import Gang, GangMember, NodeFacts
 from jobrunner.attempt import AttemptContext, Timing, run_attempt
 from jobrunner.azurite import free_port
 from jobrunner.datastores import LOCAL, Datastores
-from jobrunner.doorbell import Doorbell, ring
+from jobrunner.doorbell import ASSIGNED, FOR_LEADER, Doorbell, ring
 from jobrunner.errors import NotFoundError, TrainstackError
 from jobrunner.node import detect_node_facts
 from jobrunner.poison import fail_damaged_run, quarantine
@@ -269,8 +269,10 @@ class Agent:
                     next_lead = now + self.leader.step(now, idle=self.node.may_lead(now))
                 if self._sleep(min(next_node, next_lead) - time.monotonic(), stop, bell):
                     next_node = next_lead = 0.0  # rung: an assignment or a submission, look now
-                    self.node.look_soon()
-                    self.leader.look_now()
+                    if bell is not None and ASSIGNED in bell.rung:
+                        self.node.look_soon()
+                    if self.leader.leading and (bell is None or FOR_LEADER in bell.rung):
+                        self.leader.look_now()
         finally:
             self._retire(bell)
 
@@ -366,7 +368,7 @@ class Agent:
 
     def _passed(self, report: PassReport) -> None:
         if report.assigned and self.config.doorbell is not None:
-            ring(self.config.doorbell.parent)  # the local pool's agents beat now and start it
+            ring(self.config.doorbell.parent, ASSIGNED)  # the local pool's nodes read it now and start
         current = PoolReport(
             leader=self.config.name, waiting=report.waiting, nodes_short=report.nodes_short,
             demand_nodes=report.demand_nodes,
