@@ -132,6 +132,7 @@ class CountingProxy:
     def __init__(self, blob_port: int, queue_port: int) -> None:
         self._upstream = {"blob": blob_port, "queue": queue_port}
         self._counts: Counter[str] = Counter()
+        self._kinds: Counter[str] = Counter()
         self._bytes: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -154,6 +155,12 @@ class CountingProxy:
     def total(self) -> int:
         with self._lock:
             return sum(self._counts.values())
+
+    def kinds(self) -> dict[str, int]:
+        """Requests by `<service> <METHOD> <what>`: the container and the kind of blob
+        (`sched/nodes`, `runs/status.json`, `runs/logs`, ...), for a cost breakdown."""
+        with self._lock:
+            return dict(self._kinds)
 
     def body_bytes(self, service: str = "blob") -> int:
         with self._lock:
@@ -202,6 +209,7 @@ class CountingProxy:
                 method = head.split(b" ", 1)[0].decode("latin-1")
                 with self._lock:
                     self._counts[f"{service} {method}"] += 1
+                    self._kinds[f"{service} {method} {_kind_of(head)}"] += 1
                 up_writer.write(head)
                 sent = await _forward_body(head, reader, up_writer)
                 with self._lock:
@@ -213,6 +221,21 @@ class CountingProxy:
             up_writer.close()
             with contextlib.suppress(Exception):
                 await back
+
+
+def _kind_of(head: bytes) -> str:
+    """The kind of thing a request names: its container and the blob's first folder, or for
+    a run's files the file's kind (`status.json`, `logs`, `outputs`, ...)."""
+    target = head.split(b" ", 2)[1].decode("latin-1").split("?", 1)[0]
+    parts = [p for p in target.split("/") if p][1:]  # past the account
+    if not parts:
+        return "account"
+    if len(parts) == 1:
+        return parts[0]
+    rest = parts[1:]
+    if parts[0] == "runs" and len(rest) >= 3:
+        return f"runs/{rest[2]}"
+    return f"{parts[0]}/{rest[0]}"
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

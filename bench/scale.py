@@ -90,6 +90,7 @@ def main() -> None:
                     break
                 time.sleep(0.1)
         requests = ws.proxy.total() - requests_before
+        kinds = ws.proxy.kinds()
         entries = Counter(tuple(line.split()) for line in ledger.read_text().splitlines())
     states = Counter(s.state.value for s in statuses.values())
     once = all(
@@ -122,6 +123,7 @@ def main() -> None:
                 "sleep_s": sleep,
                 "states": dict(states),
                 "every_job_exactly_once": once,
+                "node_runs_in_later_attempts": sum(n for (_, _, a), n in entries.items() if a != "1"),
                 "dispatch_p50_s": round(percentile(dispatch, 50), 2) if dispatch else None,
                 "dispatch_p95_s": round(percentile(dispatch, 95), 2) if dispatch else None,
                 "not_succeeded": {
@@ -137,6 +139,10 @@ def main() -> None:
                 ],
                 "store_requests": requests,
                 "store_requests_per_job": round(requests / jobs, 1),
+                # from the start (the agents' first minute and the submissions included)
+                "store_requests_by_kind_per_job": {
+                    k: round(n / jobs, 1) for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:16]
+                },
             },
         ),
         args.json,

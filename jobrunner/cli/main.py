@@ -484,12 +484,16 @@ def agent(
     heartbeat_s: Annotated[
         float | None,
         typer.Option(
-            "--heartbeat-s", help="How often an idle agent beats (and sees new work). [default: 12]"
+            "--heartbeat-s",
+            help="How soon an idle agent first looks for new work after it reported. [default: 12]",
         ),
     ] = None,
     stale_after_s: Annotated[
         float | None,
-        typer.Option("--stale-after-s", help="Silence after which a node counts as lost. [default: 600]"),
+        typer.Option(
+            "--stale-after-s",
+            help="Silence after which a node counts as lost (it writes every fifth of it). [default: 3600]",
+        ),
     ] = None,
     status_poll_s: Annotated[
         float | None,

@@ -5,26 +5,32 @@ whichever agent holds the scheduler's lease also schedules.
 
 One loop, two roles (`jobrunner.scheduler.protocol`):
 
-- the node (`NodeAgent`): beats on its blob every `beat_idle_s` (`beat_busy_s` while an
-  attempt runs); an assignment from the leader shows as a failed ETag on the next beat, and
-  the agent starts that attempt (`AttemptExecutor`, on its own thread: staging, launch, logs,
-  preemption, the report in the run's status.json: `jobrunner.node.attempt`). When the attempt
-  ends the node beats at once, so the scheduler sees it on its next pass (on a local pool
-  the doorbell, `jobrunner.node.doorbell`, makes that pass happen now). A node cut off from
-  the store stops its attempt after `fence_s`; a restarted agent is a new incarnation and
-  never re-enters an attempt it was in.
+- the node (`NodeAgent`): writes its blob when something changes (it started, an attempt
+  ended) and for liveness every `beat_busy_s`; while idle it reads its blob `beat_idle_s`
+  after it reported, then at doubling gaps up to `idle_max_s`, and an assignment from the
+  leader shows there; the agent starts that attempt (`AttemptExecutor`, on its own thread:
+  staging, launch, logs, preemption, the report in the run's status.json:
+  `jobrunner.node.attempt`). When the attempt ends the node writes at once, so the scheduler
+  sees it on its next pass (on a local pool the doorbell, `jobrunner.node.doorbell`, makes that
+  pass, and the assigned nodes' reads, happen now). A node cut off from the store stops its
+  attempt after `fence_s`; a restarted agent is a new incarnation and never re-enters an
+  attempt it was in.
 - the sweeps (`jobrunner.sweep.conductor`): while the agent leads, a thread of its own
   gives every sweep of the pool a pass every few seconds (trials submitted, read, stopped
   early, the parent concluded); its record lives with the sweep, so the next leader goes on.
-- the leader (`Leader`): every agent tries for the pool's lease every `leader_try_s`; the
-  holder takes submissions off the pool queue, decides (gang placement with EASY backfill,
-  `jobrunner.scheduler.decide`) and concludes attempts from one listing of the node blobs
-  per pass, through the runs' status documents (`jobrunner.scheduler.judge`). What it waits
-  for ("waiting for 8 nodes, the pool has 5") is published for `jobrunner pool status`.
+- the leader (`Leader`): an idle agent that has heard from no leader for `leader_try_s`
+  tries for the pool's lease (then at doubling gaps); the holder takes submissions off the
+  pool queue, decides (gang placement with EASY backfill, `jobrunner.scheduler.decide`) and
+  concludes attempts from one listing of the node blobs per pass, through the runs' status
+  documents (`jobrunner.scheduler.judge`). What it waits for ("waiting for 8 nodes, the
+  pool has 5") is published for `jobrunner pool status`.
 
-Idle cost (the Azure bill), with the defaults: 5 beats and one lease try a minute, 6
-requests; the leader adds 3 requests per pass (the queue and two listings), and a listing
-of the pool's sweeps 4 times a minute.
+Idle cost (the Azure bill), with the defaults: an idle node reads its blob at most once
+every `idle_max_s` (4 minutes) once it has been idle a while, writes once every 20 minutes
+and tries for the lease at most every 2 to 16 minutes: under one request a minute. The
+leader lists the nodes once per pass (every 5 s while passes find work, backing off to
+40 s), the pending attempts every minute, and asks the queue every 40 s once it is empty;
+the sweeps' thread lists the pool's sweeps 4 times a minute.
 
 On SIGTERM the agent takes no new work: the attempt is stopped and reported (requeued
 without spending the budget), a last beat says the node stopped, and a leading agent runs a
@@ -54,7 +60,7 @@ from jobrunner.api import Gang, GangMember, NodeFacts
 from jobrunner.errors import NotFoundError, TrainstackError
 from jobrunner.local.azurite import free_port
 from jobrunner.node.attempt import AttemptContext, Timing, run_attempt
-from jobrunner.node.doorbell import Doorbell, ring
+from jobrunner.node.doorbell import ASSIGNED, FOR_LEADER, Doorbell, ring
 from jobrunner.node.facts import detect_node_facts
 from jobrunner.node.preempt import PreemptionWatch, node_resource_name
 from jobrunner.scheduler.autoscale import DemandGauges
@@ -110,16 +116,22 @@ class AgentSettings:
         terminate_grace_s: float | None = None,
     ) -> AgentSettings:  # fmt: skip
         """These settings with the timings given (None: keep the default). `stale_after_s`
-        scales the protocol with it: a node fences itself at 70 % of it and beats at least
-        five times within it while busy, and the lease is as short as Azure allows below it;
-        the leader passes at least as often as idle nodes beat."""
+        scales the protocol with it: a node fences itself at 70 % of it and writes at least
+        five times within it, and the lease is as short as Azure allows below it; the leader
+        passes at least as often as idle nodes first look, and backs off no further than
+        four times that (`heartbeat_s` is the idle node's first look at its blob)."""
         protocol = self.protocol
         if heartbeat_s is not None:
+            try_s = min(protocol.leader_try_s, max(4 * heartbeat_s, 1.0))
             protocol = replace(
                 protocol,
                 beat_idle_s=heartbeat_s,
+                idle_max_s=min(protocol.idle_max_s, 4 * heartbeat_s),
                 pass_s=min(protocol.pass_s, heartbeat_s),
-                leader_try_s=min(protocol.leader_try_s, max(4 * heartbeat_s, 1.0)),
+                pass_max_s=min(protocol.pass_max_s, 4 * heartbeat_s),
+                pending_list_s=min(protocol.pending_list_s, 5 * heartbeat_s),
+                leader_try_s=try_s,
+                leader_try_max_s=min(protocol.leader_try_max_s, 4 * try_s),
             )
         if stale_after_s is not None:
             lease_s = int(min(protocol.lease_s, max(LEASE_MIN_S, stale_after_s)))
@@ -268,10 +280,14 @@ class Agent:
                 if ended and self.config.doorbell is not None:
                     ring(self.config.doorbell.parent)  # a local pool's leader settles it now
                 if now >= next_lead:
-                    next_lead = now + self.leader.step(now, idle=True)
+                    next_lead = now + self.leader.step(now, idle=self.node.may_lead(now))
                 if self._sleep(min(next_node, next_lead) - time.monotonic(), stop, bell):
-                    next_node = next_lead = self.leader.next_pass = 0.0  # a submit rang: look now
-                    self.sweeps.wake()
+                    next_node = next_lead = 0.0  # rung: an assignment or a submission, look now
+                    if bell is not None and ASSIGNED in bell.rung:
+                        self.node.look_soon()
+                    if self.leader.leading and (bell is None or FOR_LEADER in bell.rung):
+                        self.leader.look_now()
+                        self.sweeps.wake()
         finally:
             self._retire(bell)
 
@@ -377,7 +393,7 @@ class Agent:
 
     def _passed(self, report: PassReport) -> None:
         if report.assigned and self.config.doorbell is not None:
-            ring(self.config.doorbell.parent)  # the local pool's agents beat now and start it
+            ring(self.config.doorbell.parent, ASSIGNED)  # the local pool's nodes read it now and start
         current = PoolReport(
             leader=self.config.name, waiting=report.waiting, nodes_short=report.nodes_short,
             demand_nodes=report.demand_nodes,

@@ -8,7 +8,10 @@ attempt ending on a node rings (the leader settles it now).
     ring(folder)                                     # a submit: wake every agent in `folder`
 
 Each agent binds a Unix datagram socket in the pool's doorbell folder; `ring` sends one byte
-to every socket there. A ring is only a hint: a woken agent beats and passes as it would have
+to every socket there: `ASSIGNED` when the leader assigned (the idle nodes read their blobs),
+`FOR_LEADER` otherwise (a submit, an attempt ended: only the leader passes), so that a
+submission does not make every idle node read its blob. `Doorbell.rung` says which came.
+A ring is only a hint: a woken agent beats and passes as it would have
 anyway, so a lost ring (no agent listening, a full socket buffer) costs latency, never a
 job. Pools on Azure have no doorbell: their beats and passes are how agents learn of work.
 
@@ -26,6 +29,8 @@ import time
 from pathlib import Path
 
 SUFFIX = ".sock"
+FOR_LEADER = b"!"  # a submit or an ended attempt: the leader passes now
+ASSIGNED = b"a"  # an assignment: the idle nodes read their blobs now
 _SLICE_S = 0.25  # how often a waiting agent looks at its stop event
 
 
@@ -35,6 +40,7 @@ class Doorbell:
     def __init__(self, sock: socket.socket, path: Path) -> None:
         self._sock = sock
         self.path = path
+        self.rung: set[bytes] = set()  # the kinds of ring taken by the last `wait` that was rung
 
     @classmethod
     def open(cls, path: Path) -> Doorbell | None:
@@ -59,22 +65,24 @@ class Doorbell:
                 return False
             readable, _, _ = select.select([self._sock], [], [], min(left, _SLICE_S))
             if readable:
-                self._drain()
+                self.rung = self._drain()
                 return True
         return False
 
-    def _drain(self) -> None:
+    def _drain(self) -> set[bytes]:
         """Take every pending ring: several submits while busy are one wake-up."""
+        kinds: set[bytes] = set()
         with contextlib.suppress(BlockingIOError, InterruptedError):
-            while self._sock.recv(64):
-                pass
+            while data := self._sock.recv(64):
+                kinds.update(data[i : i + 1] for i in range(len(data)))
+        return kinds
 
     def close(self) -> None:
         self._sock.close()
         self.path.unlink(missing_ok=True)
 
 
-def ring(folder: Path) -> int:
+def ring(folder: Path, kind: bytes = FOR_LEADER) -> int:
     """Wake every agent whose doorbell is in `folder`; returns how many were rung."""
     if not folder.is_dir():
         return 0
@@ -83,7 +91,7 @@ def ring(folder: Path) -> int:
         sock.setblocking(False)
         for path in folder.glob(f"*{SUFFIX}"):
             try:
-                sock.sendto(b"!", str(path))
+                sock.sendto(kind, str(path))
             except OSError:
                 continue  # a stopped agent's leftover, or its buffer is full of rings already
             rung += 1

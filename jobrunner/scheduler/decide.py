@@ -75,6 +75,7 @@ class PoolState:
     idle: tuple[str, ...]
     running: tuple[RunningJob, ...] = ()
     queued: tuple[QueuedJob, ...] = ()
+    ordered: bool = False  # `queued` is in rule 1's order already (the leader keeps it so)
 
     @property
     def live_nodes(self) -> int:
@@ -147,14 +148,16 @@ def decide(state: PoolState) -> Decision:
     assignments: list[Assignment] = []
     waiting: list[Waiting] = []
     reservation: Reservation | None = None
-    for job in _in_order(state.queued, live, any_idle=bool(free)):
+    seen_waiting: list[QueuedJob] = []
+    for job in _in_order(state.queued, live, any_idle=bool(free), ordered=state.ordered):
         if job.nodes > live:
             reason = too_big_reason(job.nodes, live)
             waiting.append(Waiting(job.run_id, job.attempt, job.nodes, reason, larger_than_pool=True))
+            seen_waiting.append(job)
             continue
         left = len(free) - taken
         if left == 0 and reservation is not None:
-            continue  # nothing more can start; keep looking only for jobs larger than the pool
+            break  # nothing more can start: only the jobs larger than the pool are left to name
         if reservation is None:
             if job.nodes <= left:
                 nodes = tuple(free[taken : taken + job.nodes])
@@ -164,6 +167,7 @@ def decide(state: PoolState) -> Decision:
                 continue
             start_at, extra = _shadow(now, left, releases, job.nodes)
             reservation = Reservation(job.run_id, job.attempt, job.nodes, start_at, extra)
+            seen_waiting.append(job)
             waiting.append(
                 Waiting(job.run_id, job.attempt, job.nodes, _reserved_reason(job, left, start_at, now))
             )
@@ -179,17 +183,31 @@ def decide(state: PoolState) -> Decision:
         nodes = tuple(free[taken : taken + job.nodes])
         taken += job.nodes
         assignments.append(Assignment(job.run_id, job.attempt, nodes, backfilled=True))
+    else:
+        return Decision(tuple(assignments), reservation, tuple(waiting), live)
+    named = {(w.run_id, w.attempt) for w in waiting}
+    rest = [j for j in state.queued if j.nodes > live and (j.run_id, j.attempt) not in named]
+    for job in sorted(rest, key=job_order):
+        reason = too_big_reason(job.nodes, live)
+        waiting.append(Waiting(job.run_id, job.attempt, job.nodes, reason, larger_than_pool=True))
+    keys = {(j.run_id, j.attempt): job_order(j) for j in (*seen_waiting, *rest)}
+    waiting.sort(key=lambda w: keys[(w.run_id, w.attempt)])  # rule 1's order, as in a full walk
     return Decision(tuple(assignments), reservation, tuple(waiting), live)
 
 
-def _in_order(queued: tuple[QueuedJob, ...], live: int, *, any_idle: bool) -> list[QueuedJob]:
+def _in_order(
+    queued: tuple[QueuedJob, ...], live: int, *, any_idle: bool, ordered: bool
+) -> list[QueuedJob] | tuple[QueuedJob, ...]:
     """The jobs in rule 1's order; with no idle node only those the pass can act on (the jobs
     larger than the pool and the first that fits it), so a full pool costs no sort."""
     if any_idle:
-        return sorted(queued, key=job_order)
+        return queued if ordered else sorted(queued, key=job_order)
     larger = [j for j in queued if j.nodes > live]
-    fitting = [j for j in queued if j.nodes <= live]
-    head = [min(fitting, key=job_order)] if fitting else []
+    if ordered:
+        head = next(([j] for j in queued if j.nodes <= live), [])
+    else:
+        fitting = [j for j in queued if j.nodes <= live]
+        head = [min(fitting, key=job_order)] if fitting else []
     return sorted(larger + head, key=job_order)
 
 

@@ -10,20 +10,39 @@ whole pool from two listings per pass, whatever its size:
 
 - `leader`: the lease blob. The holder is the pool's one scheduler; it renews every
   `renew_s`, well inside `lease_s`, and stops acting the moment a renewal fails, before the
-  lease can pass to anyone else. Nodes try for it only while idle: when every node is busy
-  there is nothing to assign, and the first node to finish takes over.
-- `nodes/<name>`: a node's blob, rewritten by the node every beat under its own ETag. Its
+  lease can pass to anyone else. Nodes try for it only while idle and only when no leader
+  has written on their blob for `leader_try_s` (then at doubling gaps): while a leader
+  keeps them busy nobody tries, and when every node is busy there is nothing to assign.
+- `nodes/<name>`: a node's blob, written by the node under its own ETag when it has news
+  (a new incarnation, an attempt's result) and for liveness every `beat_busy_s`. Its
   metadata say everything the leader needs: the node's incarnation, its state (idle,
   assigned, busy, done, revoke), the attempt it holds (run, attempt, rank, gang size, latest
   end) and, once done, its result. Its last-modified time (the store's clock) is its
-  heartbeat. The leader assigns by writing the same blob under the ETag it listed; the
-  node's next beat then fails its ETag check, and the node reads the blob: one request per
-  beat in the common case, and an assignment costs no extra poll.
+  heartbeat. The leader assigns by writing the same blob under the ETag it listed; an idle
+  node reads its blob (one request) `beat_idle_s` after it reported, then at doubling gaps
+  up to `idle_max_s`, and starts what it finds assigned to its incarnation without writing:
+  the blob already says the attempt is its own. A busy node makes no request between its
+  liveness writes. An attempt therefore costs each of its nodes three requests (the
+  assignment, the read that finds it, the result) plus a liveness write per `beat_busy_s`.
 - `pending/<run>`: a queued attempt (metadata: attempt, nodes, timeout, priority and the
   store time of the submission). Submissions arrive on the pool queue; the leader moves
-  each to a pending blob and deletes the message.
+  each to a pending blob and deletes the message. The leader lists them every
+  `pending_list_s` (a client's cancel mark shows then) and keeps them in between from its
+  own writes, in the decision's order (`PendingIndex`).
 - `runs/<run>`: the run's document (`RunDoc`), changed only under its ETag: the single
-  truth of which attempt is current, who owns it, and how the run ended.
+  truth of which attempt is current, who owns it, and how the run ended. The leader keeps
+  the ETag of its own last write (and the one `submit` got, which the message carries), so
+  it writes without reading first; a write under a stale ETag fails, and the next pass
+  reads the document afresh.
+
+Timing, and what it trades (`ProtocolSettings`): a silent node is found lost after
+`stale_after_s`, an hour with the defaults, because liveness writes are rare (every 20
+minutes); a gang's collective finds a dead peer within seconds and ends the attempt, a
+restarted agent reports its predecessor's attempt at once, and a node that stops or is
+preempted says so, so the hour is for nodes that vanish without a word. An idle node that
+has been idle a while finds an assignment up to `idle_max_s` late. The leader passes every
+`pass_s` while passes find work and backs off to `pass_max_s` when they do not. A local
+pool's doorbell (`jobrunner.node.doorbell`) makes the reads and passes happen at once.
 
 The state machine of one attempt, and what a crash at each point leaves (every write is
 idempotent, so "repeated" means the next pass or the restarted process writes it again):
@@ -33,11 +52,11 @@ idempotent, so "repeated" means the next pass or the restarted process writes it
     intake: pending/<id> (if absent) ──► delete message
          crash between: the message comes back; the pending blob is already there
     assign: runs/<id> active, owners + incarnations (the attempt, written once, ETag)
-            ──► nodes/<n> assigned, per owner ──► delete pending/<id>
+            ──► nodes/<n> assigned, per owner ──► delete pending/<id> (kept if none took it)
          crash after the run write: pending/<id> is still listed; the next pass finds the
          run active at that attempt with owners that never heard of it, and requeues it
          crash after some deliveries: fewer owners than the gang name the attempt: requeued
-    execute: node beat meets the assignment ──► node busy ──► process ──► node done (result)
+    execute: node reads the assignment ──► process ──► node done (result)
          node crash: a restart is a new incarnation; it reports the old attempt lost and
          never re-enters it; a node that stays silent past `stale_after_s` is lost
          node cut off from the store: it stops its processes after `fence_s` without a
@@ -65,6 +84,7 @@ nothing in this module raises to its caller.
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import contextlib
 import json
@@ -74,7 +94,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from jobrunner.errors import ConflictError, NotFoundError, StoreError
-from jobrunner.scheduler.decide import PoolState, QueuedJob, RunningJob, decide
+from jobrunner.scheduler.decide import PoolState, QueuedJob, RunningJob, decide, job_order
 
 LEADER_BLOB = "leader"
 NODES = "nodes/"
@@ -129,18 +149,33 @@ class PoolStore(Protocol):
 
 @dataclass(frozen=True)
 class ProtocolSettings:
-    """Intervals of the protocol, in seconds (one place; the agent settings hold these)."""
+    """Intervals of the protocol, in seconds (one place; the agent settings hold these).
 
-    beat_idle_s: float = 12.0  # an idle node: 5 beats a minute, plus a lease try
-    beat_busy_s: float = 120.0
-    stale_after_s: float = 600.0  # silent this long: lost
-    fence_s: float = 420.0  # a node without a successful beat this long stops its attempt
-    lease_s: int = 30
-    renew_s: float = 10.0
+    A node writes its blob only when something changed (it started, an attempt ended) and,
+    for liveness, every `beat_busy_s` whatever its state; between writes an idle node looks
+    at its blob (one read) `beat_idle_s` after it became idle, then at doubling gaps up to
+    `idle_max_s`, and a busy node makes no request at all. The price is how fast a silent
+    node is found lost: after `stale_after_s` (an hour), where a gang's own collective finds
+    a dead peer in seconds and ends the attempt. The leader passes every `pass_s` while
+    passes find work, backing off to `pass_max_s` when they do not.
+    """
+
+    beat_idle_s: float = 12.0  # an idle node's first look at its blob after it became idle
+    idle_max_s: float = 240.0  # the longest gap between an idle node's looks
+    beat_busy_s: float = 1200.0  # a node's liveness write, busy or idle
+    stale_after_s: float = 3600.0  # silent this long: lost
+    fence_s: float = 2700.0  # a node without a successful beat this long stops its attempt
+    lease_s: int = 60
+    renew_s: float = 30.0  # half the lease: a renewal that fails still leaves 30 s to stop
     pass_s: float = 5.0
-    leader_try_s: float = 60.0
+    pass_max_s: float = 40.0
+    pending_list_s: float = 60.0  # the leader lists pending attempts (for cancel marks) this often
+    leader_try_s: float = 120.0  # an idle node that has not heard from a leader this long tries
+    leader_try_max_s: float = 960.0  # ... and again at doubling gaps up to this
     max_free_requeues: int = 5
     intake_batch: int = 32
+    intake_rounds: int = 8  # receives per pass while full batches come back
+    delivery_tries: int = 3  # an assignment that meets the node's own write, while it stays idle
 
 
 # ------------------------------------------------------------------------- the run doc
@@ -193,19 +228,28 @@ def parse_submission(body: object) -> RunDoc | str:
         return "field `timeout_s`: not a positive number of seconds"
     if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
         return "field `priority`: not a whole number from -1000 to 1000"
-    return RunDoc(run, nodes, None if timeout is None else float(timeout), priority)
+    experiment = body.get("experiment", "")
+    if not isinstance(experiment, str) or len(experiment) > 255:
+        return "field `experiment`: not an experiment name"
+    return RunDoc(run, nodes, None if timeout is None else float(timeout), priority, experiment=experiment)
 
 
 def submission_body(doc: RunDoc) -> dict[str, object]:
-    return {"id": doc.id, "nodes": doc.nodes, "timeout_s": doc.timeout_s, "priority": doc.priority}
+    return {"id": doc.id, "nodes": doc.nodes, "timeout_s": doc.timeout_s, "priority": doc.priority,
+            "experiment": doc.experiment}  # fmt: skip
 
 
 def submit(store: PoolStore, doc: RunDoc) -> None:
     """Write the run, then its message (see the state machine). StoreError on trouble; calling
     again after one is safe: a run already written stays, a second message is taken in once."""
-    with contextlib.suppress(ConflictError):  # an earlier try wrote it and its answer was lost
-        store.put(RUNS + doc.id, doc.encode(), {}, if_absent=True)
-    store.send(submission_body(doc))
+    body = submission_body(doc)
+    try:
+        etag = store.put(RUNS + doc.id, doc.encode(), {}, if_absent=True)
+        if parse_submission(body) == doc:
+            body["etag"] = etag  # the leader writes the run under it without reading it first
+    except ConflictError:  # an earlier try wrote it and its answer was lost
+        pass
+    store.send(body)
 
 
 def cancel_queued(store: PoolStore, run: str) -> None:
@@ -254,12 +298,17 @@ class NodeAgent:
     meta: dict[str, str] = field(default_factory=dict)
     etag: str | None = None
     started: bool = False
-    last_ok: float | None = None
+    last_ok: float | None = None  # when this node last wrote its blob (its liveness)
     on_state: Callable[[str, dict[str, str]], None] = lambda _what, _meta: None
     facts: dict[str, str] = field(default_factory=dict)  # written with every beat (its endpoint)
     # the time now, read again after store calls that may have waited out retries (None: a
     # step's `now` stands for its whole step, as in the simulation)
     clock: Callable[[], float] | None = None
+    dirty: bool = True  # something changed that the leader must read: write at the next step
+    idle_since: float | None = None
+    look_gap: float = 0.0
+    next_look: float = 0.0
+    heard_at: float | None = None  # when this node last read a write of a leader
 
     @property
     def blob(self) -> str:
@@ -273,12 +322,26 @@ class NodeAgent:
     def idle(self) -> bool:
         return self.started and self.state in ("idle", "done")
 
+    def may_lead(self, now: float) -> bool:
+        """Whether to try for the leader's lease now: only while idle and only when no leader
+        has been heard from for `leader_try_s` (a node that never heard of one tries at once).
+        Nodes that a leader keeps busy never try, so the tries cost nothing while it leads."""
+        if not self.idle:
+            return False
+        if self.heard_at is None:
+            return True
+        quiet_since = max(self.heard_at, self.idle_since if self.idle_since is not None else now)
+        return now - quiet_since >= self.settings.leader_try_s
+
     def step(self, now: float) -> float:
-        """One beat; returns the seconds until the next step."""
+        """One beat or one look, or nothing when neither is due; the seconds to the next step."""
         try:
             if not self.started:
                 self._start()
-            self._beat(now)
+            if self.dirty or self._beat_due(now):
+                self._beat(now)
+            elif self.idle and now >= self.next_look:
+                self._look(now)
         except StoreError:
             # cut off: past the fence the attempt stops, before the leader may count this node
             # lost and run the attempt again elsewhere
@@ -291,7 +354,37 @@ class NodeAgent:
                 self.executor.stop()
                 self._finish("fenced")
             return min(self.settings.beat_idle_s, 5.0)
-        return self.settings.beat_busy_s if self.state == "busy" else self.settings.beat_idle_s
+        return self._delay(now)
+
+    def _beat_due(self, now: float) -> bool:
+        return self.last_ok is None or now - self.last_ok >= self.settings.beat_busy_s
+
+    def _delay(self, now: float) -> float:
+        until_beat = 0.0 if self.last_ok is None else self.last_ok + self.settings.beat_busy_s - now
+        if self.dirty:
+            return 0.0
+        if self.idle:
+            return max(1e-3, min(until_beat, self.next_look - now))
+        return max(1e-3, until_beat)
+
+    def _became_idle(self, now: float) -> None:
+        self.idle_since = now
+        self.look_gap = self.settings.beat_idle_s
+        self.next_look = now + self.look_gap
+
+    def look_soon(self) -> None:
+        """Look at the blob at the next step (a doorbell rang: an assignment may be there)."""
+        self.next_look = 0.0
+
+    def _look(self, now: float) -> None:
+        """Read this node's blob (one request): an assignment shows here; nothing else changes."""
+        _, etag, written = self.store.get(self.blob)
+        if etag != self.etag:
+            self.etag = etag
+            self._read_leader(written, now)
+        if self.idle:
+            self.look_gap = min(self.settings.idle_max_s, max(self.look_gap, 1e-3) * 2)
+            self.next_look = now + self.look_gap
 
     def retire(self, now: float) -> None:
         """The agent stops serving: one last beat says so (an attempt still held is lost)."""
@@ -323,13 +416,16 @@ class NodeAgent:
                 "result": old["result"],
             }
         self.started = True
+        self.dirty = True
         self.on_state("started", self.meta)
 
     def _finish(self, result: str) -> None:
         self.meta = {**self.meta, "state": "done", "result": result}
+        self.dirty = True
         self.on_state("done", self.meta)
 
     def _beat(self, now: float) -> None:
+        news = self.dirty
         for _ in range(3):
             meta = {**self.meta, **self.facts, "by": "node"}
             try:
@@ -338,18 +434,25 @@ class NodeAgent:
                 else:
                     self.etag = self.store.put(self.blob, b"", meta, if_match=self.etag)
                 self.last_ok = self.clock() if self.clock else now
+                self.dirty = False
+                if self.idle and (news or self.idle_since is None):
+                    self._became_idle(now)  # it reported: an assignment may follow soon
                 return
             except ConflictError:
                 _, self.etag, written = self.store.get(self.blob)
-                self._read_leader(written)
+                self._read_leader(written, now)
         raise StoreError("node blob changing too fast")
 
-    def _read_leader(self, written: dict[str, str]) -> None:
-        """React to what the leader wrote on this node's blob (ignored for another incarnation)."""
+    def _read_leader(self, written: dict[str, str], now: float) -> None:
+        """React to what the leader wrote on this node's blob (ignored for another incarnation).
+        Taking an assignment writes nothing: the blob already says the attempt is this node's,
+        and the next write (a liveness beat, or the result) says the rest."""
         if written.get("by") != "leader" or written.get("inc") != self.incarnation:
             return
+        self.heard_at = now
         if written.get("state") == "assigned" and self.idle:
             self.meta = {**_attempt_of(written), "inc": self.incarnation, "state": "busy"}
+            self.idle_since = None
             self.on_state("busy", self.meta)
             self.executor.start(
                 written["run"], int(written["attempt"]), int(written["rank"]), int(written["size"]),
@@ -397,7 +500,16 @@ class Leader:
     trouble_at: float | None = None  # store time of the last failed call while leading
     steady_since: float | None = None
     concluded: set[tuple[str, str]] = field(default_factory=set)
-    _parsed: dict[str, tuple[str, QueuedJob]] = field(default_factory=dict)  # run -> (etag, job)
+    # what this leader knows without asking: the run documents it last read or wrote (with
+    # their ETags: a write under a stale one fails and the next pass reads afresh), and the
+    # pending attempts, listed every `pending_list_s` and kept up by its own writes between
+    _docs: dict[str, tuple[str, RunDoc]] = field(default_factory=dict)
+    _pending: PendingIndex | None = None
+    _pending_at: float = 0.0
+    pass_gap: float = 0.0
+    next_intake: float = 0.0
+    rejoin: bool = False  # the lease was lost under it: try again at once, idle or not
+    try_gap: float = 0.0
     clock: Callable[[], float] = lambda: 0.0  # a timer for `decide` (bench only)
     on_pass: Callable[[PassReport], None] = lambda _r: None
     on_conclude: Callable[[RunDoc], None] = lambda _d: None
@@ -419,8 +531,14 @@ class Leader:
     def step(self, now: float, *, idle: bool = True) -> float:
         """Lead one pass if holding the lease; try for it when idle. Seconds to the next step."""
         if not self.leading:
-            if idle and now >= self.next_try:
-                self.next_try = now + self.settings.leader_try_s
+            if not idle:
+                self.try_gap = self.settings.leader_try_s  # a leader was heard from (or busy)
+            if (idle or self.rejoin) and now >= self.next_try:
+                # a pool quiet for long needs no quick takeover: each try waits twice as long
+                self.try_gap = max(self.settings.leader_try_s, self.try_gap)
+                self.next_try = now + self.try_gap
+                self.try_gap = min(self.settings.leader_try_max_s, self.try_gap * 2)
+                self.rejoin = False
                 try:
                     # the proposed id is ours: a retry after a lost answer gets the same lease back
                     won = self.store.acquire_lease(LEADER_BLOB, self.settings.lease_s, self.name)
@@ -429,31 +547,49 @@ class Leader:
                 self.lease_id = self.name if won else None
                 if self.lease_id is not None:
                     self.renewed_at, self.next_pass, self.concluded = now, now, set()
-                    self.steady_since = None
+                    self.steady_since, self._pending, self._docs = None, None, {}
+                    self.pass_gap, self.next_intake = self.settings.pass_s, now
             if not self.leading:
-                return self.settings.leader_try_s
+                return max(1e-3, self.next_try - now) if idle else self.settings.leader_try_s
         elif self.lease_id is not None and now - self.renewed_at >= self.settings.renew_s:
             try:
                 self.store.renew_lease(LEADER_BLOB, self.lease_id)
                 self.renewed_at = now
             except StoreError:
                 self.lease_id = None  # stop acting now: the lease may pass to another node
-                self.next_try = now  # ... or still be ours, if only the answer was lost
+                self.next_try, self.rejoin = now, True  # ... or still be ours, if only the answer was lost
                 return self.settings.renew_s
         if now >= self.next_pass:
-            self.next_pass = now + self.settings.pass_s
+            busy = False
             try:
-                self._pass()
+                busy = self._pass(now)
             except StoreError:
-                self.steady_since = None
-        return min(self.settings.pass_s, self.settings.renew_s)
+                self.steady_since = None  # the listings failed: silence stops counting
+            # passes that find work come every `pass_s`; idle ones back off to `pass_max_s`
+            gap = self.settings.pass_s if busy else min(self.settings.pass_max_s, self.pass_gap * 2)
+            self.pass_gap = max(self.settings.pass_s, gap)
+            self.next_pass = now + self.pass_gap
+        renew_at = self.renewed_at + self.settings.renew_s
+        return max(1e-3, min(self.next_pass, renew_at) - now)
+
+    def look_now(self) -> None:
+        """Pass and take submissions in at the next step (a local pool's doorbell rang)."""
+        self.next_pass = self.next_intake = 0.0
+        self.pass_gap = self.settings.pass_s
 
     # ------------------------------------------------------------------ one pass
-    def _pass(self) -> None:
-        self._intake()
+    def _pass(self, local: float) -> bool:
+        """One pass; True when it found work (took a submission, assigned or concluded)."""
+        took = self._intake(local)
         nodes = self.store.list(NODES)
-        pending = self.store.list(PENDING)
         now = nodes.at
+        if self._pending is None or now - self._pending_at >= self.settings.pending_list_s:
+            listing = self.store.list(PENDING)
+            if self._pending is None:
+                self._pending = PendingIndex()
+            self._pending.replace_all(listing.entries)
+            self._pending_at = listing.at
+        pending = self._pending
         if self.steady_since is None:
             self.steady_since = now
         silence_counts = now - self.steady_since > self.settings.stale_after_s
@@ -466,72 +602,109 @@ class Leader:
                 continue
             verdict = _verdict(owners, view)
             if verdict is not None:
-                self._conclude(key, verdict, view)
-                concluded_now.add(key[0])
-                report.concluded += 1
-        queued = []
-        by_run = {e.name.removeprefix(PENDING): e for e in pending.entries}
-        cache, self._parsed = self._parsed, {}
-        for run, entry in by_run.items():
-            if entry.metadata.get("canceled"):
-                self._drop_canceled(run, entry)
-                continue
-            known = cache.get(run)
-            job = known[1] if known is not None and known[0] == entry.etag else _queued(run, entry.metadata)
-            self._parsed[run] = (entry.etag, job)
-            if run not in view.blocked_runs and run not in concluded_now:
-                queued.append(job)
+                with contextlib.suppress(ConflictError):  # another leader's write: read again next pass
+                    self._conclude(key, verdict, view)
+                    concluded_now.add(key[0])
+                    report.concluded += 1
+        for run in sorted(pending.canceled):
+            self._drop_canceled(run, pending.entries[run])
+        skip = view.blocked_runs | concluded_now
+        queued = pending.ordered(skip)
         idle = tuple(
             n for n in view.idle if view.attempt_of(n) in self.concluded or view.attempt_of(n) is None
         )
         t0 = self.clock()
-        decision = decide(PoolState(now, idle, view.running_jobs(now), tuple(queued)))
+        decision = decide(PoolState(now, idle, view.running_jobs(now), queued, ordered=True))
         report.decide_s = self.clock() - t0
         for a in decision.assignments:
-            self._assign(a.run_id, a.attempt, a.nodes, view, by_run[a.run_id])
-            report.assigned += 1
+            with contextlib.suppress(ConflictError):  # another leader's write: read again next pass
+                self._assign(a.run_id, a.attempt, a.nodes, view, pending.entries[a.run_id])
+                report.assigned += 1
         report.waiting = tuple(f"{w.run_id}: {w.reason}" for w in decision.waiting)
         report.nodes_short = decision.nodes_short
         given = sum(len(a.nodes) for a in decision.assignments)
         report.idle_nodes = len(idle) - given
-        report.demand_nodes = max(0, sum(j.nodes for j in queued) - len(idle))
+        wanted = pending.nodes - sum(pending.jobs[r].nodes for r in skip if r in pending.jobs)
+        report.demand_nodes = max(0, wanted - len(idle))
         self.on_pass(report)
+        return bool(took or report.assigned or report.concluded)
 
-    def _intake(self) -> None:
-        for sub in self.store.receive(self.settings.intake_batch):
-            doc = parse_submission(sub.body)
-            if isinstance(doc, str):
-                self.on_poison(sub, doc)  # set aside first: a crash here brings it back
-                self.store.delete_message(sub)
-                continue
-            reason = self.refuse(doc)
-            if reason is not None:
-                self._fail_at_intake(doc.id, reason)  # first: a crash here brings the message back
-                self.store.delete_message(sub)
-                continue
-            with contextlib.suppress(ConflictError):  # taken in already: the message came back
-                meta = _pending_metadata(doc, 1, sub.inserted_at)
-                self.store.put(PENDING + doc.id, b"", meta, if_absent=True)
+    def _intake(self, local: float) -> int:
+        """Take submissions off the queue: a few batches while they come full, and after an
+        empty receive only every `pass_max_s` (a local pool's doorbell asks at once)."""
+        if local < self.next_intake:
+            return 0
+        took = 0
+        for _ in range(self.settings.intake_rounds):
+            batch = self.store.receive(self.settings.intake_batch)
+            for sub in batch:
+                self._take(sub)
+                took += 1
+            if len(batch) < self.settings.intake_batch:
+                break
+        self.next_intake = local if took else local + self.settings.pass_max_s
+        return took
+
+    def _take(self, sub: Submission) -> None:
+        doc = parse_submission(sub.body)
+        if isinstance(doc, str):
+            self.on_poison(sub, doc)  # set aside first: a crash here brings it back
             self.store.delete_message(sub)
+            return
+        reason = self.refuse(doc)
+        if reason is not None:
+            self._fail_at_intake(doc.id, reason)  # first: a crash here brings the message back
+            self.store.delete_message(sub)
+            return
+        etag = sub.body.get("etag") if isinstance(sub.body, dict) else None
+        if isinstance(etag, str) and doc.id not in self._docs:
+            self._docs[doc.id] = (etag, doc)  # the run as submitted, under the ETag submit got
+        with contextlib.suppress(ConflictError):  # taken in already: the message came back
+            meta = _pending_metadata(doc, 1, sub.inserted_at)
+            tag = self.store.put(PENDING + doc.id, b"", meta, if_absent=True)
+            if self._pending is not None:
+                self._pending.put(BlobEntry(PENDING + doc.id, tag, sub.inserted_at, meta))
+        self.store.delete_message(sub)
+
+    def _read_run(self, run: str) -> tuple[RunDoc, str]:
+        """The run's document, from what this leader last read or wrote when it has it."""
+        known = self._docs.get(run)
+        if known is not None:
+            return known[1], known[0]
+        data, etag, _ = self.store.get(RUNS + run)
+        doc = RunDoc.decode(data)
+        self._docs[run] = (etag, doc)
+        return doc, etag
+
+    def _write_run(self, doc: RunDoc, etag: str) -> None:
+        """Write the run's document under `etag`. A conflict (or an unanswered write) forgets
+        what this leader knew of it, so that the next pass reads it afresh."""
+        try:
+            new = self.store.put(RUNS + doc.id, doc.encode(), {}, if_match=etag)
+        except StoreError:
+            self._docs.pop(doc.id, None)
+            raise
+        if doc.state in TERMINAL:
+            self._docs.pop(doc.id, None)
+        else:
+            self._docs[doc.id] = (new, doc)
 
     def _fail_at_intake(self, run: str, reason: str) -> None:
         """End a queued run that was never assigned as failed, with `reason` in its history."""
         try:
-            data, etag, _ = self.store.get(RUNS + run)
+            doc, etag = self._read_run(run)
         except NotFoundError:
             return  # its submission outlived it: nothing to fail
-        doc = RunDoc.decode(data)
         if doc.state != "queued":
             return
         failed = replace(doc, state="failed", history=(*doc.history, f"refused at intake: {reason}"))
-        self.store.put(RUNS + run, failed.encode(), {}, if_match=etag)
+        self._write_run(failed, etag)
         self.on_conclude(failed)
 
     def _assign(
         self, run: str, attempt: int, nodes: tuple[str, ...], view: _PoolView, pending: BlobEntry
     ) -> None:
-        data, etag, _ = self.store.get(RUNS + run)
-        doc = RunDoc.decode(data)
+        doc, etag = self._read_run(run)
         if doc.state in TERMINAL or doc.attempt > attempt or (doc.state == ACTIVE and doc.attempt == attempt):
             if doc.state == ACTIVE and doc.attempt == attempt and (run, str(attempt)) not in view.attempts:
                 # a leader stopped between the assignment and its delivery: nobody runs it
@@ -549,7 +722,7 @@ class Leader:
             canceled = replace(
                 doc, state="canceled", history=(*doc.history, f"canceled while queued at {view.at:.0f}")
             )
-            self.store.put(RUNS + run, canceled.encode(), {}, if_match=etag)
+            self._write_run(canceled, etag)
             self.on_conclude(canceled)
             self._drop_pending(pending)
             return
@@ -557,7 +730,8 @@ class Leader:
         endpoints = tuple(view.meta[n].get("endpoint", "") for n in nodes)
         ends_by = "" if doc.timeout_s is None else repr(view.at + doc.timeout_s)
         active = replace(doc, state=ACTIVE, owners=owners, endpoints=endpoints)
-        self.store.put(RUNS + run, active.encode(), {}, if_match=etag)
+        self._write_run(active, etag)
+        delivered = 0
         for rank, node in enumerate(nodes):
             meta = {
                 "inc": view.meta[node]["inc"], "state": "assigned", "run": run, "attempt": str(attempt),
@@ -566,54 +740,72 @@ class Leader:
             }  # fmt: skip
             try:
                 self.store.put(NODES + node, b"", meta, if_match=view.etag[node])
+                delivered += 1
             except ConflictError:
-                self._retry_delivery(node, meta)
-        self._drop_pending(pending)
+                delivered += self._retry_delivery(node, meta)
+        if delivered:
+            self._drop_pending(pending)
+        # else no node heard of it: the pending blob stays, and the next pass finds the run
+        # active at an attempt that no node names and requeues it (`undelivered`)
 
     def _drop_canceled(self, run: str, entry: BlobEntry) -> None:
         """A pending attempt marked canceled: the run ends canceled if still queued (a run
         already active is ended by its nodes, which see the cancel themselves)."""
         try:
-            data, etag, _ = self.store.get(RUNS + run)
+            doc, etag = self._read_run(run)
         except NotFoundError:
             self._drop_pending(entry)
             return
-        doc = RunDoc.decode(data)
         if doc.state == "queued":
             canceled = replace(doc, state="canceled", history=(*doc.history, "canceled while queued"))
-            self.store.put(RUNS + run, canceled.encode(), {}, if_match=etag)
+            self._write_run(canceled, etag)
             self.on_conclude(canceled)
         self._drop_pending(entry)
 
     def _drop_pending(self, entry: BlobEntry) -> None:
-        """Delete the pending blob as listed: a requeue that rewrote it since keeps it."""
+        """Delete the pending blob as listed: a requeue that rewrote it since keeps it (and
+        the next listing shows it again)."""
+        if self._pending is not None and self._pending.entries.get(entry.name.removeprefix(PENDING)) == entry:
+            self._pending.remove(entry.name.removeprefix(PENDING))
         with contextlib.suppress(ConflictError, NotFoundError):
             self.store.delete(entry.name, if_match=entry.etag)
 
     def _finish_requeue(self, doc: RunDoc, etag: str, at: float) -> None:
         new = self._next(doc, "requeue", at)
-        self.store.put(RUNS + doc.id, new.encode(), {}, if_match=etag)
+        self._write_run(new, etag)
         self.on_conclude(new)
         self.concluded.add((doc.id, str(doc.attempt)))
 
-    def _retry_delivery(self, node: str, meta: dict[str, str]) -> None:
-        """The node beat between the listing and the assignment: once more, if still idle."""
-        _, etag, now_meta = self.store.get(NODES + node)
-        if now_meta.get("inc") == meta["inc"] and now_meta.get("state") in ("idle", "done"):
-            self.store.put(NODES + node, b"", meta, if_match=etag)
-        # otherwise this owner never hears of it: the attempt has fewer owners than its
-        # gang, and the next pass requeues it
+    def _retry_delivery(self, node: str, meta: dict[str, str]) -> int:
+        """The node wrote its blob between the listing and the assignment (a liveness beat, its
+        result): deliver again, up to `delivery_tries` in all, while the same incarnation stays
+        idle. Otherwise this owner never hears of it: the attempt has fewer owners than its
+        gang, and the next pass requeues it without spending the run's budget."""
+        for _ in range(self.settings.delivery_tries - 1):
+            _, etag, now_meta = self.store.get(NODES + node)
+            if now_meta.get("inc") != meta["inc"] or now_meta.get("state") not in ("idle", "done"):
+                return 0
+            if now_meta.get("by") != "node":
+                return 0  # another leader's write: not ours to overwrite
+            try:
+                self.store.put(NODES + node, b"", meta, if_match=etag)
+                return 1
+            except ConflictError:
+                continue
+        return 0
 
     def _conclude(self, key: tuple[str, str], verdict: str, view: _PoolView) -> None:
         run, attempt = key
-        data, etag, _ = self.store.get(RUNS + run)
-        doc = RunDoc.decode(data)
+        doc, etag = self._read_run(run)
         if doc.state == ACTIVE and str(doc.attempt) == attempt:
             verdict = self.judge(doc, verdict, _results(view.attempts.get(key, ()), view))
             new = self._next(doc, verdict, view.at)
             if new.state == "queued":
-                self.store.put(PENDING + run, b"", _pending_metadata(new, new.attempt, view.at))
-            self.store.put(RUNS + run, new.encode(), {}, if_match=etag)
+                meta = _pending_metadata(new, new.attempt, view.at)
+                tag = self.store.put(PENDING + run, b"", meta)
+                if self._pending is not None:
+                    self._pending.put(BlobEntry(PENDING + run, tag, view.at, meta))
+            self._write_run(new, etag)
             self.on_conclude(new)
         self.concluded.add(key)
         self._revoke(view.live_running(view.attempts.get(key, ())))
@@ -646,6 +838,56 @@ class Leader:
 
 
 # ---------------------------------------------------------------- reading a listing
+class PendingIndex:
+    """The pending attempts as the leader knows them, kept in the decision's order (rule 1 of
+    `jobrunner.scheduler.decide`) as they change, so that a pass neither parses nor sorts
+    the whole queue: an intake, an assignment or a requeue moves one entry; a listing
+    (every `pending_list_s`) touches only the entries whose ETag changed."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, BlobEntry] = {}
+        self.jobs: dict[str, QueuedJob] = {}
+        self.canceled: set[str] = set()
+        self.nodes = 0  # the nodes every pending attempt wants, together
+        self._order: list[tuple[tuple[int, float, str, int], str]] = []
+
+    def put(self, entry: BlobEntry) -> None:
+        run = entry.name.removeprefix(PENDING)
+        old = self.entries.get(run)
+        if old is not None and old.etag == entry.etag:
+            return
+        self.remove(run)
+        self.entries[run] = entry
+        if entry.metadata.get("canceled"):
+            self.canceled.add(run)
+            return
+        job = _queued(run, entry.metadata)
+        self.jobs[run] = job
+        self.nodes += job.nodes
+        bisect.insort(self._order, (job_order(job), run))
+
+    def remove(self, run: str) -> None:
+        self.entries.pop(run, None)
+        self.canceled.discard(run)
+        job = self.jobs.pop(run, None)
+        if job is not None:
+            self.nodes -= job.nodes
+            del self._order[bisect.bisect_left(self._order, (job_order(job), run))]
+
+    def replace_all(self, entries: tuple[BlobEntry, ...]) -> None:
+        """What a listing says, applied as changes."""
+        listed = {e.name.removeprefix(PENDING) for e in entries}
+        for run in [r for r in self.entries if r not in listed]:
+            self.remove(run)
+        for e in entries:
+            self.put(e)
+
+    def ordered(self, skip: set[str]) -> tuple[QueuedJob, ...]:
+        """The pending attempts in order, but for the runs in `skip`."""
+        jobs = self.jobs
+        return tuple([jobs[run] for _, run in self._order if run not in skip])
+
+
 def node_beat_at(entry: BlobEntry) -> float:
     """When the node itself last wrote: the leader's writes keep the node's time."""
     if entry.metadata.get("by") == "leader":
@@ -749,7 +991,9 @@ def _verdict(owners: tuple[BlobEntry, ...], view: _PoolView) -> str | None:
             running = True
     failures = [r for r in results if r != "ok"]
     if failures:
-        return "fail" if "fail" in failures else failures[0]
+        # the root cause before its consequences: peers that lost their collective say `peer`
+        causes = [r for r in failures if r != "peer"] or failures
+        return "fail" if "fail" in causes else causes[0]
     if len(owners) < size and not running:
         return "undelivered"
     if running or len(results) < size:

@@ -58,7 +58,8 @@ PEER_LOST_S = 30.0  # a collective notices a dead peer
 AUDIT_S = 300.0
 _KINDS = {
     "_beat": "node_beats", "_start": "node_starts", "step": "lease", "_pass": "leader_listings",
-    "_intake": "intake", "_assign": "assign", "_retry_delivery": "assign", "_drop_pending": "assign",
+    "_intake": "intake", "_take": "intake", "_read_run": "run_doc", "_write_run": "run_doc",
+    "_look": "node_looks", "_assign": "assign", "_retry_delivery": "assign", "_drop_pending": "assign",
     "_conclude": "conclude", "_revoke": "revoke", "submit": "submit",
 }  # fmt: skip
 
@@ -161,6 +162,7 @@ class SimStore:
         self.data: dict[str, bytes] = {}
         self.queue: dict[str, list[object]] = {}  # id -> [body, inserted_at, visible_at, receipt]
         self.lease: tuple[str, float] | None = None
+        self.lease_s = 60.0
         self.outages: list[tuple[float, float]] = []
         self.requests = 0
         self.by_kind: dict[str, int] = {}
@@ -231,7 +233,7 @@ class SimStore:
         now = self.clock.now
         if self.lease is not None and self.lease[1] > now and self.lease[0] != lease_id:
             return False
-        self.lease = (lease_id, now + duration_s)
+        self.lease, self.lease_s = (lease_id, now + duration_s), float(duration_s)
         self._answer_lost()
         return True
 
@@ -240,7 +242,7 @@ class SimStore:
         now = self.clock.now
         if self.lease is None or self.lease[0] != lease_id or self.lease[1] <= now:
             raise StoreError("lease lost")
-        self.lease = (lease_id, now + 30.0)
+        self.lease = (lease_id, now + self.lease_s)
         self._answer_lost()
 
     def break_lease(self) -> None:
@@ -403,7 +405,7 @@ class SimAgent:
         if local >= self.next_leader:
             was_leading = self.leader.leading
             started = time.process_time()
-            self.next_leader = local + self.leader.step(local, idle=self.node.idle)
+            self.next_leader = local + self.leader.step(local, idle=self.node.may_lead(local))
             if was_leading and self.leader.leading and self.world.last_pass is not None:
                 self.world.pass_s.append(time.process_time() - started)
             self.world.last_pass = None

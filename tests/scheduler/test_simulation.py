@@ -111,3 +111,28 @@ def test_the_queue_order_is_the_stores_clock_not_the_submitters() -> None:
     pending = world.store.blobs[PENDING]["pending/run-a"].metadata
     assert pending["submitted_at"] == "0.5"  # the queue's insertion time, not anyone's clock
     assert world.store.blobs[NODES]["nodes/vm-0000"].metadata["run"] == "run-b"
+
+
+@pytest.mark.parametrize(("races", "first_attempt"), [(2, "ok"), (3, "undelivered")])
+def test_an_assignment_that_meets_the_nodes_own_write_is_delivered_again(
+    races: int, first_attempt: str
+) -> None:
+    # the node's own write (its report, a liveness beat) lands between the leader's listing
+    # and each delivery: the leader tries 3 times while the node stays idle; past that the
+    # attempt is requeued without spending the run's budget, never lost
+    world = _world(1, [SimJob(RunDoc("run-r", 1, 100.0), 10.0)])
+    node, put, left = world.agents[0].node, world.store.put, [races]
+
+    def racing_put(name: str, data: bytes, metadata: dict[str, str], **kw: object) -> str:
+        assigning = metadata.get("by") == "leader" and metadata.get("state") == "assigned"
+        if name == node.blob and assigning and left[0]:
+            left[0] -= 1
+            node.dirty = True
+            node.step(world.clock.now)
+        return put(name, data, metadata, **kw)  # type: ignore[arg-type]
+
+    world.store.put = racing_put  # type: ignore[method-assign]
+    world.clock.run(until=2_000.0, done=lambda: not world.open)
+    doc = _doc(world, "run-r")
+    assert (doc.state, doc.free_requeues, world.oracle.doubled) == ("succeeded", 0, 0)
+    assert doc.history[0].startswith(f"attempt 1: {first_attempt}")
