@@ -14,6 +14,7 @@ cannot be reached.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import sys
 import time
@@ -35,6 +36,7 @@ from jobrunner.node.staging import (
     upload_tree,
 )
 from jobrunner.scheduler.azure_store import AzurePoolStore
+from jobrunner.scheduler.decide import quota_group
 from jobrunner.scheduler.protocol import RunDoc, cancel_queued
 from jobrunner.scheduler.protocol import submit as submit_run
 from jobrunner.scheduler.report import NodeView, PoolReport, read_nodes, read_report
@@ -86,6 +88,18 @@ def new_run_status(
     ).moved_to(JobState.QUEUED, note=f"submitted to pool {pool}")  # fmt: skip
 
 
+def quota_of(spec: JobSpec, experiment: str) -> tuple[tuple[str, int], ...]:
+    """The quota groups the run counts against (`trainstack.quota`), as the scheduler reads them;
+    `user_nodes` without a `user` counts against whoever submits (their login name)."""
+    quota = spec.trainstack.quota
+    out = []
+    if quota.experiment_nodes is not None:
+        out.append((quota_group("experiment", experiment), quota.experiment_nodes))
+    if quota.user_nodes is not None:
+        out.append((quota_group("user", quota.user or getpass.getuser()), quota.user_nodes))
+    return tuple(sorted(out))
+
+
 def queue_run(store: Store, spec: JobSpec, status: RunStatus) -> None:
     """Write the run's spec and status and queue it on its pool (its code and local inputs are
     already in place). Safe to call again for the same run: a status already there stays."""
@@ -96,7 +110,7 @@ def queue_run(store: Store, spec: JobSpec, status: RunStatus) -> None:
     timeout = spec.limits.timeout
     doc = RunDoc(
         status.id, spec.instance_count, None if timeout is None else float(timeout),
-        spec.trainstack.priority, experiment=status.experiment,
+        spec.trainstack.priority, experiment=status.experiment, quota=quota_of(spec, status.experiment),
     )  # fmt: skip
     submit_run(AzurePoolStore(store, status.pool), doc)
     ring(doorbell_folder(status.pool))  # a local pool's idle agents start it now, not at their next poll

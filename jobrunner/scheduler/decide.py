@@ -26,6 +26,12 @@ The rules (Slurm's EASY backfill, on whole nodes):
    will not need even then (the extra nodes). A job without a timeout never starts ahead
    of a reservation: nothing bounds how long it would hold its nodes.
 
+6. Quotas: a job names the groups it counts against (its experiment, its user) with the most
+   nodes each may hold at once (`trainstack.quota`). A job whose start would take one of its
+   groups past that waits ("over quota: experiment mnist holds 6 of its 8 nodes") and
+   reserves nothing: the jobs behind it go on, and it starts once its group's runs end. Its
+   nodes count in its groups from the pass that assigns it.
+
 Only one job holds a reservation (EASY, not conservative backfill): later gangs wait behind it
 in order. Times are seconds on any one clock (the store's); nothing here reads a clock.
 
@@ -36,6 +42,7 @@ is the caller's bug and raises ValueError.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -49,6 +56,7 @@ class QueuedJob:
     submitted_at: float  # store time of the submission (or of the requeue)
     priority: int = 0  # higher first
     timeout_s: float | None = None  # limits.timeout: the latest it holds its nodes
+    quota: tuple[tuple[str, int], ...] = ()  # (group, the most nodes it may hold), rule 6
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class RunningJob:
     nodes: tuple[str, ...]
     started_at: float
     timeout_s: float | None = None
+    groups: tuple[str, ...] = ()  # the quota groups its nodes count against
 
     def latest_end(self, now: float) -> float:
         """When its nodes are free at the latest; `now` when nothing bounds it (see rule 4)."""
@@ -118,7 +127,7 @@ class Waiting:
 class Decision:
     assignments: tuple[Assignment, ...] = ()
     reservation: Reservation | None = None
-    waiting: tuple[Waiting, ...] = ()  # the reservation's job and the jobs larger than the live pool
+    waiting: tuple[Waiting, ...] = ()  # the reservation's job, jobs over quota or larger than the pool
     live_nodes: int = 0
 
     @property
@@ -136,6 +145,24 @@ def too_big_reason(wanted: int, live: int) -> str:
     return f"waiting for {wanted} nodes, the pool has {live}"
 
 
+def quota_group(kind: str, name: str) -> str:
+    """The group key of rule 6: `experiment:mnist`, `user:alice`."""
+    return f"{kind}:{name}"
+
+
+def _over_quota(job: QueuedJob, held: dict[str, int]) -> str | None:
+    for group, limit in job.quota:
+        if held.get(group, 0) + job.nodes > limit:
+            kind, _, name = group.partition(":")
+            return f"over quota: {kind} {name} holds {held.get(group, 0)} of its {limit} nodes"
+    return None
+
+
+def _hold(held: dict[str, int], job: QueuedJob) -> None:
+    for group, _ in job.quota:
+        held[group] = held.get(group, 0) + job.nodes
+
+
 def decide(state: PoolState) -> Decision:
     """The attempts to start now (see the module docstring for the rules)."""
     _check_nodes(state)
@@ -149,10 +176,19 @@ def decide(state: PoolState) -> Decision:
     waiting: list[Waiting] = []
     reservation: Reservation | None = None
     seen_waiting: list[QueuedJob] = []
+    held: dict[str, int] = {}  # nodes each quota group holds (rule 6)
+    for r in state.running:
+        for group in r.groups:
+            held[group] = held.get(group, 0) + len(r.nodes)
     for job in _in_order(state.queued, live, any_idle=bool(free), ordered=state.ordered):
         if job.nodes > live:
             reason = too_big_reason(job.nodes, live)
             waiting.append(Waiting(job.run_id, job.attempt, job.nodes, reason, larger_than_pool=True))
+            seen_waiting.append(job)
+            continue
+        over = _over_quota(job, held) if job.quota else None
+        if over is not None:
+            waiting.append(Waiting(job.run_id, job.attempt, job.nodes, over))
             seen_waiting.append(job)
             continue
         left = len(free) - taken
@@ -164,6 +200,7 @@ def decide(state: PoolState) -> Decision:
                 taken += job.nodes
                 assignments.append(Assignment(job.run_id, job.attempt, nodes))
                 releases.append((_latest_end(job, now), job.nodes))
+                _hold(held, job)
                 continue
             start_at, extra = _shadow(now, left, releases, job.nodes)
             reservation = Reservation(job.run_id, job.attempt, job.nodes, start_at, extra)
@@ -183,6 +220,7 @@ def decide(state: PoolState) -> Decision:
         nodes = tuple(free[taken : taken + job.nodes])
         taken += job.nodes
         assignments.append(Assignment(job.run_id, job.attempt, nodes, backfilled=True))
+        _hold(held, job)
     else:
         return Decision(tuple(assignments), reservation, tuple(waiting), live)
     named = {(w.run_id, w.attempt) for w in waiting}
@@ -199,15 +237,22 @@ def _in_order(
     queued: tuple[QueuedJob, ...], live: int, *, any_idle: bool, ordered: bool
 ) -> list[QueuedJob] | tuple[QueuedJob, ...]:
     """The jobs in rule 1's order; with no idle node only those the pass can act on (the jobs
-    larger than the pool and the first that fits it), so a full pool costs no sort."""
+    larger than the pool and the first that fits it, with any over-quota ones before it), so a
+    full pool costs no sort."""
     if any_idle:
         return queued if ordered else sorted(queued, key=job_order)
     larger = [j for j in queued if j.nodes > live]
-    if ordered:
-        head = next(([j] for j in queued if j.nodes <= live), [])
-    else:
-        fitting = [j for j in queued if j.nodes <= live]
-        head = [min(fitting, key=job_order)] if fitting else []
+    fitting: Iterator[QueuedJob] = (j for j in queued if j.nodes <= live)
+    if not ordered:
+        listed = [j for j in queued if j.nodes <= live]
+        if not any(j.quota for j in listed):
+            return sorted(larger + ([min(listed, key=job_order)] if listed else []), key=job_order)
+        fitting = iter(sorted(listed, key=job_order))
+    head = []
+    for job in fitting:  # up to the first that no quota can hold back: the reservation's
+        head.append(job)
+        if not job.quota:
+            break
     return sorted(larger + head, key=job_order)
 
 

@@ -24,8 +24,8 @@ whole pool from two listings per pass, whatever its size:
   the blob already says the attempt is its own. A busy node makes no request between its
   liveness writes. An attempt therefore costs each of its nodes three requests (the
   assignment, the read that finds it, the result) plus a liveness write per `beat_busy_s`.
-- `pending/<run>`: a queued attempt (metadata: attempt, nodes, timeout, priority and the
-  store time of the submission). Submissions arrive on the pool queue; the leader moves
+- `pending/<run>`: a queued attempt (metadata: attempt, nodes, timeout, priority, quota
+  groups and the store time of the submission). Submissions arrive on the pool queue; the leader moves
   each to a pending blob and deletes the message. The leader lists them every
   `pending_list_s` (a client's cancel mark shows then) and keeps them in between from its
   own writes, in the decision's order (`PendingIndex`).
@@ -89,6 +89,7 @@ import builtins
 import contextlib
 import json
 import re
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -104,6 +105,7 @@ ACTIVE = "active"
 TERMINAL = ("succeeded", "failed", "canceled")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 MAX_GANG = 10_000
+QUOTA_GROUP = re.compile(r"(experiment|user):[^\x00-\x1f]{1,255}\Z")
 
 
 # ---------------------------------------------------------------------------- the store
@@ -194,6 +196,7 @@ class RunDoc:
     history: tuple[str, ...] = ()
     endpoints: tuple[str, ...] = ()  # what each owner offered its gang (address, ports), rank order
     experiment: str = ""  # where the run's own files live (`runs/<experiment>/<id>/`), when known
+    quota: tuple[tuple[str, int], ...] = ()  # (group, the most nodes it may hold): `decide`'s rule 6
 
     def encode(self) -> bytes:
         return json.dumps(self.__dict__).encode()
@@ -204,6 +207,7 @@ class RunDoc:
         raw["owners"] = tuple(tuple(o) for o in raw["owners"])
         raw["history"] = tuple(raw["history"])
         raw["endpoints"] = tuple(raw.get("endpoints", ()))
+        raw["quota"] = tuple((str(g), int(n)) for g, n in raw.get("quota", ()))
         return cls(**raw)
 
 
@@ -231,12 +235,31 @@ def parse_submission(body: object) -> RunDoc | str:
     experiment = body.get("experiment", "")
     if not isinstance(experiment, str) or len(experiment) > 255:
         return "field `experiment`: not an experiment name"
-    return RunDoc(run, nodes, None if timeout is None else float(timeout), priority, experiment=experiment)
+    quota = _parse_quota(body.get("quota", {}))
+    if isinstance(quota, str):
+        return quota
+    return RunDoc(
+        run, nodes, None if timeout is None else float(timeout), priority, experiment=experiment, quota=quota
+    )
+
+
+def _parse_quota(value: object) -> tuple[tuple[str, int], ...] | str:
+    why = "field `quota`: not a map of at most 4 groups (`experiment:<name>`, `user:<name>`) to node counts"
+    if not isinstance(value, dict) or len(value) > 4:
+        return why
+    out = []
+    for group, limit in value.items():
+        if not isinstance(group, str) or not QUOTA_GROUP.match(group):
+            return why
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_GANG:
+            return why
+        out.append((group, limit))
+    return tuple(sorted(out))
 
 
 def submission_body(doc: RunDoc) -> dict[str, object]:
     return {"id": doc.id, "nodes": doc.nodes, "timeout_s": doc.timeout_s, "priority": doc.priority,
-            "experiment": doc.experiment}  # fmt: skip
+            "experiment": doc.experiment, "quota": dict(doc.quota)}  # fmt: skip
 
 
 def submit(store: PoolStore, doc: RunDoc) -> None:
@@ -275,7 +298,24 @@ def cancel_queued(store: PoolStore, run: str) -> None:
 def _pending_metadata(doc: RunDoc, attempt: int, submitted_at: float) -> dict[str, str]:
     timeout = "" if doc.timeout_s is None else repr(doc.timeout_s)
     return {"attempt": str(attempt), "nodes": str(doc.nodes), "timeout": timeout,
-            "priority": str(doc.priority), "submitted_at": repr(submitted_at)}  # fmt: skip
+            "priority": str(doc.priority), "submitted_at": repr(submitted_at),
+            **quota_metadata(doc.quota)}  # fmt: skip
+
+
+def quota_metadata(quota: tuple[tuple[str, int], ...]) -> dict[str, str]:
+    """Quota groups as one metadata value (ASCII, as blob metadata must be: `g1=4,g2=8`), and no
+    key at all without a quota (an empty value reads back as none)."""
+    if not quota:
+        return {}
+    return {"quota": ",".join(f"{urllib.parse.quote(g, safe='')}={n}" for g, n in quota)}
+
+
+def decode_quota(text: str | None) -> tuple[tuple[str, int], ...]:
+    out = []
+    for part in filter(None, (text or "").split(",")):
+        group, _, limit = part.rpartition("=")
+        out.append((urllib.parse.unquote(group), int(limit)))
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------- a node
@@ -464,7 +504,7 @@ class NodeAgent:
 
 
 def _attempt_of(meta: dict[str, str]) -> dict[str, str]:
-    return {k: meta[k] for k in ("run", "attempt", "rank", "size", "ends_by") if k in meta}
+    return {k: meta[k] for k in ("run", "attempt", "rank", "size", "ends_by", "quota") if k in meta}
 
 
 def _same_attempt(a: dict[str, str], b: dict[str, str]) -> bool:
@@ -736,6 +776,7 @@ class Leader:
             meta = {
                 "inc": view.meta[node]["inc"], "state": "assigned", "run": run, "attempt": str(attempt),
                 "rank": str(rank), "size": str(len(nodes)), "ends_by": ends_by, "by": "leader",
+                **quota_metadata(doc.quota),
                 "beat_at": repr(view.beat_at[node]),
             }  # fmt: skip
             try:
@@ -948,15 +989,18 @@ class _PoolView:
     def running_jobs(self, now: float) -> tuple[RunningJob, ...]:
         jobs: dict[tuple[str, str], list[str]] = {}
         ends: dict[tuple[str, str], str] = {}
+        groups: dict[tuple[str, str], tuple[str, ...]] = {}
         for name, m in self.meta.items():
             if m.get("state") in ("assigned", "busy", "revoke") and name in self.live:
                 key = (m["run"], m["attempt"])
                 jobs.setdefault(key, []).append(name)
                 ends[key] = m.get("ends_by", "")
+                groups[key] = tuple(g for g, _ in decode_quota(m.get("quota")))
         out = []
         for key, names in jobs.items():
             end = ends[key]
-            out.append(RunningJob(key[0], tuple(names), float(end) if end else now, 0.0 if end else None))
+            started, timeout = (float(end), 0.0) if end else (now, None)
+            out.append(RunningJob(key[0], tuple(names), started, timeout, groups[key]))
         return tuple(out)
 
 
@@ -1003,7 +1047,8 @@ def _verdict(owners: tuple[BlobEntry, ...], view: _PoolView) -> str | None:
 
 def _queued(run: str, m: dict[str, str]) -> QueuedJob:
     return QueuedJob(run, int(m["attempt"]), int(m["nodes"]), float(m["submitted_at"]),
-                     int(m.get("priority", "0")), _opt_float(m.get("timeout")))  # fmt: skip
+                     int(m.get("priority", "0")), _opt_float(m.get("timeout")),
+                     decode_quota(m.get("quota")))  # fmt: skip
 
 
 def _opt_float(value: object) -> float | None:

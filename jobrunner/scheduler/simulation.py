@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from jobrunner.errors import ConflictError, NotFoundError, StoreError
+from jobrunner.scheduler.decide import quota_group
 from jobrunner.scheduler.protocol import (
     LEADER_BLOB,
     NODES,
@@ -86,6 +87,7 @@ class SimConfig:
     faults: Faults = Faults()
     settings: ProtocolSettings = ProtocolSettings()
     max_nodes: int = 16
+    quota_nodes: int | None = None  # each job in one of 3 experiments holding at most this many nodes
 
 
 @dataclass
@@ -100,6 +102,8 @@ class SimResult:
     doubled: int = 0
     stranded: int = 0
     failed_past_cap: int = 0
+    over_quota: int = 0  # starts that took an experiment past its quota (the oracle's count)
+    most_held: int = 0  # the most nodes one experiment's processes held at once
     pass_s: list[float] = field(default_factory=list)
     requests_by_kind: dict[str, int] = field(default_factory=dict)
 
@@ -119,8 +123,9 @@ class SimJob:
     duration_s: float
 
 
-def workload(rng: random.Random, jobs: int, max_nodes: int) -> list[SimJob]:
-    """Jobs of 1 to `max_nodes` nodes, 1 minute to 1 hour, most with a timeout above their run."""
+def workload(rng: random.Random, jobs: int, max_nodes: int, quota_nodes: int | None = None) -> list[SimJob]:
+    """Jobs of 1 to `max_nodes` nodes, 1 minute to 1 hour, most with a timeout above their run;
+    with `quota_nodes`, each in one of three experiments that hold at most that many nodes."""
     sizes = [n for n in (1, 2, 4, 8, 16) if n <= max_nodes]
     weights = [0.45, 0.2, 0.15, 0.12, 0.08][: len(sizes)]
     out = []
@@ -129,7 +134,13 @@ def workload(rng: random.Random, jobs: int, max_nodes: int) -> list[SimJob]:
         timeout = None if rng.random() < 0.1 else round(duration * rng.uniform(1.2, 3.0))
         nodes = rng.choices(sizes, weights)[0]
         priority = 1 if rng.random() < 0.1 else 0
-        out.append(SimJob(RunDoc(f"run-{i:05d}", nodes, timeout, priority), duration))
+        doc = RunDoc(f"run-{i:05d}", nodes, timeout, priority)
+        if quota_nodes is not None:
+            experiment = f"exp-{rng.randrange(3)}"
+            nodes = min(nodes, quota_nodes)
+            doc = RunDoc(doc.id, nodes, timeout, priority, experiment=experiment,
+                         quota=((quota_group("experiment", experiment), quota_nodes),))  # fmt: skip
+        out.append(SimJob(doc, duration))
     return out
 
 
@@ -278,11 +289,16 @@ class SimStore:
 class Oracle:
     """Watches every simulated process; knows each job's true duration."""
 
-    def __init__(self, clock: Clock, durations: dict[str, float]) -> None:
+    def __init__(
+        self, clock: Clock, durations: dict[str, float], quotas: dict[str, tuple[str, int]] | None = None
+    ) -> None:
         self.clock, self.durations = clock, durations
         self.live: dict[tuple[str, int], dict[int, SimExecutor]] = {}  # attempt -> rank -> process
         self.first_start: dict[tuple[str, int], float] = {}
         self.doubled = 0
+        self.quotas = quotas or {}  # run -> (its experiment's group, the most nodes it may hold)
+        self.over_quota = 0
+        self.most_held = 0
 
     def started(self, run: str, attempt: int, rank: int, size: int, proc: SimExecutor) -> None:
         key = (run, attempt)
@@ -291,6 +307,11 @@ class Oracle:
         if rank in ranks or others:
             self.doubled += 1
         ranks[rank] = proc
+        if run in self.quotas:
+            group, limit = self.quotas[run]
+            held = sum(len(r) for k, r in self.live.items() if self.quotas.get(k[0], ("",))[0] == group)
+            self.most_held = max(self.most_held, held)
+            self.over_quota += held > limit
         if len(ranks) == 1:
             self.first_start[key] = self.clock.now
             self.clock.at(self.clock.now + RENDEZVOUS_S, lambda: self._rendezvous_timeout(key, size))
@@ -422,9 +443,11 @@ class World:
         self.clock = Clock()
         self.store = SimStore(self.clock, random.Random(config.seed * 7919 + 1), config.faults)
         self.jobs = workload(
-            random.Random(config.seed * 104729 + 2), config.jobs, min(config.max_nodes, config.agents)
-        )
-        self.oracle = Oracle(self.clock, {j.doc.id: j.duration_s for j in self.jobs})
+            random.Random(config.seed * 104729 + 2), config.jobs, min(config.max_nodes, config.agents),
+            config.quota_nodes,
+        )  # fmt: skip
+        quotas = {j.doc.id: j.doc.quota[0] for j in self.jobs if j.doc.quota}
+        self.oracle = Oracle(self.clock, {j.doc.id: j.duration_s for j in self.jobs}, quotas)
         self.open = {j.doc.id for j in self.jobs}
         self.failed_past_cap = 0
         self.finished_at = 0.0
@@ -502,7 +525,8 @@ def simulate(config: SimConfig) -> SimResult:
         agents=config.agents, jobs=config.jobs, seed=config.seed, makespan_s=world.finished_at,
         lower_bound_s=bound, requests=world.store.requests, lost=sum(not world.findable(r) for r in stranded),
         doubled=world.oracle.doubled, stranded=len(stranded), failed_past_cap=world.failed_past_cap,
-        pass_s=world.pass_s, requests_by_kind=dict(world.store.by_kind),
+        over_quota=world.oracle.over_quota, most_held=world.oracle.most_held, pass_s=world.pass_s,
+        requests_by_kind=dict(world.store.by_kind),
     )  # fmt: skip
 
 

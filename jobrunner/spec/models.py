@@ -246,6 +246,25 @@ class StoreAccess(_Model):
     )
 
 
+class Quota(_Model):
+    """Shares of a pool: at most so many nodes at once for the runs of one experiment, or of one
+    user. Cooperative (a pool takes the names its submitters write, as Slurm's accounts without
+    enforcement would): it keeps a team's pool fair, it is not a security boundary."""
+
+    experiment_nodes: int | None = Field(
+        None, ge=1, le=MAX_POOL_NODES,
+        description="the runs of this job's experiment hold at most this many nodes at once; "
+        "a run that would go over waits, with the reason",
+    )  # fmt: skip
+    user: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$",
+        description="who the job counts against for `user_nodes` (default: the submitter's login name)",
+    )  # fmt: skip
+    user_nodes: int | None = Field(
+        None, ge=1, le=MAX_POOL_NODES, description="this user's runs hold at most this many nodes at once"
+    )
+
+
 class Extension(_Model):
     """The `trainstack:` key: what a pool adds to an Azure ML command job."""
 
@@ -257,6 +276,7 @@ class Extension(_Model):
         "a lower-priority job may still start first where it fits in nodes nobody waits for",
     )  # fmt: skip
     store: StoreAccess = Field(StoreAccess(), description="blobs of its own run the job reads and writes")
+    quota: Quota = Field(Quota(), description="shares of the pool this job counts against")
 
 
 _IGNORED = ("compute", "services", "identity", "queue_settings", "properties", "parent_job_name")
@@ -292,6 +312,21 @@ class JobSpec(_Model):
     queue_settings: dict[str, Any] | None = None
     properties: dict[str, Any] | None = None
     parent_job_name: str | None = None
+
+    @field_validator("trainstack")
+    @classmethod
+    def _quota_fits(cls, value: Extension, info: Any) -> Extension:
+        # a quota smaller than the job itself could never let it start: refused here, not queued
+        resources = info.data.get("resources")
+        nodes = resources.instance_count if isinstance(resources, Resources) else 1
+        for name in ("experiment_nodes", "user_nodes"):
+            limit = getattr(value.quota, name)
+            if limit is not None and limit < nodes:
+                raise ValueError(
+                    f"`trainstack.quota.{name}` is {limit}, fewer than the job's {nodes} nodes "
+                    f"(`resources.instance_count`): it could never start (must be {nodes} or more)"
+                )
+        return value
 
     @field_validator("inputs", "outputs")
     @classmethod

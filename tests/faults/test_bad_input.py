@@ -103,7 +103,8 @@ def test_a_message_that_does_not_parse_goes_to_the_poison_queue(
     [({"id": "run-x"}, "nodes"), ({"id": "../etc", "nodes": 1}, "id"),
      ({"id": "run-x", "nodes": 10**9}, "nodes"), ({"id": "run-x", "nodes": 1, "timeout_s": -5}, "timeout_s"),
      ({"id": "run-x", "nodes": True}, "nodes"),
-     ({"id": "run-x", "nodes": 1, "priority": "high"}, "priority")],
+     ({"id": "run-x", "nodes": 1, "priority": "high"}, "priority"),
+     ({"id": "run-x", "nodes": 1, "quota": {"team:x": 2}}, "quota")],
 )  # fmt: skip
 def test_a_submission_with_a_field_out_of_range_is_set_aside_naming_the_field(
     azurite: str, pool: str, tmp_path: Path, body: dict[str, object], field: str

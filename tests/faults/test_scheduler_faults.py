@@ -67,7 +67,7 @@ def test_a_restarted_agent_never_reenters_its_attempt(azurite: str, tmp_path: Pa
     _with_dump(pool, runs, test)
 
 
-def test_a_gang_larger_than_the_live_pool_waits_visibly_and_holds_up_no_smaller_job(
+def test_a_gang_larger_than_the_pool_or_over_quota_waits_visibly_and_holds_up_no_smaller_job(
     azurite: str, tmp_path: Path
 ) -> None:
     pool = FaultPool(azurite, tmp_path / "home", "short", 2).start()
@@ -93,6 +93,25 @@ def test_a_gang_larger_than_the_live_pool_waits_visibly_and_holds_up_no_smaller_
         canceled = cli.wait_state(big, TERMINAL, timeout=60)
         assert [t["state"] for t in canceled["transitions"]] == ["queued", "canceled"]
         wait_for("the waiting line to go", lambda: _pool_status(cli, "short")["waiting"] == [], 60)
+
+        # an experiment's quota of 1 node: its second run waits, naming the quota, while a run
+        # that counts against no quota takes the other node; it starts once the first ends
+        quota = "trainstack:\n  quota: {experiment_nodes: 1}\n"
+        release = tmp_path / "release"
+        hold = f"command: while [ ! -e {release} ]; do sleep 0.2; done\n"
+        first = _run(pool, runs, tmp_path, "q1", f"{hold}{quota}")
+        cli.wait_state(first, {"running"}, timeout=60)
+        second = _run(pool, runs, tmp_path, "q2", f"command: echo second\n{quota}")
+        said = "over quota: experiment sched holds 1 of its 1 nodes"
+        wait_for("the second run to name its quota", lambda: said in cli.run("status", second).stdout, 60)
+        free = _run(pool, runs, tmp_path, "free", "command: echo free\n")
+        assert cli.wait_state(free, TERMINAL, timeout=60)["state"] == "succeeded"  # beside the first
+        assert cli.json("status", second)["state"] == "queued"
+        release.touch()
+        done = cli.wait_state(second, TERMINAL, timeout=90)
+        assert done["state"] == "succeeded"
+        ended = cli.json("status", first)["transitions"][-1]["at"]
+        assert ended <= next(t["at"] for t in done["transitions"] if t["state"] == "running")
 
     _with_dump(pool, runs, test)
 

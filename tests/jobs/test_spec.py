@@ -256,3 +256,14 @@ def test_expressions() -> None:
 def test_malformed_text_is_a_job_spec_error(text: str) -> None:
     with pytest.raises(JobSpecError):
         parse_job(text, source="job.yml", check_paths=False)
+
+
+def test_a_quota_smaller_than_the_job_is_refused_and_a_fitting_one_is_read() -> None:
+    problems = refusal("command: x\nresources: {instance_count: 4}\ntrainstack: {quota: {user_nodes: 2}}\n")
+    assert "`trainstack.quota.user_nodes` is 2, fewer than the job's 4 nodes" in problems["trainstack"]
+    spec = parse_job(
+        "command: x\ntrainstack: {quota: {experiment_nodes: 8, user: alice, user_nodes: 4}}\n",
+        source="job.yml", check_paths=False,
+    )  # fmt: skip
+    assert (spec.trainstack.quota.experiment_nodes, spec.trainstack.quota.user) == (8, "alice")
+    assert "trainstack.quota.user" in refusal("command: x\ntrainstack: {quota: {user: 'a b'}}\n")

@@ -213,3 +213,73 @@ def test_the_reason_of_a_reserved_gang_says_when_it_starts_only_when_that_is_kno
     assert [w.reason for w in unknown.waiting] == [
         "waiting for 2 nodes (1 free now); next in line, as soon as running jobs free them"
     ]
+
+
+LIMITS = {"experiment:a": 3, "experiment:b": 6, "user:u": 5}
+
+
+@st.composite
+def states_with_quotas(draw: st.DrawFn) -> PoolState:
+    """Pool states whose jobs count against groups of one limit each (the running ones may be
+    over it already: a quota met late, or lowered)."""
+    state = draw(pool_states())
+
+    def groups() -> tuple[str, ...]:
+        return tuple(g for g in LIMITS if draw(st.booleans()))
+
+    running = tuple(RunningJob(r.run_id, r.nodes, r.started_at, r.timeout_s, groups()) for r in state.running)
+    queued = tuple(
+        QueuedJob(j.run_id, j.attempt, j.nodes, j.submitted_at, j.priority, j.timeout_s,
+                  tuple((g, LIMITS[g]) for g in groups()))
+        for j in state.queued
+    )  # fmt: skip
+    return PoolState(state.now, state.idle, running, queued)
+
+
+@SETTINGS
+@given(states_with_quotas())
+def test_no_assignment_takes_a_group_past_its_quota(state: PoolState) -> None:
+    decision = decide(state)
+    held = {g: sum(len(r.nodes) for r in state.running if g in r.groups) for g in LIMITS}
+    jobs = {(j.run_id, j.attempt): j for j in state.queued}
+    for a in decision.assignments:  # in the order the pass made them
+        for group, limit in jobs[(a.run_id, a.attempt)].quota:
+            held[group] += len(a.nodes)
+            assert held[group] <= limit, (group, held, a)
+    over = {(w.run_id, w.attempt) for w in decision.waiting if w.reason.startswith("over quota")}
+    if decision.reservation is not None:
+        assert (decision.reservation.run_id, decision.reservation.attempt) not in over
+
+
+def test_a_job_over_its_experiments_quota_waits_with_the_reason_and_others_go_on() -> None:
+    mnist = (("experiment:mnist", 4),)
+    state = PoolState(
+        now=10.0,
+        idle=("vm-3", "vm-4", "vm-5"),
+        running=(RunningJob("old", ("vm-0", "vm-1", "vm-2"), 0.0, None, ("experiment:mnist",)),),
+        queued=(
+            QueuedJob("second", 1, 2, 1.0, quota=mnist),
+            QueuedJob("other", 1, 2, 2.0, quota=(("experiment:cifar", 4),)),
+            QueuedJob("small", 1, 1, 3.0, quota=mnist),
+        ),
+    )
+    decision = decide(state)
+    assert [(a.run_id, a.nodes) for a in decision.assignments] == [
+        ("other", ("vm-3", "vm-4")),
+        ("small", ("vm-5",)),
+    ]
+    (waiting,) = decision.waiting
+    assert waiting.run_id == "second"
+    assert waiting.reason == "over quota: experiment mnist holds 3 of its 4 nodes"
+    assert decision.reservation is None  # an over-quota job reserves nothing
+
+
+def test_a_full_pool_still_names_the_gang_behind_an_over_quota_job() -> None:
+    state = PoolState(
+        now=10.0, idle=(),
+        running=(RunningJob("old", ("vm-0", "vm-1"), 0.0, 5.0, ("user:u",)),),
+        queued=(QueuedJob("mine", 1, 1, 1.0, quota=(("user:u", 2),)), QueuedJob("theirs", 1, 2, 2.0)),
+    )  # fmt: skip
+    decision = decide(state)
+    assert decision.reservation is not None and decision.reservation.run_id == "theirs"
+    assert [w.run_id for w in decision.waiting] == ["mine", "theirs"]

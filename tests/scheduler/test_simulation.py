@@ -136,3 +136,10 @@ def test_an_assignment_that_meets_the_nodes_own_write_is_delivered_again(
     doc = _doc(world, "run-r")
     assert (doc.state, doc.free_requeues, world.oracle.doubled) == ("succeeded", 0, 0)
     assert doc.history[0].startswith(f"attempt 1: {first_attempt}")
+
+
+def test_quotas_hold_each_experiment_to_its_nodes_and_every_job_still_runs() -> None:
+    result = simulate(SimConfig(agents=16, jobs=60, seed=5, quota_nodes=6))
+    assert (result.lost, result.doubled, result.stranded) == (0, 0, 0)
+    assert result.over_quota == 0
+    assert result.most_held == 6  # the quota bit: without it three experiments would share 16 nodes
