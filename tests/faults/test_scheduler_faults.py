@@ -70,8 +70,8 @@ def test_a_restarted_agent_never_reenters_its_attempt(azurite: str, tmp_path: Pa
 def test_a_gang_larger_than_the_pool_or_over_quota_waits_visibly_and_holds_up_no_smaller_job(
     azurite: str, tmp_path: Path
 ) -> None:
-    pool = FaultPool(azurite, tmp_path / "home", "short", 2).start()
-    write_pool_config(Store.connect(azurite), PoolConfig(name="short", max_nodes=3))  # it may grow to 3
+    pool = FaultPool(azurite, tmp_path / "home", "gangwait", 2).start()
+    write_pool_config(Store.connect(azurite), PoolConfig(name="gangwait", max_nodes=3))  # it may grow to 3
     runs: list[RunRef] = []
 
     def test() -> None:
@@ -79,7 +79,7 @@ def test_a_gang_larger_than_the_pool_or_over_quota_waits_visibly_and_holds_up_no
         big = _run(pool, runs, tmp_path, "big", "command: echo big\nresources:\n  instance_count: 3\n")
 
         def says_it_waits() -> bool:
-            view = _pool_status(cli, "short")
+            view = _pool_status(cli, "gangwait")
             said = f"{big}: waiting for 3 nodes, the pool has 2"
             return said in view["waiting"] and view["nodes_short"] == 1
 
@@ -92,7 +92,7 @@ def test_a_gang_larger_than_the_pool_or_over_quota_waits_visibly_and_holds_up_no
         cli.run("cancel", big, check=True)
         canceled = cli.wait_state(big, TERMINAL, timeout=60)
         assert [t["state"] for t in canceled["transitions"]] == ["queued", "canceled"]
-        wait_for("the waiting line to go", lambda: _pool_status(cli, "short")["waiting"] == [], 60)
+        wait_for("the waiting line to go", lambda: _pool_status(cli, "gangwait")["waiting"] == [], 60)
 
         # an experiment's quota of 1 node: its second run waits, naming the quota, while a run
         # that counts against no quota takes the other node; it starts once the first ends

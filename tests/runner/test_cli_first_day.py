@@ -70,5 +70,6 @@ def test_migrate_prints_file_names_with_brackets_as_they_are(tmp_path: Path) -> 
             "--out",
             str(tmp_path / "[x]"),
         ],
+        env={"COLUMNS": "400"},  # a long temporary path on one line, however deep pytest puts it
     )
     assert single.exit_code == 0 and f"wrote {tmp_path / '[x]'}" in single.output, single.output

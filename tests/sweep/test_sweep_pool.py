@@ -65,7 +65,7 @@ class Swept:
     ids: dict[str, str]  # which sweep -> its id
     final: dict[str, dict[str, Any]]  # its `status --json` once it ended
     killed: str  # the agent that led (drove every sweep) when it was killed
-    trials_at_kill: int  # trials the random sweep had then
+    trials_at_kill: int  # trials the random and grid sweeps had then
     leader_after: str
 
 
@@ -100,7 +100,7 @@ def swept(pool: FaultPool, tmp_path_factory: pytest.TempPathFactory) -> Swept:
     assert said is not None
     killed = said[0].leader
     pool.kill(killed)
-    trials_at_kill = len(pool.cli.json("status", ids["random"])["trials"])
+    trials_at_kill = sum(len(pool.cli.json("status", ids[name])["trials"]) for name in ("random", "grid"))
     pool.start_agent(killed)
     final = {}
     for name, sweep_id in ids.items():
@@ -222,7 +222,9 @@ def test_the_corpus_hello_sweep_runs_given_an_environment_mapping(pool: FaultPoo
 
 
 def test_every_sweep_survives_sigkill_of_the_agent_driving_it(pool: FaultPool, swept: Swept) -> None:
-    assert swept.trials_at_kill < LIMITS["max_total_trials"]  # killed mid-sweep
+    assert swept.trials_at_kill < LIMITS["max_total_trials"] + len(GRID["x"]["values"]) * len(
+        GRID["y"]["values"]
+    )  # killed mid-sweep
     assert swept.leader_after  # a leader again, which finished the sweeps
     runs = pool.cli.json("list")
     for name, sweep_id in swept.ids.items():
