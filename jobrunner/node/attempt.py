@@ -36,11 +36,12 @@ them alone).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,7 +138,8 @@ def run_attempt(ctx: AttemptContext) -> NodeStatus:
                 result = _staging_failed(me, watch, exc, note)
             else:
                 try:
-                    result = _prepare_and_run(ctx, paths, sync, me, shipper, note, watch)
+                    with _tracked_spec(ctx, note) as spec:
+                        result = _launch(ctx, spec, paths, sync, me, shipper, note, watch)
                 except Exception as exc:
                     result = _failed(me, note, "running the job", exc)
         if sync is not None:
@@ -344,23 +346,17 @@ class _Supervisor:
             self.cancel.wait(self.ctx.timing.watch_s)
 
 
-def _prepare_and_run(
-    ctx: AttemptContext,
-    paths: NodePaths,
-    sync: OutputSync,
-    me: NodeStatus,
-    shipper: LogShipper,
-    note: Callable[[str], None],
-    watch: _Supervisor,
-) -> NodeStatus:
+@contextlib.contextmanager
+def _tracked_spec(ctx: AttemptContext, note: Callable[[str], None]) -> Iterator[JobSpec]:
+    """The job with its MLflow tracking variables, and the job's tracking endpoint (when the
+    server needs one) for as long as it runs."""
     record = _tracking_run(ctx, note)
     proxy = _job_tracking_proxy(record, note)
     try:
         if proxy is not None:
-            spec = with_proxied_tracking(ctx.spec, proxy)
+            yield with_proxied_tracking(ctx.spec, proxy)
         else:
-            spec = with_tracking(ctx.spec, None if _needs_proxy(record) else record)
-        return _launch(ctx, spec, paths, sync, me, shipper, note, watch)
+            yield with_tracking(ctx.spec, None if _needs_proxy(record) else record)
     finally:
         if proxy is not None:
             proxy.stop()
