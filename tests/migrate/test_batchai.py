@@ -301,3 +301,16 @@ def test_environment_variable_names_are_checked_before_they_go_into_node_setup(
     assert problem.file == str(path)
     assert problem.field == "properties.nodeSetup.setupTask.environmentVariables[1].name"
     assert "not an environment variable name" in problem.message
+
+
+def test_a_whole_number_too_large_for_its_field_is_a_problem_of_the_file(tmp_path: Path) -> None:
+    # 9.2e18 is an integer to JSON Schema and too large for the model: the file is refused
+    # with its field named, never a crash
+    fixture = Path(__file__).parents[1] / "fixtures" / "batchai" / "jobs" / "chainer-cluster-mount.json"
+    data = json.loads(fixture.read_text())
+    data["properties"]["nodeCount"] = 9.223372036854776e18
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert f"{path}: properties.nodeCount" in str(caught.value)

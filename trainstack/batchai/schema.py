@@ -19,7 +19,7 @@ import jsonschema
 from pydantic import BaseModel
 
 from jobrunner.errors import ConfigError, Problem, did_you_mean, field_path
-from jobrunner.files import MAX_DEPTH, check_depth, read_text
+from jobrunner.files import MAX_DEPTH, check_depth, read_text, validate_model
 from trainstack.batchai.models import ClusterFile, FileServerFile, JobFile
 from trainstack.batchai.older_api import upgrade
 from trainstack.batchai.timespan import parse_duration_seconds
@@ -151,7 +151,9 @@ def load(path: str | Path, kind: Kind | None = None) -> tuple[Kind, BatchAiFile]
     problems = list(schema_problems(data, kind, file=str(p))) or list(rule_problems(data, kind, file=str(p)))
     if problems:
         raise ConfigError(problems)
-    return kind, MODELS[kind].model_validate(data)  # type: ignore[return-value]
+    # what the schema lets through and the model still refuses (a whole number too large
+    # for an integer field, written as 9.2e18) is a problem of the file, not a crash
+    return kind, validate_model(MODELS[kind], data, file=str(p))  # type: ignore[return-value]
 
 
 def schema_problems(data: Any, kind: Kind, *, file: str | None) -> Iterator[Problem]:
