@@ -26,11 +26,12 @@ One loop, two roles (`jobrunner.scheduler.protocol`):
   pool has 5") is published for `jobrunner pool status`.
 
 Idle cost (the Azure bill), with the defaults: an idle node reads its blob at most once
-every `idle_max_s` (4 minutes) once it has been idle a while, writes once every 20 minutes
-and tries for the lease at most every 2 to 16 minutes: under one request a minute. The
-leader lists the nodes once per pass (every 5 s while passes find work, backing off to
-40 s), the pending attempts every minute, and asks the queue every 40 s once it is empty;
-the sweeps' thread lists the pool's sweeps 4 times a minute.
+every `idle_max_s` (8 minutes) once it has been idle a while, writes once every 30 minutes
+and tries for the lease at most every 4 to 16 minutes: under one request a minute. The
+leader lists the nodes once per pass (every 30 s while anything is queued or running, every
+minute otherwise), the pending attempts every 5 minutes, and asks the queue at each pass
+that leaves nodes idle (every 4 minutes otherwise); the sweeps' thread
+lists the pool's sweeps 4 times a minute.
 
 On SIGTERM the agent takes no new work: the attempt is stopped and reported (requeued
 without spending the budget), a last beat says the node stopped, and a leading agent runs a
@@ -130,8 +131,10 @@ class AgentSettings:
                 pass_s=min(protocol.pass_s, heartbeat_s),
                 pass_max_s=min(protocol.pass_max_s, 4 * heartbeat_s),
                 pending_list_s=min(protocol.pending_list_s, 5 * heartbeat_s),
+                intake_max_s=min(protocol.intake_max_s, 4 * heartbeat_s),
                 leader_try_s=try_s,
                 leader_try_max_s=min(protocol.leader_try_max_s, 4 * try_s),
+                steady_passes=self.doorbell is None,  # a doorbell rings the leader when a node reports
             )
         if stale_after_s is not None:
             lease_s = int(min(protocol.lease_s, max(LEASE_MIN_S, stale_after_s)))

@@ -24,37 +24,50 @@ whole pool from two listings per pass, whatever its size:
   the blob already says the attempt is its own. A busy node makes no request between its
   liveness writes. An attempt therefore costs each of its nodes three requests (the
   assignment, the read that finds it, the result) plus a liveness write per `beat_busy_s`.
-- `pending/<run>`: a queued attempt (metadata: attempt, nodes, timeout, priority, quota
-  groups and the store time of the submission). Submissions arrive on the pool queue; the leader moves
-  each to a pending blob and deletes the message. The leader lists them every
-  `pending_list_s` (a client's cancel mark shows then) and keeps them in between from its
-  own writes, in the decision's order (`PendingIndex`).
-- `runs/<run>`: the run's document (`RunDoc`), changed only under its ETag: the single
-  truth of which attempt is current, who owns it, and how the run ended. The leader keeps
-  the ETag of its own last write (and the one `submit` got, which the message carries), so
-  it writes without reading first; a write under a stale ETag fails, and the next pass
-  reads the document afresh.
+- the pool queue: a submission is one message, the whole of what the leader needs (run,
+  nodes, timeout, priority, quota groups); its insertion time is the store's clock.
+- `pending/~<time>-<leader>-<n>`: an intake batch. The leader takes in what the queue holds
+  (up to `intake_rounds` receives of `intake_batch`) as one blob listing each run as
+  submitted with its insertion time, then deletes the messages: first attempts cost one
+  blob write per batch, not per run, and a batch is deleted once none of its runs is pending
+  there any more.
+- `pending/<run>`: a requeued attempt (metadata: attempt, nodes, timeout, priority, quota
+  groups and the store time it was queued at), or a client's cancel mark; it wins over the
+  run's place in a batch. The leader lists the pending blobs every `pending_list_s` (a
+  cancel mark shows then) and keeps them in between from its own writes, in the decision's
+  order (`PendingIndex`).
+- `runs/<run>`: the run's document (`RunDoc`), created by the leader when it first assigns
+  (or ends) the run and changed only under its ETag: the single truth of which attempt is
+  current, who owns it, and how the run ended. The leader keeps the ETag of its own last
+  write, so it writes without reading first; a write under a stale ETag (or a create that
+  finds the document there) fails, and the next pass reads the document afresh.
 
 Timing, and what it trades (`ProtocolSettings`): a silent node is found lost after
-`stale_after_s`, an hour with the defaults, because liveness writes are rare (every 20
+`stale_after_s`, an hour with the defaults, because liveness writes are rare (every 30
 minutes); a gang's collective finds a dead peer within seconds and ends the attempt, a
 restarted agent reports its predecessor's attempt at once, and a node that stops or is
-preempted says so, so the hour is for nodes that vanish without a word. An idle node that
-has been idle a while finds an assignment up to `idle_max_s` late. The leader passes every
-`pass_s` while passes find work and backs off to `pass_max_s` when they do not. A local
-pool's doorbell (`jobrunner.node.doorbell`) makes the reads and passes happen at once.
+preempted says so, so the hour is for nodes that vanish without a word. The leader passes
+every `pass_s` while anything is queued or running (`pass_max_s` in a pool with nothing to
+do), and a node that reported looks `beat_idle_s` later, just past the next pass, so that
+the look finds the assignment made there; a node idle for a while finds one up to
+`idle_max_s` late. After an empty receive the leader asks the queue again at its next pass
+while its decision leaves nodes idle, and otherwise every `intake_max_s`: a submission to
+a full pool is seen within that. A local pool's doorbell
+(`jobrunner.node.doorbell`) makes the reads, passes and receives happen at once.
 
 The state machine of one attempt, and what a crash at each point leaves (every write is
 idempotent, so "repeated" means the next pass or the restarted process writes it again):
 
-    submit: runs/<id> (queued) ──► queue message
-         crash between: the run exists, no message: submit failed and says so (never assigned)
-    intake: pending/<id> (if absent) ──► delete message
-         crash between: the message comes back; the pending blob is already there
-    assign: runs/<id> active, owners + incarnations (the attempt, written once, ETag)
-            ──► nodes/<n> assigned, per owner ──► delete pending/<id> (kept if none took it)
-         crash after the run write: pending/<id> is still listed; the next pass finds the
-         run active at that attempt with owners that never heard of it, and requeues it
+    submit: queue message (one write: nothing to crash between)
+    intake: pending/~<batch> (the runs as submitted, a new name) ──► delete each message
+         crash between: the messages come back and a later batch holds them again; the
+         index takes each run in once (its earliest batch), and a batch left with no run
+         pending is deleted
+    assign: runs/<id> active, owners + incarnations (the attempt, written once: created, or
+            under its ETag) ──► nodes/<n> assigned, per owner ──► forget the pending entry
+            (its own blob deleted; a batch deleted when spent; kept if no node took it)
+         crash after the run write: the pending entry is still listed; the next pass finds
+         the run active at that attempt with owners that never heard of it, and requeues it
          crash after some deliveries: fewer owners than the gang name the attempt: requeued
     execute: node reads the assignment ──► process ──► node done (result)
          node crash: a restart is a new incarnation; it reports the old attempt lost and
@@ -68,8 +81,8 @@ idempotent, so "repeated" means the next pass or the restarted process writes it
          an active run that no node runs any more finishes the requeue
          crash after it: pending/<id> names the next attempt; the revokes are repeated
 
-A run is queued and findable (a pending blob or a queue message) or concluded at every
-point. A pending attempt is not assigned while any node that may still run an older attempt
+A run is queued and findable (a queue message, an intake batch or a pending blob) or
+concluded at every point. A pending attempt is not assigned while any node that may still run an older attempt
 of that run names it, so two attempts of a run never run at once; a node executes only an
 assignment made for its own incarnation, so no attempt runs on more nodes than assigned.
 
@@ -100,6 +113,7 @@ from jobrunner.scheduler.decide import PoolState, QueuedJob, RunningJob, decide,
 LEADER_BLOB = "leader"
 NODES = "nodes/"
 PENDING = "pending/"
+BATCH_MARK = "~"  # pending/~<time>-<message>: an intake batch (run ids begin with a letter or digit)
 RUNS = "runs/"
 ACTIVE = "active"
 TERMINAL = ("succeeded", "failed", "canceled")
@@ -159,20 +173,24 @@ class ProtocolSettings:
     `idle_max_s`, and a busy node makes no request at all. The price is how fast a silent
     node is found lost: after `stale_after_s` (an hour), where a gang's own collective finds
     a dead peer in seconds and ends the attempt. The leader passes every `pass_s` while
-    passes find work, backing off to `pass_max_s` when they do not.
+    anything is queued or running, and every `pass_max_s` when nothing is.
     """
 
-    beat_idle_s: float = 12.0  # an idle node's first look at its blob after it became idle
-    idle_max_s: float = 240.0  # the longest gap between an idle node's looks
-    beat_busy_s: float = 1200.0  # a node's liveness write, busy or idle
+    beat_idle_s: float = 32.0  # an idle node's first look after it reported: past the leader's next pass
+    idle_max_s: float = 480.0  # the longest gap between an idle node's looks
+    beat_busy_s: float = 1800.0  # a node's liveness write, busy or idle
     stale_after_s: float = 3600.0  # silent this long: lost
     fence_s: float = 2700.0  # a node without a successful beat this long stops its attempt
     lease_s: int = 60
-    renew_s: float = 30.0  # half the lease: a renewal that fails still leaves 30 s to stop
-    pass_s: float = 5.0
-    pass_max_s: float = 40.0
-    pending_list_s: float = 60.0  # the leader lists pending attempts (for cancel marks) this often
-    leader_try_s: float = 120.0  # an idle node that has not heard from a leader this long tries
+    renew_s: float = 45.0  # a renewal that fails still leaves 15 s to stop acting
+    pass_s: float = 30.0  # while anything is queued or running
+    pass_max_s: float = 60.0  # ... and this often in a pool with nothing to do
+    # False: back off as soon as a pass finds nothing to do, running work or not (a pool
+    # whose doorbell rings the leader when a node reports: local pools)
+    steady_passes: bool = True
+    pending_list_s: float = 300.0  # the leader lists pending attempts (for cancel marks) this often
+    intake_max_s: float = 240.0  # the longest gap between receives while queued work is known
+    leader_try_s: float = 240.0  # an idle node that has not heard from a leader this long tries
     leader_try_max_s: float = 960.0  # ... and again at doubling gaps up to this
     max_free_requeues: int = 5
     intake_batch: int = 32
@@ -263,16 +281,11 @@ def submission_body(doc: RunDoc) -> dict[str, object]:
 
 
 def submit(store: PoolStore, doc: RunDoc) -> None:
-    """Write the run, then its message (see the state machine). StoreError on trouble; calling
-    again after one is safe: a run already written stays, a second message is taken in once."""
-    body = submission_body(doc)
-    try:
-        etag = store.put(RUNS + doc.id, doc.encode(), {}, if_absent=True)
-        if parse_submission(body) == doc:
-            body["etag"] = etag  # the leader writes the run under it without reading it first
-    except ConflictError:  # an earlier try wrote it and its answer was lost
-        pass
-    store.send(body)
+    """Queue the run: one message, which says everything the leader needs (see the state
+    machine; the run's document is written by the leader when it first assigns or ends the
+    run). StoreError on trouble; calling again after one is safe: a second message for the
+    same run is taken in once."""
+    store.send(submission_body(doc))
 
 
 def cancel_queued(store: PoolStore, run: str) -> None:
@@ -543,11 +556,12 @@ class Leader:
     # what this leader knows without asking: the run documents it last read or wrote (with
     # their ETags: a write under a stale one fails and the next pass reads afresh), and the
     # pending attempts, listed every `pending_list_s` and kept up by its own writes between
-    _docs: dict[str, tuple[str, RunDoc]] = field(default_factory=dict)
+    _docs: dict[str, tuple[str | None, RunDoc]] = field(default_factory=dict)
     _pending: PendingIndex | None = None
     _pending_at: float = 0.0
     pass_gap: float = 0.0
     next_intake: float = 0.0
+    batches_written: int = 0
     rejoin: bool = False  # the lease was lost under it: try again at once, idle or not
     try_gap: float = 0.0
     clock: Callable[[], float] = lambda: 0.0  # a timer for `decide` (bench only)
@@ -619,7 +633,7 @@ class Leader:
 
     # ------------------------------------------------------------------ one pass
     def _pass(self, local: float) -> bool:
-        """One pass; True when it found work (took a submission, assigned or concluded)."""
+        """One pass; True while there is work (anything queued, running or just concluded)."""
         took = self._intake(local)
         nodes = self.store.list(NODES)
         now = nodes.at
@@ -627,7 +641,8 @@ class Leader:
             listing = self.store.list(PENDING)
             if self._pending is None:
                 self._pending = PendingIndex()
-            self._pending.replace_all(listing.entries)
+            batches = {e.name: (e, self._batch_items(e)) for e in listing.entries if is_batch(e.name)}
+            self._pending.replace_all(tuple(e for e in listing.entries if not is_batch(e.name)), batches)
             self._pending_at = listing.at
         pending = self._pending
         if self.steady_since is None:
@@ -660,67 +675,114 @@ class Leader:
             with contextlib.suppress(ConflictError):  # another leader's write: read again next pass
                 self._assign(a.run_id, a.attempt, a.nodes, view, pending.entries[a.run_id])
                 report.assigned += 1
+        self._delete_spent_batches()
         report.waiting = tuple(f"{w.run_id}: {w.reason}" for w in decision.waiting)
         report.nodes_short = decision.nodes_short
         given = sum(len(a.nodes) for a in decision.assignments)
         report.idle_nodes = len(idle) - given
+        if report.idle_nodes > 0:
+            # nodes are left idle: a new submission may be just what they wait for
+            self.next_intake = min(self.next_intake, local)
         wanted = pending.nodes - sum(pending.jobs[r].nodes for r in skip if r in pending.jobs)
         report.demand_nodes = max(0, wanted - len(idle))
         self.on_pass(report)
-        return bool(took or report.assigned or report.concluded)
+        waiting = bool(queued or view.attempts) and self.settings.steady_passes
+        return bool(took or report.assigned or report.concluded or waiting)
 
     def _intake(self, local: float) -> int:
-        """Take submissions off the queue: a few batches while they come full, and after an
-        empty receive only every `pass_max_s` (a local pool's doorbell asks at once)."""
+        """Take submissions off the queue: a few batches while they come full; after an empty
+        receive, at the next pass while the decision leaves nodes idle, and otherwise only
+        every `intake_max_s` (a local pool's doorbell asks at once)."""
         if local < self.next_intake:
             return 0
-        took = 0
+        taken: list[tuple[Submission, RunDoc]] = []
         for _ in range(self.settings.intake_rounds):
             batch = self.store.receive(self.settings.intake_batch)
-            for sub in batch:
-                self._take(sub)
-                took += 1
+            taken += [(sub, doc) for sub in batch if (doc := self._take(sub)) is not None]
             if len(batch) < self.settings.intake_batch:
                 break
-        self.next_intake = local if took else local + self.settings.pass_max_s
-        return took
+        if taken:
+            # one blob holds the whole intake; its messages go only once it is written (a
+            # crash between brings them back, and the index takes each run in once)
+            items = [{**submission_body(doc), "at": sub.inserted_at} for sub, doc in taken]
+            self.batches_written += 1  # a name never written before: a batch is never overwritten
+            holder = re.sub(r"[^A-Za-z0-9._-]", "-", self.name)
+            first_ms = int(taken[0][0].inserted_at * 1000)
+            name = f"{PENDING}{BATCH_MARK}{first_ms:015d}-{holder}-{self.batches_written}"
+            tag = self.store.put(name, json.dumps(items).encode(), {"runs": str(len(items))}, if_absent=True)
+            entry = BlobEntry(name, tag, taken[0][0].inserted_at, {})
+            if self._pending is not None:
+                for sub, doc in taken:
+                    self._pending.put_batched(entry, doc, sub.inserted_at)
+            for sub, doc in taken:
+                self._docs.setdefault(doc.id, (None, doc))  # not written yet: the leader creates it
+                self.store.delete_message(sub)
+        self.next_intake = local if taken else local + self.settings.intake_max_s
+        return len(taken)
 
-    def _take(self, sub: Submission) -> None:
+    def _take(self, sub: Submission) -> RunDoc | None:
+        """The run a submission queues, or None when it was set aside (not one of ours) or
+        refused (it can never start), its message deleted."""
         doc = parse_submission(sub.body)
         if isinstance(doc, str):
             self.on_poison(sub, doc)  # set aside first: a crash here brings it back
             self.store.delete_message(sub)
-            return
+            return None
         reason = self.refuse(doc)
         if reason is not None:
-            self._fail_at_intake(doc.id, reason)  # first: a crash here brings the message back
+            self._fail_at_intake(doc, reason)  # first: a crash here brings the message back
             self.store.delete_message(sub)
-            return
-        etag = sub.body.get("etag") if isinstance(sub.body, dict) else None
-        if isinstance(etag, str) and doc.id not in self._docs:
-            self._docs[doc.id] = (etag, doc)  # the run as submitted, under the ETag submit got
-        with contextlib.suppress(ConflictError):  # taken in already: the message came back
-            meta = _pending_metadata(doc, 1, sub.inserted_at)
-            tag = self.store.put(PENDING + doc.id, b"", meta, if_absent=True)
-            if self._pending is not None:
-                self._pending.put(BlobEntry(PENDING + doc.id, tag, sub.inserted_at, meta))
-        self.store.delete_message(sub)
+            return None
+        return doc
 
-    def _read_run(self, run: str) -> tuple[RunDoc, str]:
-        """The run's document, from what this leader last read or wrote when it has it."""
+    def _batch_items(self, entry: BlobEntry) -> tuple[tuple[RunDoc, float], ...]:
+        """The runs an intake batch holds (read once per ETag): what this leader wrote, so
+        an item that does not parse is skipped, never run."""
+        known = self._pending.batch_items(entry) if self._pending is not None else None
+        if known is not None:
+            return known
+        try:
+            raw = json.loads(self.store.get(entry.name)[0])
+        except NotFoundError:
+            return ()
+        except ValueError:
+            raw = []
+        out = []
+        for item in raw if isinstance(raw, list) else []:
+            doc = parse_submission(item)
+            at = item.get("at") if isinstance(item, dict) else None
+            if not isinstance(doc, str) and isinstance(at, int | float):
+                out.append((doc, float(at)))
+        return tuple(out)
+
+    def _read_run(self, run: str) -> tuple[RunDoc, str | None]:
+        """The run's document, from what this leader last read or wrote when it has it; a run
+        never assigned has none yet (ETag None): it is the run as submitted. NotFoundError for
+        a run this leader knows nothing of."""
         known = self._docs.get(run)
         if known is not None:
             return known[1], known[0]
-        data, etag, _ = self.store.get(RUNS + run)
+        try:
+            data, etag, _ = self.store.get(RUNS + run)
+        except NotFoundError:
+            submitted = self._pending.submitted.get(run) if self._pending is not None else None
+            if submitted is None:
+                raise
+            self._docs[run] = (None, submitted)
+            return submitted, None
         doc = RunDoc.decode(data)
         self._docs[run] = (etag, doc)
         return doc, etag
 
-    def _write_run(self, doc: RunDoc, etag: str) -> None:
-        """Write the run's document under `etag`. A conflict (or an unanswered write) forgets
-        what this leader knew of it, so that the next pass reads it afresh."""
+    def _write_run(self, doc: RunDoc, etag: str | None) -> None:
+        """Write the run's document under `etag` (None: create it). A conflict (or an
+        unanswered write) forgets what this leader knew of it, so that the next pass reads
+        it afresh."""
         try:
-            new = self.store.put(RUNS + doc.id, doc.encode(), {}, if_match=etag)
+            if etag is None:
+                new = self.store.put(RUNS + doc.id, doc.encode(), {}, if_absent=True)
+            else:
+                new = self.store.put(RUNS + doc.id, doc.encode(), {}, if_match=etag)
         except StoreError:
             self._docs.pop(doc.id, None)
             raise
@@ -729,12 +791,12 @@ class Leader:
         else:
             self._docs[doc.id] = (new, doc)
 
-    def _fail_at_intake(self, run: str, reason: str) -> None:
+    def _fail_at_intake(self, submitted: RunDoc, reason: str) -> None:
         """End a queued run that was never assigned as failed, with `reason` in its history."""
         try:
-            doc, etag = self._read_run(run)
+            doc, etag = self._read_run(submitted.id)
         except NotFoundError:
-            return  # its submission outlived it: nothing to fail
+            doc, etag = submitted, None
         if doc.state != "queued":
             return
         failed = replace(doc, state="failed", history=(*doc.history, f"refused at intake: {reason}"))
@@ -750,7 +812,7 @@ class Leader:
                 # a leader stopped between the assignment and its delivery: nobody runs it
                 self._conclude((run, str(attempt)), "undelivered", view)
             elif doc.state in TERMINAL or doc.attempt > attempt:
-                self._drop_pending(pending)
+                self._drop_pending(run, pending)
             return
         if doc.attempt < attempt:
             if doc.state == ACTIVE and doc.attempt == attempt - 1:
@@ -764,7 +826,7 @@ class Leader:
             )
             self._write_run(canceled, etag)
             self.on_conclude(canceled)
-            self._drop_pending(pending)
+            self._drop_pending(run, pending)
             return
         owners = tuple((n, view.meta[n]["inc"]) for n in nodes)
         endpoints = tuple(view.meta[n].get("endpoint", "") for n in nodes)
@@ -785,7 +847,7 @@ class Leader:
             except ConflictError:
                 delivered += self._retry_delivery(node, meta)
         if delivered:
-            self._drop_pending(pending)
+            self._drop_pending(run, pending)
         # else no node heard of it: the pending blob stays, and the next pass finds the run
         # active at an attempt that no node names and requeues it (`undelivered`)
 
@@ -795,23 +857,35 @@ class Leader:
         try:
             doc, etag = self._read_run(run)
         except NotFoundError:
-            self._drop_pending(entry)
-            return
+            # canceled before its submission was taken in: a canceled document stands in its
+            # place, and the submission, when it comes, finds the run ended
+            doc, etag = RunDoc(run, 1, None), None
         if doc.state == "queued":
             canceled = replace(doc, state="canceled", history=(*doc.history, "canceled while queued"))
             self._write_run(canceled, etag)
             self.on_conclude(canceled)
-        self._drop_pending(entry)
+        self._drop_pending(run, entry)
 
-    def _drop_pending(self, entry: BlobEntry) -> None:
-        """Delete the pending blob as listed: a requeue that rewrote it since keeps it (and
-        the next listing shows it again)."""
-        if self._pending is not None and self._pending.entries.get(entry.name.removeprefix(PENDING)) == entry:
-            self._pending.remove(entry.name.removeprefix(PENDING))
-        with contextlib.suppress(ConflictError, NotFoundError):
-            self.store.delete(entry.name, if_match=entry.etag)
+    def _drop_pending(self, run: str, entry: BlobEntry) -> None:
+        """Forget the run's pending attempt as listed, and delete its blob: its own (a requeue
+        that rewrote it since keeps it, and the next listing shows it again), or the intake
+        batch that held it once no other run there is pending (`_delete_spent_batches`)."""
+        if self._pending is not None and self._pending.entries.get(run) == entry:
+            self._pending.remove(run)
+        if not is_batch(entry.name):
+            with contextlib.suppress(ConflictError, NotFoundError):
+                self.store.delete(entry.name, if_match=entry.etag)
 
-    def _finish_requeue(self, doc: RunDoc, etag: str, at: float) -> None:
+    def _delete_spent_batches(self) -> None:
+        """Delete the intake batches none of whose runs is pending there any more."""
+        if self._pending is None:
+            return
+        for name, etag in self._pending.spent():
+            with contextlib.suppress(ConflictError, NotFoundError):
+                self.store.delete(name, if_match=etag)
+            self._pending.forget_batch(name)
+
+    def _finish_requeue(self, doc: RunDoc, etag: str | None, at: float) -> None:
         new = self._next(doc, "requeue", at)
         self._write_run(new, etag)
         self.on_conclude(new)
@@ -883,21 +957,47 @@ class PendingIndex:
     """The pending attempts as the leader knows them, kept in the decision's order (rule 1 of
     `jobrunner.scheduler.decide`) as they change, so that a pass neither parses nor sorts
     the whole queue: an intake, an assignment or a requeue moves one entry; a listing
-    (every `pending_list_s`) touches only the entries whose ETag changed."""
+    (every `pending_list_s`) touches only the entries whose ETag changed.
+
+    An attempt lives in a blob of its own (`pending/<run>`: a requeue, or a cancel mark) or,
+    when it is a first attempt as submitted, in the intake batch that took it in
+    (`pending/~<time>-<message>`: many runs, one blob). A run's own blob wins over a batch,
+    and an earlier batch over a later one (a message that came back is taken in once). A
+    batch is spent once none of its runs is pending there any more, and is then deleted."""
 
     def __init__(self) -> None:
-        self.entries: dict[str, BlobEntry] = {}
+        self.entries: dict[str, BlobEntry] = {}  # run -> its own blob, or its batch's (with its metadata)
         self.jobs: dict[str, QueuedJob] = {}
         self.canceled: set[str] = set()
         self.nodes = 0  # the nodes every pending attempt wants, together
+        self.submitted: dict[str, RunDoc] = {}  # runs pending in a batch: the run as submitted
         self._order: list[tuple[tuple[int, float, str, int], str]] = []
+        self._batches: dict[str, tuple[str, tuple[tuple[RunDoc, float], ...]]] = {}  # name -> (etag, items)
+        self._members: dict[str, set[str]] = {}  # batch name -> its runs pending there
+        self._gone: dict[str, set[str]] = {}  # batch name -> its runs no longer pending there
 
     def put(self, entry: BlobEntry) -> None:
+        """A run's own pending blob, as listed or as this leader wrote it."""
         run = entry.name.removeprefix(PENDING)
         old = self.entries.get(run)
-        if old is not None and old.etag == entry.etag:
+        if old is not None and old.etag == entry.etag and old.name == entry.name:
             return
-        self.remove(run)
+        self._unlink(run)
+        self._add(run, entry)
+
+    def put_batched(self, batch: BlobEntry, doc: RunDoc, at: float) -> None:
+        """A first attempt held in the intake batch `batch`, unless the run is pending already."""
+        items = self._batches.get(batch.name, (batch.etag, ()))[1]
+        self._batches[batch.name] = (batch.etag, (*items, (doc, at)))
+        self._members.setdefault(batch.name, set())
+        self.submitted.setdefault(doc.id, doc)
+        if doc.id in self.entries:
+            return
+        entry = BlobEntry(batch.name, batch.etag, at, _pending_metadata(doc, 1, at))
+        self._members[batch.name].add(doc.id)
+        self._add(doc.id, entry)
+
+    def _add(self, run: str, entry: BlobEntry) -> None:
         self.entries[run] = entry
         if entry.metadata.get("canceled"):
             self.canceled.add(run)
@@ -908,25 +1008,81 @@ class PendingIndex:
         bisect.insort(self._order, (job_order(job), run))
 
     def remove(self, run: str) -> None:
-        self.entries.pop(run, None)
+        """The run is pending no more (assigned, ended, or its blob gone)."""
+        self._unlink(run)
+        self.submitted.pop(run, None)
+
+    def _unlink(self, run: str) -> None:
+        entry = self.entries.pop(run, None)
+        if entry is not None and is_batch(entry.name):
+            self._members.get(entry.name, set()).discard(run)
+            self._gone.setdefault(entry.name, set()).add(run)
         self.canceled.discard(run)
         job = self.jobs.pop(run, None)
         if job is not None:
             self.nodes -= job.nodes
             del self._order[bisect.bisect_left(self._order, (job_order(job), run))]
 
-    def replace_all(self, entries: tuple[BlobEntry, ...]) -> None:
-        """What a listing says, applied as changes."""
-        listed = {e.name.removeprefix(PENDING) for e in entries}
-        for run in [r for r in self.entries if r not in listed]:
+    def batch_items(self, batch: BlobEntry) -> tuple[tuple[RunDoc, float], ...] | None:
+        """What this index read or wrote of the batch at its listed ETag, or None."""
+        known = self._batches.get(batch.name)
+        return known[1] if known is not None and known[0] == batch.etag else None
+
+    def spent(self) -> list[tuple[str, str]]:
+        """The batches (name, ETag) none of whose runs is pending there any more."""
+        return [(name, self._batches[name][0]) for name, runs in self._members.items() if not runs]
+
+    def forget_batch(self, name: str) -> None:
+        self._members.pop(name, None)
+        self._batches.pop(name, None)
+        self._gone.pop(name, None)
+
+    def replace_all(
+        self,
+        entries: tuple[BlobEntry, ...],
+        batches: dict[str, tuple[BlobEntry, tuple[tuple[RunDoc, float], ...]]] | None = None,
+    ) -> None:
+        """What a listing says (runs' own blobs, and the batches with what they hold),
+        applied as changes."""
+        batches = batches or {}
+        wanted: dict[str, BlobEntry] = {e.name.removeprefix(PENDING): e for e in entries}
+        held: dict[str, BlobEntry] = {}
+        submitted: dict[str, RunDoc] = {}
+        for name in sorted(batches):  # earlier batches first: their names begin with the time
+            batch, items = batches[name]
+            known = self._batches.get(name)
+            gone = self._gone.get(name, set()) if known is not None and known[0] == batch.etag else set()
+            for doc, at in items:
+                submitted.setdefault(doc.id, doc)
+                if doc.id not in wanted and doc.id not in held and doc.id not in gone:
+                    held[doc.id] = BlobEntry(name, batch.etag, at, _pending_metadata(doc, 1, at))
+        for run in [r for r in self.entries if r not in wanted and r not in held]:
             self.remove(run)
         for e in entries:
             self.put(e)
+        for run, entry in held.items():
+            old = self.entries.get(run)
+            if old is not None and old.name == entry.name and old.etag == entry.etag:
+                continue
+            self._unlink(run)
+            self._add(run, entry)
+        self._gone = {name: runs for name, runs in self._gone.items() if name in batches}
+        self._batches = {name: (batch.etag, items) for name, (batch, items) in batches.items()}
+        self._members = {name: set() for name in batches}
+        self.submitted = {run: doc for run, doc in submitted.items() if run in self.entries}
+        for run, entry in self.entries.items():
+            if is_batch(entry.name):
+                self._members.setdefault(entry.name, set()).add(run)
 
     def ordered(self, skip: set[str]) -> tuple[QueuedJob, ...]:
         """The pending attempts in order, but for the runs in `skip`."""
         jobs = self.jobs
         return tuple([jobs[run] for _, run in self._order if run not in skip])
+
+
+def is_batch(name: str) -> bool:
+    """Whether a pending blob is an intake batch (a run id never begins with the mark)."""
+    return name.startswith(PENDING + BATCH_MARK)
 
 
 def node_beat_at(entry: BlobEntry) -> float:

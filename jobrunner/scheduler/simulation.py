@@ -26,6 +26,7 @@ from __future__ import annotations
 import builtins
 import heapq
 import itertools
+import json
 import math
 import random
 import sys
@@ -50,6 +51,7 @@ from jobrunner.scheduler.protocol import (
     ProtocolSettings,
     RunDoc,
     Submission,
+    is_batch,
     submit,
 )
 
@@ -481,8 +483,9 @@ class World:
         """Read the open runs' documents straight from the store (no request counted): a
         conclusion whose answer was lost reached the store without its callback."""
         for run in sorted(self.open):
-            doc = RunDoc.decode(self.store.data[RUNS + run])
-            if doc.state in TERMINAL:
+            data = self.store.data.get(RUNS + run)
+            doc = None if data is None else RunDoc.decode(data)  # none yet: never assigned
+            if doc is not None and doc.state in TERMINAL:
                 self.concluded(doc)
         if self.open:
             self.clock.at(self.clock.now + AUDIT_S, self.audit)
@@ -508,6 +511,9 @@ class World:
     def findable(self, run: str) -> bool:
         if PENDING + run in self.store.blobs[PENDING]:
             return True
+        for name in self.store.blobs[PENDING]:
+            if is_batch(name) and any(i["id"] == run for i in json.loads(self.store.data.get(name, b"[]"))):
+                return True
         if any(m[0]["id"] == run for m in self.store.queue.values()):  # type: ignore[index]
             return True
         return any(e.metadata.get("run") == run for e in self.store.blobs[NODES].values())

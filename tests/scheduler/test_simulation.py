@@ -4,9 +4,21 @@ scenario here (the decision's own cases are in test_decide.py)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from jobrunner.scheduler.protocol import NODES, PENDING, RUNS, ProtocolSettings, RunDoc
+from jobrunner.errors import StoreError
+from jobrunner.scheduler.protocol import (
+    NODES,
+    PENDING,
+    RUNS,
+    BlobEntry,
+    PendingIndex,
+    ProtocolSettings,
+    RunDoc,
+    is_batch,
+)  # fmt: skip
 from jobrunner.scheduler.simulation import Faults, SimConfig, SimJob, World, simulate
 
 SMALL = dict(agents=10, jobs=20)
@@ -84,7 +96,8 @@ def test_a_gang_larger_than_the_pool_waits_visibly_and_the_rest_runs() -> None:
         agent.leader.on_pass = reports.append
     world.clock.run(until=2_000.0, done=lambda: False)
     assert _doc(world, "run-small").state == "succeeded"
-    assert _doc(world, "run-big").state == "queued" and PENDING + "run-big" in world.store.blobs[PENDING]
+    # never assigned, so no document yet: the run waits in the intake batch that took it in
+    assert RUNS + "run-big" not in world.store.data and world.findable("run-big")
     assert any(w.endswith(": waiting for 8 nodes, the pool has 5") for w in reports[-1].waiting)
     assert reports[-1].nodes_short == 3
 
@@ -101,15 +114,15 @@ def test_a_lost_answer_on_the_assignment_neither_loses_nor_doubles_the_run() -> 
 
 def test_the_queue_order_is_the_stores_clock_not_the_submitters() -> None:
     world = _world(1, [])
-    jobs = [SimJob(RunDoc("run-b", 1, 100.0), 10.0), SimJob(RunDoc("run-a", 1, 100.0), 10.0)]
+    jobs = [SimJob(RunDoc("run-b", 1, 1000.0), 100.0), SimJob(RunDoc("run-a", 1, 1000.0), 10.0)]
     for at, job in zip((0.0, 0.5), jobs, strict=True):  # run-b reaches the store first
         world.clock.now = at
         world.oracle.durations[job.doc.id] = job.duration_s
         world.open.add(job.doc.id)
         world._submit(job.doc)
-    world.clock.run(until=8.0, done=lambda: False)  # run-b runs for 10 s
-    pending = world.store.blobs[PENDING]["pending/run-a"].metadata
-    assert pending["submitted_at"] == "0.5"  # the queue's insertion time, not anyone's clock
+    world.clock.run(until=80.0, done=lambda: False)  # run-b runs for 100 s; run-a is taken in
+    taken = [i for name in world.store.blobs[PENDING] for i in json.loads(world.store.data[name])]
+    assert {i["id"]: i["at"] for i in taken} == {"run-a": 0.5}  # the queue's insertion time, no one's clock
     assert world.store.blobs[NODES]["nodes/vm-0000"].metadata["run"] == "run-b"
 
 
@@ -143,3 +156,46 @@ def test_quotas_hold_each_experiment_to_its_nodes_and_every_job_still_runs() -> 
     assert (result.lost, result.doubled, result.stranded) == (0, 0, 0)
     assert result.over_quota == 0
     assert result.most_held == 6  # the quota bit: without it three experiments would share 16 nodes
+
+
+def test_a_message_that_comes_back_after_its_batch_was_written_is_taken_in_once() -> None:
+    # the intake batch lands, then every message delete fails for a while: the messages come
+    # back and a second batch holds them again; each run still runs once, and both batches go
+    jobs = [SimJob(RunDoc(f"run-{i}", 1, 1000.0), 100.0) for i in range(3)]
+    world = _world(1, jobs)
+    delete, failing = world.store.delete_message, [True]
+
+    def flaky_delete(submission: object) -> None:
+        if failing[0]:
+            raise StoreError("no answer")
+        delete(submission)  # type: ignore[arg-type]
+
+    world.store.delete_message = flaky_delete  # type: ignore[method-assign]
+    world.clock.run(until=50.0, done=lambda: False)
+    batches = [n for n in world.store.blobs[PENDING] if is_batch(n)]
+    assert len(batches) == 1 and len(world.store.queue) == 3  # written, and the messages stay
+    failing[0] = False
+    world.clock.run(until=5_000.0, done=lambda: not world.open)
+    assert not world.open and world.oracle.doubled == 0
+    assert [_doc(world, j.doc.id).attempt for j in jobs] == [1, 1, 1]
+    assert world.store.blobs[PENDING] == {} and world.store.queue == {}
+
+
+def test_a_listing_brings_back_no_run_that_left_its_batch_and_a_new_leader_settles_them() -> None:
+    batch = BlobEntry("pending/~000000000000000-vm-0-1", "e1", 0.0, {})
+    docs = [RunDoc("run-a", 1, None), RunDoc("run-b", 2, None)]
+    index = PendingIndex()
+    for doc in docs:
+        index.put_batched(batch, doc, 0.0)
+    index.remove("run-a")  # assigned
+    index.replace_all((), {batch.name: (batch, tuple((d, 0.0) for d in docs))})
+    assert list(index.entries) == ["run-b"] and index.spent() == []
+    mark = BlobEntry("pending/run-b", "e2", 5.0, {"canceled": "1"})
+    index.replace_all((mark,), {batch.name: (batch, tuple((d, 0.0) for d in docs))})
+    assert index.canceled == {"run-b"} and index.spent() == [(batch.name, "e1")]
+    assert index.submitted["run-b"] == docs[1]  # what a canceled document is written from
+    # a new leader knows nothing of what left the batch: both come back, and reading each
+    # run's document (the assignment reads it first) settles them
+    fresh = PendingIndex()
+    fresh.replace_all((), {batch.name: (batch, tuple((d, 0.0) for d in docs))})
+    assert sorted(fresh.entries) == ["run-a", "run-b"]
