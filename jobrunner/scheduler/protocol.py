@@ -712,8 +712,7 @@ class Leader:
             tag = self.store.put(name, json.dumps(items).encode(), {"runs": str(len(items))}, if_absent=True)
             entry = BlobEntry(name, tag, taken[0][0].inserted_at, {})
             if self._pending is not None:
-                for sub, doc in taken:
-                    self._pending.put_batched(entry, doc, sub.inserted_at)
+                self._pending.put_batches(entry, tuple((doc, sub.inserted_at) for sub, doc in taken))
             for sub, doc in taken:
                 self._docs.setdefault(doc.id, (None, doc))  # not written yet: the leader creates it
                 self.store.delete_message(sub)
@@ -974,7 +973,7 @@ class PendingIndex:
         self._order: list[tuple[tuple[int, float, str, int], str]] = []
         self._batches: dict[str, tuple[str, tuple[tuple[RunDoc, float], ...]]] = {}  # name -> (etag, items)
         self._members: dict[str, set[str]] = {}  # batch name -> its runs pending there
-        self._gone: dict[str, set[str]] = {}  # batch name -> its runs no longer pending there
+        self._own: set[str] = set()  # runs pending in a blob of their own
 
     def put(self, entry: BlobEntry) -> None:
         """A run's own pending blob, as listed or as this leader wrote it."""
@@ -985,20 +984,25 @@ class PendingIndex:
         self._unlink(run)
         self._add(run, entry)
 
-    def put_batched(self, batch: BlobEntry, doc: RunDoc, at: float) -> None:
-        """A first attempt held in the intake batch `batch`, unless the run is pending already."""
-        items = self._batches.get(batch.name, (batch.etag, ()))[1]
-        self._batches[batch.name] = (batch.etag, (*items, (doc, at)))
+    def put_batches(self, batch: BlobEntry, items: tuple[tuple[RunDoc, float], ...]) -> None:
+        """The first attempts this leader just wrote in the intake batch `batch`."""
+        self._batches[batch.name] = (batch.etag, items)
         self._members.setdefault(batch.name, set())
+        for doc, at in items:
+            self._hold(batch, doc, at)
+
+    def _hold(self, batch: BlobEntry, doc: RunDoc, at: float) -> None:
+        """A first attempt held in `batch`, unless the run is pending already."""
         self.submitted.setdefault(doc.id, doc)
         if doc.id in self.entries:
             return
-        entry = BlobEntry(batch.name, batch.etag, at, _pending_metadata(doc, 1, at))
         self._members[batch.name].add(doc.id)
-        self._add(doc.id, entry)
+        self._add(doc.id, BlobEntry(batch.name, batch.etag, at, _pending_metadata(doc, 1, at)))
 
     def _add(self, run: str, entry: BlobEntry) -> None:
         self.entries[run] = entry
+        if not is_batch(entry.name):
+            self._own.add(run)
         if entry.metadata.get("canceled"):
             self.canceled.add(run)
             return
@@ -1016,7 +1020,7 @@ class PendingIndex:
         entry = self.entries.pop(run, None)
         if entry is not None and is_batch(entry.name):
             self._members.get(entry.name, set()).discard(run)
-            self._gone.setdefault(entry.name, set()).add(run)
+        self._own.discard(run)
         self.canceled.discard(run)
         job = self.jobs.pop(run, None)
         if job is not None:
@@ -1035,7 +1039,6 @@ class PendingIndex:
     def forget_batch(self, name: str) -> None:
         self._members.pop(name, None)
         self._batches.pop(name, None)
-        self._gone.pop(name, None)
 
     def replace_all(
         self,
@@ -1043,36 +1046,26 @@ class PendingIndex:
         batches: dict[str, tuple[BlobEntry, tuple[tuple[RunDoc, float], ...]]] | None = None,
     ) -> None:
         """What a listing says (runs' own blobs, and the batches with what they hold),
-        applied as changes."""
+        applied as changes: a batch listed at the ETag this index knows is left as it is
+        (its runs that left stay gone), so a listing costs what changed, not the queue."""
         batches = batches or {}
-        wanted: dict[str, BlobEntry] = {e.name.removeprefix(PENDING): e for e in entries}
-        held: dict[str, BlobEntry] = {}
-        submitted: dict[str, RunDoc] = {}
-        for name in sorted(batches):  # earlier batches first: their names begin with the time
-            batch, items = batches[name]
-            known = self._batches.get(name)
-            gone = self._gone.get(name, set()) if known is not None and known[0] == batch.etag else set()
-            for doc, at in items:
-                submitted.setdefault(doc.id, doc)
-                if doc.id not in wanted and doc.id not in held and doc.id not in gone:
-                    held[doc.id] = BlobEntry(name, batch.etag, at, _pending_metadata(doc, 1, at))
-        for run in [r for r in self.entries if r not in wanted and r not in held]:
+        wanted = {e.name.removeprefix(PENDING) for e in entries}
+        for name in [
+            n for n, (etag, _) in self._batches.items() if n not in batches or batches[n][0].etag != etag
+        ]:
+            for run in list(self._members.get(name, ())):
+                self.remove(run)
+            self.forget_batch(name)
+        for run in [r for r in self._own if r not in wanted]:
             self.remove(run)
         for e in entries:
             self.put(e)
-        for run, entry in held.items():
-            old = self.entries.get(run)
-            if old is not None and old.name == entry.name and old.etag == entry.etag:
-                continue
-            self._unlink(run)
-            self._add(run, entry)
-        self._gone = {name: runs for name, runs in self._gone.items() if name in batches}
-        self._batches = {name: (batch.etag, items) for name, (batch, items) in batches.items()}
-        self._members = {name: set() for name in batches}
-        self.submitted = {run: doc for run, doc in submitted.items() if run in self.entries}
-        for run, entry in self.entries.items():
-            if is_batch(entry.name):
-                self._members.setdefault(entry.name, set()).add(run)
+        for name in sorted(n for n in batches if n not in self._batches):  # earlier batches first
+            batch, items = batches[name]
+            self._batches[name] = (batch.etag, items)
+            self._members.setdefault(name, set())
+            for doc, at in items:
+                self._hold(batch, doc, at)
 
     def ordered(self, skip: set[str]) -> tuple[QueuedJob, ...]:
         """The pending attempts in order, but for the runs in `skip`."""

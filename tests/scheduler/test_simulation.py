@@ -185,8 +185,7 @@ def test_a_listing_brings_back_no_run_that_left_its_batch_and_a_new_leader_settl
     batch = BlobEntry("pending/~000000000000000-vm-0-1", "e1", 0.0, {})
     docs = [RunDoc("run-a", 1, None), RunDoc("run-b", 2, None)]
     index = PendingIndex()
-    for doc in docs:
-        index.put_batched(batch, doc, 0.0)
+    index.put_batches(batch, tuple((d, 0.0) for d in docs))
     index.remove("run-a")  # assigned
     index.replace_all((), {batch.name: (batch, tuple((d, 0.0) for d in docs))})
     assert list(index.entries) == ["run-b"] and index.spent() == []
