@@ -63,7 +63,8 @@ _KINDS = {
     "_beat": "node_beats", "_start": "node_starts", "step": "lease", "_pass": "leader_listings",
     "_intake": "intake", "_take": "intake", "_read_run": "run_doc", "_write_run": "run_doc",
     "_look": "node_looks", "_assign": "assign", "_retry_delivery": "assign", "_drop_pending": "assign",
-    "_conclude": "conclude", "_revoke": "revoke", "submit": "submit",
+    "_conclude": "conclude", "_revoke": "revoke", "submit": "submit", "_batch_items": "leader_listings",
+    "_delete_spent_batches": "intake",
 }  # fmt: skip
 
 
