@@ -30,10 +30,13 @@ from jobrunner.api import JobState
 from jobrunner.cli.help import flags_take_no_value
 from jobrunner.client import Client, default_pool
 from jobrunner.errors import ConfigError, TrainstackError
+from jobrunner.scheduler.protocol import ProtocolSettings
 from jobrunner.store.client import DEFAULT_DATASTORE
 from jobrunner.store.status import RunStatus
 
 flags_take_no_value()
+_PROTOCOL = ProtocolSettings()  # the protocol's defaults, as `--help` says them
+
 app = typer.Typer(
     name="jobrunner",
     help="Run Azure ML command-job files on a pool of agents (GPU pool, local pool).",
@@ -485,14 +488,16 @@ def agent(
         float | None,
         typer.Option(
             "--heartbeat-s",
-            help="How soon an idle agent first looks for new work after it reported. [default: 12]",
+            help="How soon an idle agent first looks for new work after it reported. "
+            f"[default: {_PROTOCOL.beat_idle_s:g}]",
         ),
     ] = None,
     stale_after_s: Annotated[
         float | None,
         typer.Option(
             "--stale-after-s",
-            help="Silence after which a node counts as lost (it writes every fifth of it). [default: 3600]",
+            help="Silence after which a node counts as lost (set, a node writes every fifth of it). "
+            f"[default: {_PROTOCOL.stale_after_s:g}]",
         ),
     ] = None,
     status_poll_s: Annotated[

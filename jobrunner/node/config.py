@@ -141,7 +141,8 @@ class AgentConfig(_FileModel):
     heartbeat_s: float | None = Field(
         None,
         gt=0,
-        description="seconds between an idle agent's beats, when it also sees new work (default 12)",
+        description="seconds from an idle agent's report to its first look for new work, then at doubling "
+        "gaps (default 32)",
     )
     stale_after_s: float | None = Field(
         None, gt=0, description="silence after which the scheduler counts a node lost (default 600)"
