@@ -98,3 +98,18 @@ def test_a_submit_rings_the_idle_local_agent(
     finally:
         stop.set()
         serving.join(30)
+
+
+def test_only_a_pool_without_a_doorbell_passes_steadily_and_its_receives_follow_the_heartbeat(
+    tmp_path: Path,
+) -> None:
+    """A pool on Azure has no doorbell: its leader passes every `pass_s` while work is queued
+    or running, so that an idle node's first look comes just after a pass. A local pool's
+    doorbell rings the leader when a node reports, so its leader may back off."""
+    plain = AgentSettings(pool="p", name="n", work_dir=tmp_path).with_timings(heartbeat_s=2)
+    rung = AgentSettings(pool="p", name="n", work_dir=tmp_path, doorbell=tmp_path / "n.sock").with_timings(
+        heartbeat_s=2
+    )
+    assert AgentSettings(pool="p", name="n", work_dir=tmp_path).protocol.steady_passes
+    assert plain.protocol.steady_passes and not rung.protocol.steady_passes
+    assert plain.protocol.intake_max_s == 8  # an empty queue is asked again within 4 beats

@@ -198,3 +198,24 @@ def test_a_listing_brings_back_no_run_that_left_its_batch_and_a_new_leader_settl
     fresh = PendingIndex()
     fresh.replace_all((), {batch.name: (batch, tuple((d, 0.0) for d in docs))})
     assert sorted(fresh.entries) == ["run-a", "run-b"]
+
+
+def test_a_node_that_reported_finds_its_next_attempt_at_its_first_look() -> None:
+    # the leader passes every `pass_s` while work waits, and a node looks `beat_idle_s` after
+    # it reported, just past the next pass: with a deep queue that look finds the assignment
+    jobs = [SimJob(RunDoc(f"run-{i:02d}", 1, 2000.0), 100.0 + 37.0 * i) for i in range(24)]
+    world = _world(4, jobs)
+    first_looks: list[bool] = []
+    for agent in world.agents:
+        node, look = agent.node, agent.node._look
+
+        def counted(now: float, node=node, look=look) -> None:  # type: ignore[no-untyped-def]
+            first = node.look_gap == node.settings.beat_idle_s
+            look(now)
+            if first and len(world.open) > len(world.agents):  # work still queued behind
+                first_looks.append(node.state == "busy")
+
+        node._look = counted  # type: ignore[method-assign]
+    world.clock.run(until=50_000.0, done=lambda: not world.open)
+    assert not world.open and len(first_looks) >= 12
+    assert all(first_looks), first_looks
