@@ -39,7 +39,7 @@ from components.config import GpuPoolConfig
 from components.job_store import pool_queues
 from jobrunner.node.config import AgentConfig, DatastoreLocation, custom_data
 from jobrunner.node.isolation import IMAGE_JOB_USER
-from jobrunner.scheduler.autoscale import demand_queue, idle_queue
+from jobrunner.scheduler.autoscale import demand_queue, idle_queue, scale_out_steps
 from jobrunner.store.client import POOLS, RUNS, queue_name
 
 # Azure Scheduled Events: how long a node may finish up before a scale-in deletes it.
@@ -146,15 +146,6 @@ def autoscale_profile(config: GpuPoolConfig, account_id: pulumi.Input[str]) -> m
         ),
         rules=[*out_rules, *in_rules],
     )
-
-
-def scale_out_steps(max_nodes: int) -> list[int]:
-    """1, 4, 16, ... below the pool's size: a demand of 20 nodes adds 16 at once, then 4."""
-    steps, step = [], 1
-    while step <= max(1, max_nodes):
-        steps.append(step)
-        step *= 4
-    return steps
 
 
 def vm_profile(

@@ -15,8 +15,10 @@ that ends it) to `<name>.out` beside it; both outlive `stop_local_pool`. The poo
 is recorded in the store (submit refuses larger jobs) and its agents' pids in
 `<JOBRUNNER_HOME>/pool/<pool>.json`.
 Local agents use short poll intervals: a local store costs nothing per request. They are
-also woken at once by a submit from this machine (`jobrunner.node.doorbell`): their sockets are
-in `<JOBRUNNER_HOME>/pool/<pool>.doorbells/`.
+also woken at once by a submit from this machine, and by the leader when it assigns them
+work (`jobrunner.node.doorbell`): their sockets are in `<JOBRUNNER_HOME>/pool/<pool>.doorbells/`.
+So an idle node looks at its blob itself only 10 heartbeats after it reported, then at
+doubling gaps up to 40 (`jobrunner.node.agent.DOORBELL_LOOK_FACTOR`), for a ring it missed.
 
 Failure modes: ConfigError when a pool of that name already runs with another size;
 StoreError when the store cannot be reached or started; LaunchError when an agent exits at

@@ -89,6 +89,7 @@ EXTRA_PORTS = 4  # per agent and gang, for per-task ports (TensorFlow)
 LEASE_MIN_S = 15  # Azure's shortest blob lease
 STOP_PATIENCE_S = 120.0  # how long a stopping agent waits for its attempt's report
 _SLICE_S = 0.25  # the loop looks at its stop event at least this often
+DOORBELL_LOOK_FACTOR = 10  # an idle node with a doorbell looks this many heartbeats apart at first
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +121,17 @@ class AgentSettings:
         scales the protocol with it: a node fences itself at 70 % of it and writes at least
         five times within it, and the lease is as short as Azure allows below it; the leader
         passes at least as often as idle nodes first look, and backs off no further than
-        four times that (`heartbeat_s` is the idle node's first look at its blob)."""
+        four times that (`heartbeat_s` is the idle node's first look at its blob). With a
+        doorbell (a local pool) the leader rings the node when it assigns, so the idle node
+        looks only `DOORBELL_LOOK_FACTOR` times as late, for a ring it missed."""
         protocol = self.protocol
         if heartbeat_s is not None:
             try_s = min(protocol.leader_try_s, max(4 * heartbeat_s, 1.0))
+            look_s = heartbeat_s if self.doorbell is None else DOORBELL_LOOK_FACTOR * heartbeat_s
             protocol = replace(
                 protocol,
-                beat_idle_s=heartbeat_s,
-                idle_max_s=min(protocol.idle_max_s, 4 * heartbeat_s),
+                beat_idle_s=min(protocol.beat_idle_s, look_s),
+                idle_max_s=min(protocol.idle_max_s, 4 * look_s),
                 pass_s=min(protocol.pass_s, heartbeat_s),
                 pass_max_s=min(protocol.pass_max_s, 4 * heartbeat_s),
                 pending_list_s=min(protocol.pending_list_s, 5 * heartbeat_s),

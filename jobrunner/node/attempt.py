@@ -4,7 +4,7 @@
 
 `jobrunner.node.launch.run_plan` runs the processes (and stops them all on the first failure or
 at `limits.timeout` -> TIMEOUT). Beside it a supervisor thread (torchelastic's shape: poll,
-classify, act) looks every `status_poll_s` at the run's status and stops the processes when:
+classify, act) looks at the run's status and stops the processes when:
 
 - someone asked to cancel (`cancel_requested` in status.json)  -> CANCELED
 - another gang member reported a failure                       -> stopped, no failure of its own
@@ -26,6 +26,12 @@ has its own `jobrunner.node.worker.Worker` with a queue of one: the status and h
 the processes are stopped at once, and the final sync sends the newest files, the job's
 last checkpoint, first), the RUNNING mark, and the log shipper (`LogShipper`'s thread).
 The supervisor watches staging too: a cancel or a notice stops the inputs' download.
+
+The status looks back off: the first comes `status_poll_s` after the start (a cancel that came
+before is caught by the read just before the command starts), each next one twice as late as
+the last, up to `STATUS_POLL_BACKOFF` times `status_poll_s` apart (16 s with the defaults). A
+cancel, or a peer's failure, thus stops a running job within that cap plus one read (at worst
+16 s on a pool; a long job costs one status read per 16 s and node, not per 2 s).
 
 Failures before the user's command runs (staging, the store, launching) are INFRASTRUCTURE;
 the preparation command failing is USER, as is the job's command exiting non-zero. The
@@ -75,6 +81,7 @@ from jobrunner.tracking.runs import AZUREML_SCHEME, TrackingRecord, open_trackin
 AGENT_STREAM = "agent"  # the log stream of the agent's own notes, per node
 REPORT_PATIENCE_S = 600.0  # how long a node's final report waits for the store to come back
 LOCAL_CHECK_S = 0.1  # how often the supervisor looks for a notice and the agent stopping
+STATUS_POLL_BACKOFF = 8  # the status looks grow from status_poll_s to this many times it apart
 
 
 @dataclass(frozen=True)
@@ -307,7 +314,8 @@ class _Supervisor:
 
     def _loop(self) -> None:
         timing = self.ctx.timing
-        next_look = time.monotonic()
+        poll_s = timing.status_poll_s
+        next_look = time.monotonic() + poll_s
         next_sync = time.monotonic() + timing.sync_s
         while not self._done.wait(min(LOCAL_CHECK_S, timing.watch_s)):
             notice = self.ctx.preemption.notice if self.ctx.preemption else None
@@ -318,7 +326,8 @@ class _Supervisor:
                 self.stop(FailureKind.INFRASTRUCTURE, f"agent {self.ctx.node.name} stopped the attempt")
             now = time.monotonic()
             if self.reason is None and now >= next_look and not self._looker.busy:
-                next_look = now + timing.status_poll_s
+                poll_s = min(2 * poll_s, STATUS_POLL_BACKOFF * timing.status_poll_s)
+                next_look = now + poll_s
                 self._looker.kick()
             if self.sync is not None and self.reason is None and now >= next_sync:
                 next_sync = now + timing.sync_s

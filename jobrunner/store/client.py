@@ -487,6 +487,12 @@ class Store:
                 lambda: client.delete_message(message.id, message.pop_receipt),
             )
 
+    def clear_queue(self, queue: str) -> None:
+        """Remove every message of a queue in one request; a queue never used is not an error."""
+        client = self._queue(queue)
+        with contextlib.suppress(NotFoundError):
+            self._call(f"clear queue {queue}", client.clear_messages)
+
     def queue_length(self, queue: str) -> int:
         """Approximate number of messages (visible or held); 0 for a queue never used."""
         client = self._queue(queue)

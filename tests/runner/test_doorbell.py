@@ -113,3 +113,18 @@ def test_only_a_pool_without_a_doorbell_passes_steadily_and_its_receives_follow_
     assert AgentSettings(pool="p", name="n", work_dir=tmp_path).protocol.steady_passes
     assert plain.protocol.steady_passes and not rung.protocol.steady_passes
     assert plain.protocol.intake_max_s == 8  # an empty queue is asked again within 4 beats
+
+
+def test_an_agent_with_a_doorbell_looks_rarely_when_idle(tmp_path: Path) -> None:
+    """The ring brings assignments, so the idle node's own looks are only for a ring it missed."""
+    from jobrunner.node.agent import DOORBELL_LOOK_FACTOR
+
+    plain = AgentSettings(pool="p", name="p-0", work_dir=tmp_path)
+    rung = replace(plain, doorbell=tmp_path / "p-0.sock").with_timings(heartbeat_s=1)
+    plain = plain.with_timings(heartbeat_s=1)
+    assert plain.protocol.beat_idle_s == 1 and plain.protocol.idle_max_s == 4
+    assert (
+        rung.protocol.beat_idle_s == DOORBELL_LOOK_FACTOR
+        and rung.protocol.idle_max_s == 4 * DOORBELL_LOOK_FACTOR
+    )
+    assert rung.protocol.pass_s == plain.protocol.pass_s == 1  # the leader's own cadence stays
