@@ -5,8 +5,8 @@ gauges, kept by the pool's leader.
     gauges.update(demand_nodes=5, idle_nodes=0, now=time.monotonic())
 
 Azure Monitor autoscale reads a storage queue's `ApproximateMessageCount`, nothing else of
-ours, so the leader keeps `pool-<pool>-demand` as long as the nodes its queued work wants
-beyond the idle ones, and `pool-<pool>-idle` as long as its idle nodes. The stack's
+ours, so the leader keeps `pool-<pool>-demand` and `pool-<pool>-idle` as gauges of the nodes
+its queued work wants beyond the idle ones and of its idle nodes (as levels: below). The stack's
 autoscale rules (`components.gpu_pool.autoscale_profile`) add nodes in steps that follow the
 demand (the largest step whose threshold is passed wins) and remove one only while the
 demand is zero and a node has stood idle for the whole window (scale-in needs every rule).

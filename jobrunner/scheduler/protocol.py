@@ -113,7 +113,7 @@ from jobrunner.scheduler.decide import PoolState, QueuedJob, RunningJob, decide,
 LEADER_BLOB = "leader"
 NODES = "nodes/"
 PENDING = "pending/"
-BATCH_MARK = "~"  # pending/~<time>-<message>: an intake batch (run ids begin with a letter or digit)
+BATCH_MARK = "~"  # pending/~<time>-<leader>-<n>: an intake batch (run ids begin with a letter or digit)
 RUNS = "runs/"
 ACTIVE = "active"
 TERMINAL = ("succeeded", "failed", "canceled")
