@@ -27,8 +27,10 @@ the processes are stopped at once, and the final sync sends the newest files, th
 last checkpoint, first), the RUNNING mark, and the log shipper (`LogShipper`'s thread).
 The supervisor watches staging too: a cancel or a notice stops the inputs' download.
 
-The status looks back off: the first comes `status_poll_s` after the start (a cancel that came
-before is caught by the read just before the command starts), each next one twice as late as
+Rank 0 alone moves the run to PREPARING and RUNNING (one read-modify-write per step for the
+gang). The status looks back off: the first comes `status_poll_s` after the start (a cancel that came
+before is caught by the read just before the command starts, or by rank 0's PREPARING read when
+staging took less than `status_poll_s`), each next one twice as late as
 the last, up to `STATUS_POLL_BACKOFF` times `status_poll_s` apart (16 s with the defaults). A
 cancel, or a peer's failure, thus stops a running job within that cap plus one read (at worst
 16 s on a pool; a long job costs one status read per 16 s and node, not per 2 s).
@@ -82,6 +84,7 @@ AGENT_STREAM = "agent"  # the log stream of the agent's own notes, per node
 REPORT_PATIENCE_S = 600.0  # how long a node's final report waits for the store to come back
 LOCAL_CHECK_S = 0.1  # how often the supervisor looks for a notice and the agent stopping
 STATUS_POLL_BACKOFF = 8  # the status looks grow from status_poll_s to this many times it apart
+TRACKING_WAIT_S = 15.0  # how long ranks past 0 wait for rank 0's MLflow run before making one
 
 
 @dataclass(frozen=True)
@@ -137,8 +140,8 @@ def run_attempt(ctx: AttemptContext) -> NodeStatus:
     # An agent never dies of a job: whatever goes wrong in a step ends this attempt with a
     # classified failure and its reason (see `_failed`), and the agent takes the next job.
     try:
-        _mark(ctx, JobState.PREPARING, me)
-        with _Supervisor(ctx, note) as watch:
+        marked = _mark(ctx, JobState.PREPARING)
+        with _Supervisor(ctx, note, seen=marked) as watch:
             try:
                 paths, sync = _stage(ctx, paths, note, watch.cancel)
             except Exception as exc:
@@ -207,8 +210,12 @@ def _if_attempt(
     return change(status) if status.attempt == ctx.gang.attempt else None
 
 
-def _mark(ctx: AttemptContext, state: JobState, me: NodeStatus) -> None:
-    """Move the run forward to `state` (the first node to get there does it) and list the gang."""
+def _mark(ctx: AttemptContext, state: JobState) -> RunStatus | None:
+    """Move the run forward to `state` and list the gang: rank 0's to do, so that a step costs
+    the gang one read and one write, not one per node (None on the other ranks). The status as
+    stored afterwards."""
+    if ctx.gang.node_rank != 0:
+        return None
 
     def change(s: RunStatus) -> RunStatus | None:
         if s.state.terminal or s.attempt != ctx.gang.attempt:
@@ -222,8 +229,7 @@ def _mark(ctx: AttemptContext, state: JobState, me: NodeStatus) -> None:
             out = out.moved_to(state, note=f"on {', '.join(m.name for m in ctx.gang.members)}")
         return out
 
-    update_status(ctx.store, ctx.ref, change)
-    del me
+    return update_status(ctx.store, ctx.ref, change)
 
 
 def _staging_failed(
@@ -276,8 +282,10 @@ class _Supervisor:
     """Watches the run while it stages and runs (see the module docstring); sets `cancel` to
     stop it. Its own thread only reads memory; store work goes to its workers."""
 
-    def __init__(self, ctx: AttemptContext, note: Callable[[str], None]) -> None:
+    def __init__(self, ctx: AttemptContext, note: Callable[[str], None], *, seen: RunStatus | None) -> None:
         self.ctx, self.note = ctx, note
+        # the run's status as last read, and when (monotonic): a read just made need not be repeated
+        self.seen: tuple[float, RunStatus] | None = None if seen is None else (time.monotonic(), seen)
         self.sync: OutputSync | None = None  # set once staging made it: then synced every sync_s
         self.cancel = threading.Event()
         self.reason: tuple[FailureKind | None, str] | None = None
@@ -409,14 +417,14 @@ def _launch(
         return _finished(me, None, FailureKind.INFRASTRUCTURE, f"cannot plan the launch: {exc}")
     for line in plan.notes:
         note(line)
-    if _cancel_requested(ctx):
+    if _cancel_requested(ctx, watch.seen):
         return _finished(me, None, FailureKind.CANCELED, "canceled on request")
     if plan.preparation is not None:
         note("running the preparation command")
 
     def mark_running() -> None:
         try:
-            _mark(ctx, JobState.RUNNING, me)
+            _mark(ctx, JobState.RUNNING)
         except TrainstackError as exc:
             note(f"could not mark the run running: {exc}")  # the report still concludes it
 
@@ -471,7 +479,10 @@ def _tracking_run(ctx: AttemptContext, note: Callable[[str], None]) -> TrackingR
     if ctx.tracking_uri is None:
         return None
     try:
-        record = open_tracking_run(ctx.store, ctx.ref, ctx.spec, ctx.tracking_uri, pool=ctx.pool)
+        wait_s = 0.0 if ctx.gang.node_rank == 0 else TRACKING_WAIT_S
+        record = open_tracking_run(
+            ctx.store, ctx.ref, ctx.spec, ctx.tracking_uri, pool=ctx.pool, wait_s=wait_s
+        )
     except TrainstackError as exc:
         note(f"metrics are not tracked: {exc}")
         return None
@@ -479,12 +490,17 @@ def _tracking_run(ctx: AttemptContext, note: Callable[[str], None]) -> TrackingR
     return record
 
 
-def _cancel_requested(ctx: AttemptContext) -> bool:
-    """Whether a cancel came while this node was preparing (then nothing is started)."""
-    try:
-        status, _ = read_status(ctx.store, ctx.ref)
-    except TrainstackError:
-        return False  # the supervisor looks again once the processes run
+def _cancel_requested(ctx: AttemptContext, seen: tuple[float, RunStatus] | None) -> bool:
+    """Whether a cancel came while this node was preparing (then nothing is started). A status
+    read less than `status_poll_s` ago (rank 0's PREPARING mark, when staging was quick)
+    answers without another read."""
+    if seen is not None and time.monotonic() - seen[0] < ctx.timing.status_poll_s:
+        status = seen[1]
+    else:
+        try:
+            status, _ = read_status(ctx.store, ctx.ref)
+        except TrainstackError:
+            return False  # the supervisor looks again once the processes run
     return status.cancel_requested or status.state is JobState.CANCELED
 
 

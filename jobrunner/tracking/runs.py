@@ -4,11 +4,13 @@ The pool's tracking server is MLflow's (a local `mlflow server` on a local pool,
 `jobrunner.local.tracking_server`; the stack's Azure ML workspace on a GPU pool, whose
 `azureml://` URI the agent config names). Before a node starts the job's processes,
 `open_tracking_run` finds or creates the run's MLflow run and records it in the store, in
-`runs/<experiment>/<id>/tracking.json` (`TrackingRecord`), written only if absent: the first
-node of the first attempt creates it, every other node and every later attempt reuses it, and
-a node that lost the race deletes the MLflow run it made. `tracking_env` is what the job's
-processes then see (MLflow's own variables), so plain `mlflow.log_metric` calls from any rank
-land in that run without a trainstack import.
+`runs/<experiment>/<id>/tracking.json` (`TrackingRecord`), written only if absent: the gang's
+rank 0 creates it on the first attempt, every later attempt reuses it. The other ranks wait a
+little for rank 0's record (`wait_s`: one read, then reads ever further apart) instead of
+creating runs of their own; one that still finds none creates its own, and a node that lost
+that race deletes the MLflow run it made, so that the job keeps one run whatever the timing.
+`tracking_env` is what the job's processes then see (MLflow's own variables), so plain
+`mlflow.log_metric` calls from any rank land in that run without a trainstack import.
 
 A job that sets `MLFLOW_TRACKING_URI` itself keeps it: the agent then sets none of the three.
 
@@ -25,6 +27,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +41,7 @@ from jobrunner.store.client import RUNS, Store
 from jobrunner.store.status import RunRef
 
 RECORD_BLOB = "tracking.json"
+RECORD_WAIT_FIRST_S = 0.25  # a waiting node's second read of the record; each next one twice as late
 RUN_ID_TAG = "trainstack.run_id"  # the job run's id, on its MLflow run
 EXPERIMENT_TAG = "trainstack.experiment"  # the job run's experiment folder in the store
 POOL_TAG = "trainstack.pool"
@@ -183,10 +187,14 @@ def read_record(store: Store, ref: RunRef) -> TrackingRecord | None:
     return TrackingRecord.model_validate_json(data)
 
 
-def open_tracking_run(store: Store, ref: RunRef, spec: JobSpec, uri: str, *, pool: str) -> TrackingRecord:
+def open_tracking_run(
+    store: Store, ref: RunRef, spec: JobSpec, uri: str, *, pool: str, wait_s: float = 0.0
+) -> TrackingRecord:
     """The job run's MLflow run: the recorded one, or a new one recorded now (see the module
-    docstring for the race between nodes). Raises TrackingError when the server fails."""
-    found = read_record(store, ref)
+    docstring for the race between nodes). With `wait_s`, the record another node is making
+    is waited for that long before this one makes its own. Raises TrackingError when the
+    server fails."""
+    found = _wait_for_record(store, ref, wait_s)
     if found is not None:
         return found
     client = _client(uri)
@@ -214,6 +222,20 @@ def open_tracking_run(store: Store, ref: RunRef, spec: JobSpec, uri: str, *, poo
             raise
         return winner
     return record
+
+
+def _wait_for_record(store: Store, ref: RunRef, wait_s: float) -> TrackingRecord | None:
+    """The run's record, read again `RECORD_WAIT_FIRST_S` later, then twice as late each time,
+    until `wait_s` has passed (None: still none)."""
+    deadline = time.monotonic() + wait_s
+    gap = RECORD_WAIT_FIRST_S
+    while True:
+        found = read_record(store, ref)
+        left = deadline - time.monotonic()
+        if found is not None or left <= 0:
+            return found
+        time.sleep(min(gap, left))
+        gap *= 2
 
 
 def _experiment_id(client: Any, uri: str, name: str) -> str:

@@ -143,3 +143,44 @@ def test_nodes_racing_to_open_the_run_share_one_mlflow_run(azurite: str, trackin
         filter_string=f"tags.`{RUN_ID_TAG}` = '{ref.id}'",
     )
     assert [r.info.run_id for r in live] == [recorded.run_id], "the losers' runs are deleted"
+
+
+def test_a_waiting_rank_takes_rank_0s_run_and_makes_none_itself(azurite: str, tracking_server: str) -> None:
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    from jobrunner.spec.job import parse_job
+    from jobrunner.store.status import RunRef
+
+    store = Store.connect(azurite)
+    ref = RunRef(experiment="wait", id="run-wait-0001")
+    spec = parse_job("command: echo\nexperiment_name: wait\n", source="wait.yml")
+    waited: list[str] = []
+    rank_1 = threading.Thread(
+        target=lambda: waited.append(
+            open_tracking_run(store, ref, spec, tracking_server, pool="p", wait_s=30).run_id
+        )
+    )
+    rank_1.start()
+    rank_1.join(1.0)
+    assert rank_1.is_alive() and read_record(store, ref) is None, "rank 1 waits and records nothing"
+    made = open_tracking_run(store, ref, spec, tracking_server, pool="p").run_id
+    rank_1.join(30)
+    assert waited == [made]
+    client = MlflowClient(tracking_uri=tracking_server)
+    every = client.search_runs(
+        [client.get_experiment_by_name("wait").experiment_id], run_view_type=ViewType.ALL
+    )
+    assert [r.info.run_id for r in every] == [made], "no run made and deleted by the waiting rank"
+
+
+def test_a_rank_that_waited_in_vain_makes_the_run_itself(azurite: str, tracking_server: str) -> None:
+    from jobrunner.spec.job import parse_job
+    from jobrunner.store.status import RunRef
+
+    store = Store.connect(azurite)
+    ref = RunRef(experiment="alone", id="run-alone-0001")
+    spec = parse_job("command: echo\nexperiment_name: alone\n", source="alone.yml")
+    made = open_tracking_run(store, ref, spec, tracking_server, pool="p", wait_s=0.3)
+    recorded = read_record(store, ref)
+    assert recorded is not None and recorded.run_id == made.run_id
