@@ -173,6 +173,18 @@ def gang_of(doc: RunDoc, attempt: int, rank: int) -> Gang:
     return Gang(doc.id, attempt, tuple(members), rank, ports[0][0], every)
 
 
+def _assigned_doc(body: bytes, run: str, attempt: int) -> RunDoc | None:
+    """The run's document the leader wrote with the assignment, when it names this attempt's
+    owners (None: read it from the store, as from a leader that wrote none)."""
+    if not body:
+        return None
+    try:
+        doc = RunDoc.decode(body)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return doc if doc.id == run and doc.attempt == attempt and doc.owners else None
+
+
 class AttemptExecutor:
     """Runs one attempt at a time on its own thread (`protocol.Executor`); `done` is called on
     that thread with `ok` once the node's part is reported (or `error` if it never could be)."""
@@ -186,10 +198,12 @@ class AttemptExecutor:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, run: str, attempt: int, rank: int, size: int, done: Callable[[str], None]) -> None:
+    def start(
+        self, run: str, attempt: int, rank: int, size: int, done: Callable[[str], None], doc: bytes = b""
+    ) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(run, attempt, rank, size, done, self._stop), name=f"attempt-{run}",
+            target=self._run, args=(run, attempt, rank, size, done, self._stop, doc), name=f"attempt-{run}",
             daemon=True,
         )  # fmt: skip
         self._thread.start()
@@ -203,11 +217,13 @@ class AttemptExecutor:
         return not self.running
 
     def _run(self, run: str, attempt: int, rank: int, size: int, done: Callable[[str], None],
-             stop: threading.Event) -> None:  # fmt: skip
+             stop: threading.Event, assigned: bytes) -> None:  # fmt: skip
         agent = self.agent
         result = "ok"
         try:
-            doc = RunDoc.decode(agent.pool_store.get(SCHED_RUNS + run)[0])
+            doc = _assigned_doc(assigned, run, attempt) or RunDoc.decode(
+                agent.pool_store.get(SCHED_RUNS + run)[0]
+            )
             ref = run_ref(agent.store, doc)
             try:
                 spec = parse_run_file(JobSpec, agent.store.get(RUNS, ref.spec_blob)[0], ref.spec_blob)
@@ -400,7 +416,8 @@ class Agent:
 
     def _passed(self, report: PassReport) -> None:
         if report.assigned and self.config.doorbell is not None:
-            ring(self.config.doorbell.parent, ASSIGNED)  # the local pool's nodes read it now and start
+            # the nodes given an attempt read it now and start; the others sleep on
+            ring(self.config.doorbell.parent, ASSIGNED, names=report.assigned_to)
         current = PoolReport(
             leader=self.config.name, waiting=report.waiting, nodes_short=report.nodes_short,
             demand_nodes=report.demand_nodes,

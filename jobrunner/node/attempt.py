@@ -1,6 +1,7 @@
 """One attempt of a run on one node: stage, prepare, launch, watch, stage out, report.
 
-    run_attempt(ctx) -> NodeStatus     (already reported to the run's status document)
+    run_attempt(ctx) -> NodeStatus     (reported to the run's status document, or left to the
+                                        scheduler: the clean exit of a rank past 0)
 
 `jobrunner.node.launch.run_plan` runs the processes (and stops them all on the first failure or
 at `limits.timeout` -> TIMEOUT). Beside it a supervisor thread (torchelastic's shape: poll,
@@ -125,7 +126,7 @@ def node_paths(ctx: AttemptContext) -> NodePaths:
 
 
 def run_attempt(ctx: AttemptContext) -> NodeStatus:
-    """Run this node's part of the attempt and report it; returns what was reported."""
+    """Run this node's part of the attempt and report it (`_reports_itself`); returns the part."""
     paths = node_paths(ctx)
     rank = ctx.gang.node_rank
     me = NodeStatus(name=ctx.node.name, rank=rank, address=ctx.node.address)
@@ -162,9 +163,20 @@ def run_attempt(ctx: AttemptContext) -> NodeStatus:
     finally:
         if not shipper.close():
             pass  # kept in the spool on this node: nothing more can be done for this attempt
-    _report_patiently(ctx, lambda s: _if_attempt(ctx, s, lambda st: report(st, result)))
+    if _reports_itself(ctx, result):
+        _report_patiently(ctx, lambda s: _if_attempt(ctx, s, lambda st: report(st, result)))
     shutil.rmtree(Path(paths.root) / "inputs", ignore_errors=True)
     return result
+
+
+def _reports_itself(ctx: AttemptContext, result: NodeStatus) -> bool:
+    """Whether this node writes its part into the status document: rank 0 always (the run's
+    first word, and the report MPI's other nodes wait for), and every node with something to
+    say. A rank past 0 that exited 0 with nothing to say leaves it to the scheduler, which
+    writes it in from the node's `ok` when it settles the attempt
+    (`jobrunner.scheduler.outcome.settle`)."""
+    clean = result.exit_code == 0 and result.failure_kind is None and result.reason is None
+    return ctx.gang.node_rank == 0 or not clean
 
 
 def _cause(exc: BaseException) -> str:

@@ -6,11 +6,13 @@ attempt ending on a node rings (the leader settles it now).
     bell = Doorbell.open(folder / "local-0.sock")   # an agent, while it serves
     bell.wait(5.0, stop)                             # True when rung, False after 5 s or a stop
     ring(folder)                                     # a submit: wake every agent in `folder`
+    ring(folder, ASSIGNED, names=("local-3",))       # an assignment: wake the nodes given it
 
-Each agent binds a Unix datagram socket in the pool's doorbell folder; `ring` sends one byte
-to every socket there: `ASSIGNED` when the leader assigned (the idle nodes read their blobs),
-`FOR_LEADER` otherwise (a submit, an attempt ended: only the leader passes), so that a
-submission does not make every idle node read its blob. `Doorbell.rung` says which came.
+Each agent binds a Unix datagram socket, `<agent name>.sock`, in the pool's doorbell folder;
+`ring` sends one byte to every socket there, or to the named agents': `ASSIGNED` to the nodes
+the leader just assigned (they read their blobs), `FOR_LEADER` otherwise (a submit, an
+attempt ended: only the leader passes), so that neither a submission nor another node's
+assignment makes an idle node read its blob. `Doorbell.rung` says which came.
 A ring is only a hint: a woken agent beats and passes as it would have
 anyway, so a lost ring (no agent listening, a full socket buffer) costs latency, never a
 job. Pools on Azure have no doorbell: their beats and passes are how agents learn of work.
@@ -26,11 +28,12 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 SUFFIX = ".sock"
 FOR_LEADER = b"!"  # a submit or an ended attempt: the leader passes now
-ASSIGNED = b"a"  # an assignment: the idle nodes read their blobs now
+ASSIGNED = b"a"  # an assignment: the nodes rung read their blobs now
 _SLICE_S = 0.25  # how often a waiting agent looks at its stop event
 
 
@@ -82,14 +85,16 @@ class Doorbell:
         self.path.unlink(missing_ok=True)
 
 
-def ring(folder: Path, kind: bytes = FOR_LEADER) -> int:
-    """Wake every agent whose doorbell is in `folder`; returns how many were rung."""
+def ring(folder: Path, kind: bytes = FOR_LEADER, *, names: Iterable[str] | None = None) -> int:
+    """Wake every agent whose doorbell is in `folder`, or only the agents `names`; returns how
+    many were rung."""
     if not folder.is_dir():
         return 0
     rung = 0
+    paths = folder.glob(f"*{SUFFIX}") if names is None else (folder / f"{n}{SUFFIX}" for n in names)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
-        for path in folder.glob(f"*{SUFFIX}"):
+        for path in paths:
             try:
                 sock.sendto(kind, str(path))
             except OSError:

@@ -1,7 +1,8 @@
-"""How an attempt ends: each node reports its part, the last report decides the run's next state.
+"""How an attempt ends: nodes report their parts, the pool scheduler settles the attempt.
 
 Pure functions over `RunStatus`, applied inside ETag-guarded updates
-(`jobrunner.store.status.update_status`), so that exactly one node of a gang concludes an attempt.
+(`jobrunner.store.status.update_status`), so that a report and a settling never overwrite
+each other and settling twice changes nothing.
 
 - The root cause is the earliest node failure (by time): a node stopped because a peer
   failed reports no failure kind of its own (torchelastic's rule: name the first failure).
@@ -11,8 +12,10 @@ Pure functions over `RunStatus`, applied inside ETag-guarded updates
   `MAX_FREE_REQUEUES` times in a row, so that a job that breaks every node still ends.
 - `settle` is the pool scheduler's conclusion of an attempt (`jobrunner.scheduler.judge`): it
   writes the part of every node that could not report itself (lost, never delivered, ended
-  without a report), then concludes. A lost node wins over its peers' failures: a killed peer
-  breaks the collective first, and the survivors' errors are not the user's.
+  without a report) and of every node that said `ok` without writing (a rank past 0 that exited
+  0 leaves its part to the scheduler: one read and one write fewer per node), then concludes.
+  A lost node wins over its peers' failures: a killed peer breaks the collective first, and
+  the survivors' errors are not the user's.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ _FREE = (FailureKind.LOST_NODE, FailureKind.PREEMPTED, FailureKind.INFRASTRUCTUR
 
 
 def report(status: RunStatus, node: NodeStatus) -> RunStatus | None:
-    """`status` with this node's result for the current attempt (None if the attempt is over)."""
-    if status.state.terminal or status.state is JobState.QUEUED:
+    """`status` with this node's result for the current attempt (None if the run is over). A
+    run still QUEUED at this attempt takes it too: rank 0 never marked it (lost, or its store
+    failed), and a failure must not read as the silence of a clean exit (see `settle`)."""
+    if status.state.terminal:
         return None
     return status.with_node(node)
 
@@ -99,8 +104,15 @@ def settle(
         if have is not None and have.finished_at:
             continue
         name = owners[rank] if rank < len(owners) else (have.name if have else f"rank {rank}")
+        address = have.address if have else ""
         if name in lost:
             kind, why = FailureKind.LOST_NODE, f"node {name} was lost"
+        elif results.get(name) == "ok":
+            # a clean exit of a rank past 0 is not written by its node (`jobrunner.node.attempt`)
+            out = out.with_node(
+                NodeStatus(name=name, rank=rank, address=address, exit_code=0, finished_at=now)
+            )
+            continue
         elif rank >= len(owners):
             kind, why = FailureKind.INFRASTRUCTURE, f"no node took rank {rank}"
         else:
@@ -109,8 +121,7 @@ def settle(
                 f"node {name} ended without a report ({results.get(name)})",
             )
         out = out.with_node(
-            NodeStatus(name=name, rank=rank, address=have.address if have else "", finished_at=now,
-                       failure_kind=kind, reason=why)
+            NodeStatus(name=name, rank=rank, address=address, finished_at=now, failure_kind=kind, reason=why)
         )  # fmt: skip
     if out.cancel_requested:
         return conclude(out, retry)

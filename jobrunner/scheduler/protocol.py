@@ -18,7 +18,8 @@ whole pool from two listings per pass, whatever its size:
   metadata say everything the leader needs: the node's incarnation, its state (idle,
   assigned, busy, done, revoke), the attempt it holds (run, attempt, rank, gang size, latest
   end) and, once done, its result. Its last-modified time (the store's clock) is its
-  heartbeat. The leader assigns by writing the same blob under the ETag it listed; an idle
+  heartbeat. The leader assigns by writing the same blob under the ETag it listed, the run's
+  document (owners, endpoints) as its body, so that the node reads nothing more to start; an idle
   node reads its blob (one request) `beat_idle_s` after it reported, then at doubling gaps
   up to `idle_max_s`, and starts what it finds assigned to its incarnation without writing:
   the blob already says the attempt is its own. A busy node makes no request between its
@@ -335,7 +336,12 @@ def decode_quota(text: str | None) -> tuple[tuple[str, int], ...]:
 class Executor(Protocol):
     """What runs an attempt's processes on a node (`jobrunner.node.attempt` on a real node)."""
 
-    def start(self, run: str, attempt: int, rank: int, size: int, done: Callable[[str], None]) -> None: ...
+    def start(
+        self, run: str, attempt: int, rank: int, size: int, done: Callable[[str], None], doc: bytes = b""
+    ) -> None:
+        """Run rank `rank` of `attempt`; `doc` is the run's document as the leader assigned it
+        (`RunDoc.encode`, written with the assignment), or empty when it was not."""
+
     def stop(self) -> None: ...
 
 
@@ -431,10 +437,10 @@ class NodeAgent:
 
     def _look(self, now: float) -> None:
         """Read this node's blob (one request): an assignment shows here; nothing else changes."""
-        _, etag, written = self.store.get(self.blob)
+        body, etag, written = self.store.get(self.blob)
         if etag != self.etag:
             self.etag = etag
-            self._read_leader(written, now)
+            self._read_leader(written, now, body)
         if self.idle:
             self.look_gap = min(self.settings.idle_max_s, max(self.look_gap, 1e-3) * 2)
             self.next_look = now + self.look_gap
@@ -492,11 +498,11 @@ class NodeAgent:
                     self._became_idle(now)  # it reported: an assignment may follow soon
                 return
             except ConflictError:
-                _, self.etag, written = self.store.get(self.blob)
-                self._read_leader(written, now)
+                body, self.etag, written = self.store.get(self.blob)
+                self._read_leader(written, now, body)
         raise StoreError("node blob changing too fast")
 
-    def _read_leader(self, written: dict[str, str], now: float) -> None:
+    def _read_leader(self, written: dict[str, str], now: float, body: bytes = b"") -> None:
         """React to what the leader wrote on this node's blob (ignored for another incarnation).
         Taking an assignment writes nothing: the blob already says the attempt is this node's,
         and the next write (a liveness beat, or the result) says the rest."""
@@ -509,7 +515,7 @@ class NodeAgent:
             self.on_state("busy", self.meta)
             self.executor.start(
                 written["run"], int(written["attempt"]), int(written["rank"]), int(written["size"]),
-                self.finished,
+                self.finished, body,
             )  # fmt: skip
         elif written.get("state") == "revoke" and self.state == "busy" and _same_attempt(written, self.meta):
             self.executor.stop()
@@ -531,6 +537,7 @@ class PassReport:
 
     at: float
     assigned: int = 0
+    assigned_to: tuple[str, ...] = ()  # the nodes given an attempt by this pass
     concluded: int = 0
     waiting: tuple[str, ...] = ()
     nodes_short: int = 0
@@ -675,6 +682,7 @@ class Leader:
             with contextlib.suppress(ConflictError):  # another leader's write: read again next pass
                 self._assign(a.run_id, a.attempt, a.nodes, view, pending.entries[a.run_id])
                 report.assigned += 1
+                report.assigned_to += a.nodes
         self._delete_spent_batches()
         report.waiting = tuple(f"{w.run_id}: {w.reason}" for w in decision.waiting)
         report.nodes_short = decision.nodes_short
@@ -833,6 +841,7 @@ class Leader:
         active = replace(doc, state=ACTIVE, owners=owners, endpoints=endpoints)
         self._write_run(active, etag)
         delivered = 0
+        body = active.encode()  # the node needs no read of the run's document to start
         for rank, node in enumerate(nodes):
             meta = {
                 "inc": view.meta[node]["inc"], "state": "assigned", "run": run, "attempt": str(attempt),
@@ -841,10 +850,10 @@ class Leader:
                 "beat_at": repr(view.beat_at[node]),
             }  # fmt: skip
             try:
-                self.store.put(NODES + node, b"", meta, if_match=view.etag[node])
+                self.store.put(NODES + node, body, meta, if_match=view.etag[node])
                 delivered += 1
             except ConflictError:
-                delivered += self._retry_delivery(node, meta)
+                delivered += self._retry_delivery(node, meta, body)
         if delivered:
             self._drop_pending(run, pending)
         # else no node heard of it: the pending blob stays, and the next pass finds the run
@@ -890,7 +899,7 @@ class Leader:
         self.on_conclude(new)
         self.concluded.add((doc.id, str(doc.attempt)))
 
-    def _retry_delivery(self, node: str, meta: dict[str, str]) -> int:
+    def _retry_delivery(self, node: str, meta: dict[str, str], body: bytes) -> int:
         """The node wrote its blob between the listing and the assignment (a liveness beat, its
         result): deliver again, up to `delivery_tries` in all, while the same incarnation stays
         idle. Otherwise this owner never hears of it: the attempt has fewer owners than its
@@ -902,7 +911,7 @@ class Leader:
             if now_meta.get("by") != "node":
                 return 0  # another leader's write: not ours to overwrite
             try:
-                self.store.put(NODES + node, b"", meta, if_match=etag)
+                self.store.put(NODES + node, body, meta, if_match=etag)
                 return 1
             except ConflictError:
                 continue

@@ -354,7 +354,9 @@ class SimExecutor:
         self.done: Callable[[str], None] | None = None
         self.gang_complete = False
 
-    def start(self, run: str, attempt: int, rank: int, size: int, done: Callable[[str], None]) -> None:
+    def start(
+        self, run: str, attempt: int, rank: int, size: int, done: Callable[[str], None], doc: bytes = b""
+    ) -> None:
         self.current, self.done, self.gang_complete = (run, attempt, rank), done, False
         self.oracle.started(run, attempt, rank, size, self)
         if len(self.oracle.live.get((run, attempt), {})) == size:

@@ -13,7 +13,7 @@ import pytest
 
 from jobrunner.client import Client
 from jobrunner.node.agent import Agent, AgentSettings
-from jobrunner.node.doorbell import Doorbell, ring
+from jobrunner.node.doorbell import ASSIGNED, Doorbell, ring
 from jobrunner.store.client import HOME_ENV, Store
 from jobrunner.store.pool_config import PoolConfig, write_pool_config
 from tests.faults.pool import wait_for
@@ -47,6 +47,19 @@ def test_a_ring_wakes_the_waiting_agent_and_a_silent_bell_times_out(short_dir: P
     assert not (short_dir / "a0.sock").exists()
 
 
+def test_an_assignment_rings_only_the_nodes_given_it(short_dir: Path) -> None:
+    bells = {name: Doorbell.open(short_dir / f"{name}.sock") for name in ("n0", "n1", "n2")}
+    stop = threading.Event()
+    try:
+        assert ring(short_dir, ASSIGNED, names=("n1", "gone")) == 1
+        assert [n for n, b in bells.items() if b is not None and b.wait(0.2, stop)] == ["n1"]
+        assert bells["n1"] is not None and bells["n1"].rung == {ASSIGNED}
+    finally:
+        for bell in bells.values():
+            if bell is not None:
+                bell.close()
+
+
 def test_stop_ends_the_wait_and_stale_or_missing_bells_are_harmless(short_dir: Path) -> None:
     bell = Doorbell.open(short_dir / "a0.sock")
     assert bell is not None
@@ -67,7 +80,7 @@ def test_a_submit_rings_the_idle_local_agent(
 ) -> None:
     """An agent that beats (and so sees new work) and leads only every 30 s starts a submitted
     job at once: the submit rings it, it takes the submission in as the pool's leader, assigns
-    it, and the assignment rings every agent of the pool to beat now."""
+    it, and the assignment rings the agent it went to, which reads its blob now."""
     monkeypatch.setenv(HOME_ENV, str(short_dir))
     store = Store.connect(azurite)
     write_pool_config(store, PoolConfig(name="bell", max_nodes=1))

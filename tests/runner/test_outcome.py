@@ -1,4 +1,4 @@
-"""How an attempt's node reports become the run's next state."""
+"""How an attempt's node reports, and the scheduler's settling, become the run's next state."""
 
 from __future__ import annotations
 
@@ -104,6 +104,24 @@ def test_settle_writes_in_a_node_that_ended_without_a_report_and_one_never_deliv
     half = settle(running(), Retry(), attempt=1, owners=("n0",), results={"n0": "ok"}, undelivered=True)
     assert half is not None and half.state is JobState.QUEUED and half.free_requeues == 0
     assert "never reached all its nodes" in (half.transitions[-1].note or "")
+
+
+def test_settle_writes_in_the_clean_exit_a_rank_past_0_left_to_it() -> None:
+    rank_0 = report(running(), done(0, 0))
+    assert rank_0 is not None
+    s = settle(rank_0, Retry(), attempt=1, owners=OWNERS, results={"n0": "ok", "n1": "ok"})
+    assert s is not None and s.state is JobState.SUCCEEDED and s.exit_code == 0
+    assert [(n.name, n.exit_code, n.failure_kind) for n in s.nodes] == [("n0", 0, None), ("n1", 0, None)]
+    assert all(n.finished_at for n in s.nodes)
+
+
+def test_a_report_on_a_run_rank_0_never_marked_is_kept_and_decides() -> None:
+    queued = running().moved_to(JobState.QUEUED)  # rank 0's PREPARING mark never landed
+    s = report(queued, done(1, 3, FailureKind.USER))
+    assert s is not None and s.nodes[1].failure_kind is FailureKind.USER
+    settled = settle(s, Retry(), attempt=1, owners=OWNERS, results={"n0": "ok", "n1": "ok"})
+    assert settled is not None and settled.state is JobState.FAILED
+    assert settled.failure_kind is FailureKind.USER, "the failure is never read as a clean exit"
 
 
 def test_settle_of_a_canceled_run_is_canceled_whatever_was_lost() -> None:

@@ -72,7 +72,10 @@ class _Instant:
     def __init__(self, due: list[Callable[[], None]], starts: list[tuple[str, int, int]]) -> None:
         self.due, self.starts = due, starts
 
-    def start(self, run: str, attempt: int, rank: int, size: int, done: Callable[[str], None]) -> None:
+    def start(
+        self, run: str, attempt: int, rank: int, size: int, done: Callable[[str], None], doc: bytes = b""
+    ) -> None:
+        assert RunDoc.decode(doc).owners, "the assignment carries the run's document"
         self.starts.append((run, attempt, rank))
         self.due.append(lambda: done("ok"))
 
