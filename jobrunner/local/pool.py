@@ -45,7 +45,9 @@ from jobrunner.node.doorbell import SUFFIX
 from jobrunner.store.client import STORE_ENV, Store, home_dir
 from jobrunner.store.pool_config import PoolConfig, write_pool_config
 
-LOCAL_AGENT_ARGS = ("--heartbeat-s", "1", "--stale-after-s", "15")
+# a local agent found lost 30 s after it went silent: it writes its blob every 6 s for that
+# (and the leader renews a 30 s lease every 10 s); the doorbell, not the beat, starts work
+LOCAL_AGENT_ARGS = ("--heartbeat-s", "1", "--stale-after-s", "30")
 
 
 class LocalAgent(BaseModel):

@@ -82,7 +82,7 @@ from jobrunner.store.client import RUNS, Store
 from jobrunner.store.datastores import LOCAL, Datastores
 from jobrunner.store.poison import fail_damaged_run, quarantine
 from jobrunner.store.status import DamagedRunFileError, parse_run_file
-from jobrunner.sweep.conductor import PASS_S, SweepConductor
+from jobrunner.sweep.conductor import IDLE_PASS_S, PASS_S, SweepConductor
 from jobrunner.tracking.runs import preload_client
 
 EXTRA_PORTS = 4  # per agent and gang, for per-task ports (TensorFlow)
@@ -275,9 +275,11 @@ class Agent:
         self._published: PoolReport | None = None
         self.gauges = DemandGauges(store, config.pool)
         # a sweep's passes follow the scheduler's: at most every 2 s while one runs, every
-        # 3 passes (15 s by default) while there is none
+        # 3 passes (90 s by default) while there is none; a local pool's doorbell wakes the
+        # conductor on a submit, so there the listing is only for a ring it missed
         pass_s = config.protocol.pass_s
-        self.sweeps = SweepConductor(store, config.pool, pass_s=min(PASS_S, pass_s), idle_pass_s=3 * pass_s)
+        idle_pass_s = 3 * pass_s if config.doorbell is None else max(3 * pass_s, IDLE_PASS_S)
+        self.sweeps = SweepConductor(store, config.pool, pass_s=min(PASS_S, pass_s), idle_pass_s=idle_pass_s)
 
     # ---------------------------------------------------------------------- loop
     def serve(self, stop: threading.Event) -> None:

@@ -49,7 +49,9 @@ from jobrunner.sweep.parent import (
 from jobrunner.sweep.pool_backend import PoolTrialBackend
 
 PASS_S = 2.0  # at most this often while a sweep runs; trials take seconds at the least
-IDLE_PASS_S = 15.0  # while the pool has no sweep (the agent makes it 3 scheduler passes)
+IDLE_PASS_S = (
+    15.0  # while the pool has no sweep (the agent: 3 scheduler passes, this at least with a doorbell)
+)
 
 log = logging.getLogger(__name__)
 
