@@ -88,6 +88,7 @@ from jobrunner.tracking.runs import preload_client
 EXTRA_PORTS = 4  # per agent and gang, for per-task ports (TensorFlow)
 LEASE_MIN_S = 15  # Azure's shortest blob lease
 STOP_PATIENCE_S = 120.0  # how long a stopping agent waits for its attempt's report
+FINISH_PATIENCE_S = 5.0  # ... and for the MLflow runs of the runs it settled to be ended
 _SLICE_S = 0.25  # the loop looks at its stop event at least this often
 DOORBELL_LOOK_FACTOR = 10  # an idle node with a doorbell looks this many heartbeats apart at first
 
@@ -266,7 +267,7 @@ class Agent:
             self.pool_store, config.name, incarnation, self.executor, config.protocol,
             facts={"endpoint": self._endpoint()}, on_state=self._on_state, clock=time.monotonic,
         )  # fmt: skip
-        judge = RunJudge(store, config.pool, tracking_uri=config.tracking_uri)
+        self.judge = judge = RunJudge(store, config.pool, tracking_uri=config.tracking_uri)
         self.leader = Leader(
             self.pool_store, f"{config.name}#{incarnation}", config.protocol,
             judge=judge, admit=judge.admit, refuse=judge.refuse, on_poison=self._poison,
@@ -374,6 +375,7 @@ class Agent:
         if self.leader.leading:
             self.leader.next_pass = 0.0
             self.leader.step(now)  # conclude what this node just reported, before the lease lapses
+        self.judge.close(FINISH_PATIENCE_S)
         if bell is not None:
             bell.close()
         if self.preemption is not None:

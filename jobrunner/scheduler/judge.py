@@ -13,14 +13,20 @@ policy) and answers with what the protocol must do next: `ok`, `fail`, `canceled
 Settling is idempotent: a leader that crashed after writing the status and before its own
 document asks again and gets the same answer from the status it wrote.
 
+A run that ended has its MLflow run ended too, on the judge's own thread, after the pass
+that settled it.
+
 Failure modes: StoreError propagates (the protocol retries the conclusion on its next pass);
-a run whose files are gone or damaged is failed with the reason, never retried forever.
+a run whose files are gone or damaged is failed with the reason, never retried forever; a
+tracking server that fails leaves the MLflow run saying it runs on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from jobrunner.api import FailureKind, JobState
 from jobrunner.errors import NotFoundError, TrainstackError
@@ -55,6 +61,7 @@ class RunJudge:
     def __init__(self, store: Store, pool: str, *, tracking_uri: str | None = None) -> None:
         self.store, self.pool, self.tracking_uri = store, pool, tracking_uri
         self._size: tuple[float, int | None] | None = None  # (read at, the pool's largest size)
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-finish")
 
     def refuse(self, doc: RunDoc) -> str | None:
         """Why the run just taken in can never start, its status failed with that reason: a gang
@@ -114,10 +121,23 @@ class RunJudge:
         self._finish_tracking(ref, status)
         return _next_step(status, doc)
 
+    def close(self, patience_s: float) -> None:
+        """Wait up to `patience_s` for the MLflow runs still being ended; the rest say they run on."""
+        done = threading.Event()
+        self._finisher.submit(done.set)
+        done.wait(patience_s)
+        self._finisher.shutdown(wait=False, cancel_futures=True)
+
     def _finish_tracking(self, ref: RunRef, status: RunStatus) -> None:
+        """End the run's MLflow run on the judge's own thread: a call to the tracking server
+        must not hold up the scheduler's pass (what it costs is not the next job's wait)."""
         if self.tracking_uri is not None and status.state.terminal:
-            with contextlib.suppress(TrainstackError):  # the MLflow run only says it runs on
-                finish_tracking_run(self.store, ref, status.state)
+            self._finisher.submit(_finish_quietly, self.store, ref, status.state)
+
+
+def _finish_quietly(store: Store, ref: RunRef, state: JobState) -> None:
+    with contextlib.suppress(TrainstackError):  # the MLflow run only says it runs on
+        finish_tracking_run(store, ref, state)
 
 
 def _next_step(status: RunStatus, doc: RunDoc) -> str:

@@ -41,6 +41,7 @@ from jobrunner.store.client import RUNS, Store
 from jobrunner.store.status import RunRef
 
 RECORD_BLOB = "tracking.json"
+_EXPERIMENT_IDS: dict[tuple[str, str], str] = {}  # (tracking URI, experiment name) -> id, per process
 RECORD_WAIT_FIRST_S = 0.25  # a waiting node's second read of the record; each next one twice as late
 RUN_ID_TAG = "trainstack.run_id"  # the job run's id, on its MLflow run
 EXPERIMENT_TAG = "trainstack.experiment"  # the job run's experiment folder in the store
@@ -199,15 +200,22 @@ def open_tracking_run(
         return found
     client = _client(uri)
     experiment = spec.experiment_name or ref.experiment
-    experiment_id = _experiment_id(client, uri, experiment)
     # the job's own tags too (a sweep's trial: its parameters), as Azure ML shows them
     own = {str(k): str(v) for k, v in (spec.tags or {}).items()}
     tags = {**own, RUN_ID_TAG: ref.id, EXPERIMENT_TAG: ref.experiment, POOL_TAG: pool}
-    created = _call(
-        uri,
-        "creating the run",
-        lambda: client.create_run(experiment_id, run_name=spec.display_name or ref.id, tags=tags),
-    )
+
+    def create(experiment_id: str) -> Any:
+        return client.create_run(experiment_id, run_name=spec.display_name or ref.id, tags=tags)
+
+    experiment_id = _experiment_id(client, uri, experiment)
+    try:
+        created = _call(uri, "creating the run", lambda: create(experiment_id))
+    except TrackingError:
+        if _EXPERIMENT_IDS.pop((uri, experiment), None) is None:
+            raise
+        # the id known from an earlier run may be gone (the experiment deleted): look it up again
+        experiment_id = _experiment_id(client, uri, experiment)
+        created = _call(uri, "creating the run", lambda: create(experiment_id))
     record = TrackingRecord(
         uri=uri, run_id=created.info.run_id, experiment_id=experiment_id, experiment=experiment
     )
@@ -239,17 +247,25 @@ def _wait_for_record(store: Store, ref: RunRef, wait_s: float) -> TrackingRecord
 
 
 def _experiment_id(client: Any, uri: str, name: str) -> str:
+    """The id of experiment `name` on `uri` (made when missing), looked up once per process:
+    an agent runs many jobs of few experiments, and each lookup is a call to the server."""
+    known = _EXPERIMENT_IDS.get((uri, name))
+    if known is not None:
+        return known
     found = _call(uri, f"looking up experiment {name!r}", lambda: client.get_experiment_by_name(name))
     if found is not None:
-        return str(found.experiment_id)
-    try:
-        return str(client.create_experiment(name))
-    except Exception:
-        # created by another node meanwhile
-        again = _call(uri, f"looking up experiment {name!r}", lambda: client.get_experiment_by_name(name))
-        if again is None:
-            raise TrackingError(f"tracking server {uri}: cannot create experiment {name!r}") from None
-        return str(again.experiment_id)
+        experiment_id = str(found.experiment_id)
+    else:
+        try:
+            experiment_id = str(client.create_experiment(name))
+        except Exception:
+            # created by another node meanwhile
+            again = _call(uri, f"looking up experiment {name!r}", lambda: client.get_experiment_by_name(name))
+            if again is None:
+                raise TrackingError(f"tracking server {uri}: cannot create experiment {name!r}") from None
+            experiment_id = str(again.experiment_id)
+    _EXPERIMENT_IDS[(uri, name)] = experiment_id
+    return experiment_id
 
 
 def tracking_env(record: TrackingRecord) -> dict[str, str]:

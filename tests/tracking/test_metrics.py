@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -51,6 +52,11 @@ def test_mlflow_own_client_reads_the_same_values(
     )
     assert len(runs) == 1, "one MLflow run per job run, shared by both nodes"
     mlflow_run = runs[0]
+    # the scheduler ends the MLflow run just after the pass that settled the job run
+    deadline = time.monotonic() + 30
+    while mlflow_run.info.status != "FINISHED" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        mlflow_run = client.get_run(mlflow_run.info.run_id)
     assert mlflow_run.info.status == "FINISHED"
     assert mlflow_run.data.params["steps"] == "50"
     ours = metrics_json(tracked_pool, example_run)["metrics"]
