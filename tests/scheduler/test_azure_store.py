@@ -13,7 +13,15 @@ import pytest
 
 from jobrunner.errors import ConflictError, NotFoundError, StoreError
 from jobrunner.scheduler.azure_store import AzurePoolStore
-from jobrunner.scheduler.protocol import RUNS, Leader, NodeAgent, ProtocolSettings, RunDoc, submit
+from jobrunner.scheduler.protocol import (
+    RUNS,
+    Leader,
+    NodeAgent,
+    ProtocolSettings,
+    RunDoc,
+    cancel_queued,
+    submit,
+)
 from jobrunner.store.client import Retry, Store
 
 FAST = ProtocolSettings(
@@ -110,3 +118,34 @@ def test_a_leader_and_three_nodes_run_a_gang_and_a_single_job_once_each(azurite:
     assert {r: d.state for r, d in docs.items()} == {"run-gang": "succeeded", "run-single": "succeeded"}
     assert sorted(starts) == [("run-gang", 1, 0), ("run-gang", 1, 1), ("run-single", 1, 0)]
     assert sum(leader.leading for leader in leaders) == 1
+
+
+def test_a_cancel_before_the_leader_took_the_submission_in_ends_it_unrun(azurite: str) -> None:
+    """The cancel mark comes first, the submission's message after it: the leader writes a
+    canceled document in the run's place, the intake then finds the run ended, and no node
+    ever starts it, while the run submitted after it runs."""
+    store = _store(azurite, "sched-cancel-early")
+    due: list[Callable[[], None]] = []
+    starts: list[tuple[str, int, int]] = []
+    node = NodeAgent(store, "vm-0", "vm-0#1", _Instant(due, starts), FAST)
+    leader = Leader(store, node.incarnation, FAST)
+    submit(store, RunDoc("run-early", 1, 600.0))
+    cancel_queued(store, "run-early")
+    submit(store, RunDoc("run-after", 1, 600.0))
+    deadline = time.monotonic() + 60
+    docs: dict[str, RunDoc] = {}
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        node.step(now)
+        leader.step(now, idle=node.idle)
+        while due:
+            due.pop(0)()
+        docs = {}
+        for run in ("run-early", "run-after"):
+            with contextlib.suppress(NotFoundError):
+                docs[run] = RunDoc.decode(store.get(RUNS + run)[0])
+        if docs.get("run-after", RunDoc("", 1, None)).state == "succeeded" and "run-early" in docs:
+            break
+        time.sleep(0.1)
+    assert {r: d.state for r, d in docs.items()} == {"run-early": "canceled", "run-after": "succeeded"}
+    assert starts == [("run-after", 1, 0)], "the canceled run never reached a node"
