@@ -91,15 +91,14 @@ class _Instant:
         pass
 
 
-def test_a_leader_and_three_nodes_run_a_gang_and_a_single_job_once_each(azurite: str) -> None:
-    store = _store(azurite, "sched-run")
-    due: list[Callable[[], None]] = []
-    starts: list[tuple[str, int, int]] = []
-    nodes = [NodeAgent(store, f"vm-{i}", f"vm-{i}#1", _Instant(due, starts), FAST) for i in range(3)]
+def _run_pool(
+    store: AzurePoolStore, nodes: list[NodeAgent], due: list[Callable[[], None]], runs: tuple[str, ...],
+    done: Callable[[dict[str, RunDoc]], bool], timeout_s: float,
+) -> tuple[dict[str, RunDoc], list[Leader]]:  # fmt: skip
+    """Step the nodes and a leader on each until `done` holds of the runs' documents (those
+    written: the leader writes one when it assigns or ends the run)."""
     leaders = [Leader(store, n.incarnation, FAST) for n in nodes]
-    submit(store, RunDoc("run-gang", 2, 600.0))
-    submit(store, RunDoc("run-single", 1, 600.0))
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + timeout_s
     docs: dict[str, RunDoc] = {}
     while time.monotonic() < deadline:
         now = time.monotonic()
@@ -109,12 +108,26 @@ def test_a_leader_and_three_nodes_run_a_gang_and_a_single_job_once_each(azurite:
         while due:
             due.pop(0)()
         docs = {}
-        for run in ("run-gang", "run-single"):
-            with contextlib.suppress(NotFoundError):  # none yet: the leader writes it when it assigns
+        for run in runs:
+            with contextlib.suppress(NotFoundError):
                 docs[run] = RunDoc.decode(store.get(RUNS + run)[0])
-        if len(docs) == 2 and all(d.state == "succeeded" for d in docs.values()):
+        if done(docs):
             break
         time.sleep(0.1)
+    return docs, leaders
+
+
+def test_a_leader_and_three_nodes_run_a_gang_and_a_single_job_once_each(azurite: str) -> None:
+    store = _store(azurite, "sched-run")
+    due: list[Callable[[], None]] = []
+    starts: list[tuple[str, int, int]] = []
+    nodes = [NodeAgent(store, f"vm-{i}", f"vm-{i}#1", _Instant(due, starts), FAST) for i in range(3)]
+    submit(store, RunDoc("run-gang", 2, 600.0))
+    submit(store, RunDoc("run-single", 1, 600.0))
+    docs, leaders = _run_pool(
+        store, nodes, due, ("run-gang", "run-single"),
+        lambda d: len(d) == 2 and all(r.state == "succeeded" for r in d.values()), timeout_s=90,
+    )  # fmt: skip
     assert {r: d.state for r, d in docs.items()} == {"run-gang": "succeeded", "run-single": "succeeded"}
     assert sorted(starts) == [("run-gang", 1, 0), ("run-gang", 1, 1), ("run-single", 1, 0)]
     assert sum(leader.leading for leader in leaders) == 1
@@ -127,25 +140,13 @@ def test_a_cancel_before_the_leader_took_the_submission_in_ends_it_unrun(azurite
     store = _store(azurite, "sched-cancel-early")
     due: list[Callable[[], None]] = []
     starts: list[tuple[str, int, int]] = []
-    node = NodeAgent(store, "vm-0", "vm-0#1", _Instant(due, starts), FAST)
-    leader = Leader(store, node.incarnation, FAST)
+    nodes = [NodeAgent(store, "vm-0", "vm-0#1", _Instant(due, starts), FAST)]
     submit(store, RunDoc("run-early", 1, 600.0))
     cancel_queued(store, "run-early")
     submit(store, RunDoc("run-after", 1, 600.0))
-    deadline = time.monotonic() + 60
-    docs: dict[str, RunDoc] = {}
-    while time.monotonic() < deadline:
-        now = time.monotonic()
-        node.step(now)
-        leader.step(now, idle=node.idle)
-        while due:
-            due.pop(0)()
-        docs = {}
-        for run in ("run-early", "run-after"):
-            with contextlib.suppress(NotFoundError):
-                docs[run] = RunDoc.decode(store.get(RUNS + run)[0])
-        if docs.get("run-after", RunDoc("", 1, None)).state == "succeeded" and "run-early" in docs:
-            break
-        time.sleep(0.1)
+    docs, _ = _run_pool(
+        store, nodes, due, ("run-early", "run-after"),
+        lambda d: "run-early" in d and "run-after" in d and d["run-after"].state == "succeeded", timeout_s=60,
+    )  # fmt: skip
     assert {r: d.state for r, d in docs.items()} == {"run-early": "canceled", "run-after": "succeeded"}
     assert starts == [("run-after", 1, 0)], "the canceled run never reached a node"
