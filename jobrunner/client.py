@@ -108,9 +108,11 @@ def queue_run(store: Store, spec: JobSpec, status: RunStatus) -> None:
     with contextlib.suppress(ConflictError):  # an earlier try wrote it and its answer was lost
         create_status(store, status)
     timeout = spec.limits.timeout
+    retry = spec.trainstack.retry
     doc = RunDoc(
         status.id, spec.instance_count, None if timeout is None else float(timeout),
         spec.trainstack.priority, experiment=status.experiment, quota=quota_of(spec, status.experiment),
+        retry=(retry.max_attempts, retry.no_retry_exit_codes),
     )  # fmt: skip
     submit_run(AzurePoolStore(store, status.pool), doc)
     ring(doorbell_folder(status.pool))  # a local pool's idle agents start it now, not at their next poll

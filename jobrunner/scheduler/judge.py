@@ -32,7 +32,7 @@ from jobrunner.api import FailureKind, JobState
 from jobrunner.errors import NotFoundError, TrainstackError
 from jobrunner.scheduler.outcome import settle
 from jobrunner.scheduler.protocol import RunDoc
-from jobrunner.spec.job import JobSpec
+from jobrunner.spec.job import JobSpec, Retry
 from jobrunner.store.client import RUNS, Store
 from jobrunner.store.poison import fail_damaged_run
 from jobrunner.store.pool_config import read_pool_config
@@ -108,11 +108,11 @@ class RunJudge:
         except NotFoundError:
             return "fail"  # its files were deleted: nothing to run again
         try:
-            spec = parse_run_file(JobSpec, self.store.get(RUNS, ref.spec_blob)[0], ref.spec_blob)
+            retry = self._retry(doc, ref)
             owners = tuple(name for name, _ in doc.owners)
             status = update_status(
                 self.store, ref,
-                lambda s: settle(s, spec.trainstack.retry, attempt=doc.attempt, owners=owners,
+                lambda s: settle(s, retry, attempt=doc.attempt, owners=owners,
                                  results=results, undelivered=verdict == "undelivered"),
             )  # fmt: skip
         except (DamagedRunFileError, NotFoundError) as exc:
@@ -120,6 +120,13 @@ class RunJudge:
             return "fail"
         self._finish_tracking(ref, status)
         return _next_step(status, doc)
+
+    def _retry(self, doc: RunDoc, ref: RunRef) -> Retry:
+        """The run's retry policy: as submitted, or from its spec for a submission that did not
+        say it (DamagedRunFileError, NotFoundError)."""
+        if doc.retry is not None:
+            return Retry(max_attempts=doc.retry[0], no_retry_exit_codes=doc.retry[1])
+        return parse_run_file(JobSpec, self.store.get(RUNS, ref.spec_blob)[0], ref.spec_blob).trainstack.retry
 
     def close(self, patience_s: float) -> None:
         """Wait up to `patience_s` for the MLflow runs still being ended; the rest say they run on."""

@@ -26,7 +26,8 @@ whole pool from two listings per pass, whatever its size:
   liveness writes. An attempt therefore costs each of its nodes three requests (the
   assignment, the read that finds it, the result) plus a liveness write per `beat_busy_s`.
 - the pool queue: a submission is one message, the whole of what the leader needs (run,
-  nodes, timeout, priority, quota groups); its insertion time is the store's clock.
+  nodes, timeout, priority, quota groups, the retry policy its settling applies); its
+  insertion time is the store's clock.
 - `pending/~<time>-<leader>-<n>`: an intake batch. The leader takes in what the queue holds
   (up to `intake_rounds` receives of `intake_batch`) as one blob listing each run as
   submitted with its insertion time, then deletes the messages: first attempts cost one
@@ -216,6 +217,9 @@ class RunDoc:
     endpoints: tuple[str, ...] = ()  # what each owner offered its gang (address, ports), rank order
     experiment: str = ""  # where the run's own files live (`runs/<experiment>/<id>/`), when known
     quota: tuple[tuple[str, int], ...] = ()  # (group, the most nodes it may hold): `decide`'s rule 6
+    # the job's retry policy (max_attempts, no_retry_exit_codes), as submitted; None: not said
+    # (a message from an older client), then the judge reads it from the run's spec
+    retry: tuple[int, tuple[int, ...]] | None = None
 
     def encode(self) -> bytes:
         return json.dumps(self.__dict__).encode()
@@ -227,6 +231,8 @@ class RunDoc:
         raw["history"] = tuple(raw["history"])
         raw["endpoints"] = tuple(raw.get("endpoints", ()))
         raw["quota"] = tuple((str(g), int(n)) for g, n in raw.get("quota", ()))
+        retry = raw.get("retry")
+        raw["retry"] = None if retry is None else (int(retry[0]), tuple(int(c) for c in retry[1]))
         return cls(**raw)
 
 
@@ -257,9 +263,30 @@ def parse_submission(body: object) -> RunDoc | str:
     quota = _parse_quota(body.get("quota", {}))
     if isinstance(quota, str):
         return quota
+    retry = _parse_retry(body.get("retry"))
+    if isinstance(retry, str):
+        return retry
     return RunDoc(
-        run, nodes, None if timeout is None else float(timeout), priority, experiment=experiment, quota=quota
-    )
+        run, nodes, None if timeout is None else float(timeout), priority, experiment=experiment, quota=quota,
+        retry=retry,
+    )  # fmt: skip
+
+
+def _parse_retry(value: object) -> tuple[int, tuple[int, ...]] | None | str:
+    """The submission's retry policy, `{"max_attempts": n, "no_retry_exit_codes": [...]}`."""
+    if value is None:
+        return None
+    why = "field `retry`: not a retry policy (`max_attempts` 1 to 100, `no_retry_exit_codes` a list of codes)"
+    if not isinstance(value, dict):
+        return why
+    attempts, codes = value.get("max_attempts"), value.get("no_retry_exit_codes", [])
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 100:
+        return why
+    if not isinstance(codes, list) or len(codes) > 256:
+        return why
+    if any(isinstance(c, bool) or not isinstance(c, int) or not -(2**31) <= c < 2**32 for c in codes):
+        return why
+    return attempts, tuple(codes)
 
 
 def _parse_quota(value: object) -> tuple[tuple[str, int], ...] | str:
@@ -277,8 +304,13 @@ def _parse_quota(value: object) -> tuple[tuple[str, int], ...] | str:
 
 
 def submission_body(doc: RunDoc) -> dict[str, object]:
-    return {"id": doc.id, "nodes": doc.nodes, "timeout_s": doc.timeout_s, "priority": doc.priority,
-            "experiment": doc.experiment, "quota": dict(doc.quota)}  # fmt: skip
+    body: dict[str, object] = {
+        "id": doc.id, "nodes": doc.nodes, "timeout_s": doc.timeout_s, "priority": doc.priority,
+        "experiment": doc.experiment, "quota": dict(doc.quota),
+    }  # fmt: skip
+    if doc.retry is not None:
+        body["retry"] = {"max_attempts": doc.retry[0], "no_retry_exit_codes": list(doc.retry[1])}
+    return body
 
 
 def submit(store: PoolStore, doc: RunDoc) -> None:
