@@ -6,10 +6,14 @@ not wait for the reader."""
 from __future__ import annotations
 
 import collections
+import fcntl
+import os
 import sys
 import threading
+import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,9 +70,32 @@ def test_lines_arrive_whole_and_in_order_however_the_reads_cut_them(tmp_path: Pa
     assert result.processes[0].stderr_tail == ("err 1", "err 2")  # type: ignore[attr-defined]
 
 
+def _kernel_widens_pipes() -> bool:
+    """Whether the kernel gives this user a PIPE_BYTES pipe now: it refuses one while the
+    user's pipe buffers are over `fs.pipe-user-pages-soft` (other tests' jobs hold theirs)."""
+    read, write = os.pipe()
+    try:
+        fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except PermissionError:
+        return False
+    finally:
+        os.close(read)
+        os.close(write)
+    return True
+
+
 def test_the_output_pipe_holds_a_mebibyte(tmp_path: Path) -> None:
-    lines, _ = run(tmp_path, PIPE_SIZE)
-    assert int(lines[0][1]) >= PIPE_BYTES
+    refused = False
+    for _ in range(5):
+        lines, _ = run(tmp_path, PIPE_SIZE)
+        if int(lines[0][1]) >= PIPE_BYTES:
+            return
+        # the kernel may have refused: then the pipe stays as it is, as documented
+        refused = refused or not _kernel_widens_pipes()
+        time.sleep(0.5)
+    if refused:
+        pytest.skip("the kernel refused PIPE_BYTES pipes to this user meanwhile (pipe-user-pages-soft)")
+    raise AssertionError(f"the job's pipe holds {lines[0][1]} bytes, where the kernel gives {PIPE_BYTES}")
 
 
 HUGE_LINE = """
