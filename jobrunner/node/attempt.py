@@ -1,7 +1,7 @@
 """One attempt of a run on one node: stage, prepare, launch, watch, stage out, report.
 
     run_attempt(ctx) -> NodeStatus     (reported to the run's status document, or left to the
-                                        scheduler: the clean exit of a rank past 0)
+                                        scheduler: a clean exit)
 
 `jobrunner.node.launch.run_plan` runs the processes (and stops them all on the first failure or
 at `limits.timeout` -> TIMEOUT). Beside it a supervisor thread (torchelastic's shape: poll,
@@ -73,7 +73,7 @@ from jobrunner.node.staging import OutputSync, stage_inputs, unpack_code
 from jobrunner.node.worker import Worker
 from jobrunner.plan.launch_plan import plan_launch
 from jobrunner.scheduler.outcome import report
-from jobrunner.spec.job import JobSpec
+from jobrunner.spec.job import JobSpec, MpiDistribution
 from jobrunner.store.client import RUNS, Store
 from jobrunner.store.datastores import LOCAL, Datastores
 from jobrunner.store.run_sas import run_store_access
@@ -170,13 +170,16 @@ def run_attempt(ctx: AttemptContext) -> NodeStatus:
 
 
 def _reports_itself(ctx: AttemptContext, result: NodeStatus) -> bool:
-    """Whether this node writes its part into the status document: rank 0 always (the run's
-    first word, and the report MPI's other nodes wait for), and every node with something to
-    say. A rank past 0 that exited 0 with nothing to say leaves it to the scheduler, which
-    writes it in from the node's `ok` when it settles the attempt
-    (`jobrunner.scheduler.outcome.settle`)."""
+    """Whether this node writes its part into the status document: every node with something
+    to say, and the rank 0 of an MPI gang, whose report the other nodes wait for. A node that
+    exited 0 with nothing to say leaves it to the scheduler, which writes it in from the
+    node's `ok` when it settles the attempt (`jobrunner.scheduler.outcome.settle`): a read and
+    a write fewer per node."""
     clean = result.exit_code == 0 and result.failure_kind is None and result.reason is None
-    return ctx.gang.node_rank == 0 or not clean
+    awaited = (
+        ctx.gang.node_rank == 0 and ctx.gang.size > 1 and isinstance(ctx.spec.distribution, MpiDistribution)
+    )
+    return awaited or not clean
 
 
 def _cause(exc: BaseException) -> str:

@@ -12,8 +12,8 @@ each other and settling twice changes nothing.
   `MAX_FREE_REQUEUES` times in a row, so that a job that breaks every node still ends.
 - `settle` is the pool scheduler's conclusion of an attempt (`jobrunner.scheduler.judge`): it
   writes the part of every node that could not report itself (lost, never delivered, ended
-  without a report) and of every node that said `ok` without writing (a rank past 0 that exited
-  0 leaves its part to the scheduler: one read and one write fewer per node), then concludes.
+  without a report) and of every node that said `ok` without writing (a node that exited 0
+  leaves its part to the scheduler: one read and one write fewer per node), then concludes.
   A lost node wins over its peers' failures: a killed peer breaks the collective first, and
   the survivors' errors are not the user's.
 """
@@ -108,7 +108,7 @@ def settle(
         if name in lost:
             kind, why = FailureKind.LOST_NODE, f"node {name} was lost"
         elif results.get(name) == "ok":
-            # a clean exit of a rank past 0 is not written by its node (`jobrunner.node.attempt`)
+            # a clean exit is not written by its node (`jobrunner.node.attempt`)
             out = out.with_node(
                 NodeStatus(name=name, rank=rank, address=address, exit_code=0, finished_at=now)
             )

@@ -42,7 +42,7 @@ from jobrunner.store.status import RunRef
 
 RECORD_BLOB = "tracking.json"
 _EXPERIMENT_IDS: dict[tuple[str, str], str] = {}  # (tracking URI, experiment name) -> id, per process
-RECORD_WAIT_FIRST_S = 0.25  # a waiting node's second read of the record; each next one twice as late
+RECORD_WAIT_FIRST_S = 0.5  # a waiting node's second read of the record; each next one twice as late
 RUN_ID_TAG = "trainstack.run_id"  # the job run's id, on its MLflow run
 EXPERIMENT_TAG = "trainstack.experiment"  # the job run's experiment folder in the store
 POOL_TAG = "trainstack.pool"
