@@ -145,7 +145,7 @@ class AgentConfig(_FileModel):
         "gaps (default 32)",
     )
     stale_after_s: float | None = Field(
-        None, gt=0, description="silence after which the scheduler counts a node lost (default 600)"
+        None, gt=0, description="silence after which the scheduler counts a node lost (default 3600)"
     )
 
     @field_validator("environments")

@@ -1001,7 +1001,7 @@ class PendingIndex:
 
     An attempt lives in a blob of its own (`pending/<run>`: a requeue, or a cancel mark) or,
     when it is a first attempt as submitted, in the intake batch that took it in
-    (`pending/~<time>-<message>`: many runs, one blob). A run's own blob wins over a batch,
+    (`pending/~<time>-<leader>-<n>`: many runs, one blob). A run's own blob wins over a batch,
     and an earlier batch over a later one (a message that came back is taken in once). A
     batch is spent once none of its runs is pending there any more, and is then deleted."""
 
@@ -1026,7 +1026,7 @@ class PendingIndex:
         self._add(run, entry)
 
     def put_batches(self, batch: BlobEntry, items: tuple[tuple[RunDoc, float], ...]) -> None:
-        """The first attempts this leader just wrote in the intake batch `batch`."""
+        """The first attempts held in the intake batch `batch` (as written, or as listed)."""
         self._batches[batch.name] = (batch.etag, items)
         self._members.setdefault(batch.name, set())
         for doc, at in items:
@@ -1102,11 +1102,7 @@ class PendingIndex:
         for e in entries:
             self.put(e)
         for name in sorted(n for n in batches if n not in self._batches):  # earlier batches first
-            batch, items = batches[name]
-            self._batches[name] = (batch.etag, items)
-            self._members.setdefault(name, set())
-            for doc, at in items:
-                self._hold(batch, doc, at)
+            self.put_batches(*batches[name])
 
     def ordered(self, skip: set[str]) -> tuple[QueuedJob, ...]:
         """The pending attempts in order, but for the runs in `skip`."""
