@@ -42,6 +42,7 @@ from jobrunner.local.azurite import free_port
 GOAL_RATIO = 1.03
 IDLE_S = 20.0  # the idle pool watched before the rounds
 SETTLE_S = 15.0  # after the agents said they are idle, before that
+BY_HAND_TIMEOUT_S = 120.0  # two torchruns by hand, beyond a fiftieth of a second per step
 EXAMPLE = REPO / "examples" / "ddp"
 
 
@@ -74,10 +75,22 @@ def two_torchruns(steps: int) -> float:
             # to files: a pipe read after the other node's would fill and stall the collective
             with open(log, "wb") as f:
                 procs.append(subprocess.Popen(argv, cwd=EXAMPLE, stdout=f, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + BY_HAND_TIMEOUT_S + steps / 50
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        hung = [rank for rank, p in enumerate(procs) if p.poll() is None]
         for p in procs:
-            p.wait()
-        if any(p.returncode for p in procs):
-            raise RuntimeError(f"two torchruns failed: {logs[0].read_text()[-2000:]}")
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if hung or any(p.returncode for p in procs):
+            # a node that fails leaves the other waiting in torchrun's exit barrier (300 s)
+            said = "; ".join(
+                f"node {rank} {'did not end' if rank in hung else f'exited {p.returncode}'}: "
+                f"{log.read_text(errors='replace')[-1500:]}"
+                for rank, (p, log) in enumerate(zip(procs, logs, strict=True))
+            )
+            raise RuntimeError(f"two torchruns failed: {said}")
         return float(json.loads((Path(out) / "metrics.json").read_text())["seconds"])
 
 
