@@ -47,6 +47,7 @@ from azure.storage.queue import (
     QueueMessage,
     QueueServiceClient,
 )
+from requests.utils import get_environ_proxies
 
 from jobrunner.errors import ConflictError, NotFoundError, StoreError
 from jobrunner.local.azurite import ensure_local_azurite, project_root
@@ -101,6 +102,12 @@ class BlobInfo:
     etag: str
 
 
+def environment_proxies(url: str) -> dict[str, str] | None:
+    """The proxies `HTTP_PROXY`/`HTTPS_PROXY` name for `url`, unless `NO_PROXY` exempts its host:
+    what the SDK's transport would work out on every request, worked out once."""
+    return get_environ_proxies(url, no_proxy=None) or None
+
+
 def _transient(exc: AzureError) -> bool:
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return True
@@ -143,19 +150,33 @@ class Store:
     def connect(cls, target: str, *, retry: Retry | None = None) -> Store:
         """A store from a connection string or a blob account URL (see the module docstring)."""
         # The SDK's own retries are off: `_call` retries, with one policy and one error type.
-        options: dict[str, Any] = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 60}
+        # The environment's proxy settings are read here, once per service (its host is fixed),
+        # instead of by the transport on every request (the whole environment and ~/.netrc).
+        options: dict[str, Any] = {
+            "retry_total": 0,
+            "connection_timeout": 5,
+            "read_timeout": 60,
+            "use_env_settings": False,
+        }
         try:
             if "=" in target and ";" in target:
                 blobs = BlobServiceClient.from_connection_string(target, **options)
+                if proxies := environment_proxies(blobs.url):
+                    blobs = BlobServiceClient.from_connection_string(target, proxies=proxies, **options)
                 queues = QueueServiceClient.from_connection_string(target, **options)
+                if proxies := environment_proxies(queues.url):
+                    queues = QueueServiceClient.from_connection_string(target, proxies=proxies, **options)
                 description = blobs.url
             elif target.startswith("https://") and ".blob." in target:
                 from azure.identity import DefaultAzureCredential
 
                 credential = DefaultAzureCredential()
-                blobs = BlobServiceClient(target, credential=credential, **options)
+                queue_url = target.replace(".blob.", ".queue.")
+                blobs = BlobServiceClient(
+                    target, credential=credential, proxies=environment_proxies(target), **options
+                )
                 queues = QueueServiceClient(
-                    target.replace(".blob.", ".queue."), credential=credential, **options
+                    queue_url, credential=credential, proxies=environment_proxies(queue_url), **options
                 )
                 description = target
             else:

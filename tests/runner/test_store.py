@@ -84,3 +84,25 @@ def test_unreachable_store_gives_up_with_store_error_after_its_attempts() -> Non
 def test_bad_store_setting_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="neither a connection string"):
         Store.connect("ftp://nowhere")
+
+
+def test_the_environments_proxy_is_honoured_though_read_once(
+    azurite: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The proxy named in the environment is a closed port: calls fail through it, unless
+    # NO_PROXY exempts the store's host. Both are read when the store is connected.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxied = Store.connect(azurite, retry=Retry(attempts=2, base_s=0.05))
+    with pytest.raises(StoreError):
+        proxied.put("proxied", "a.txt", b"x")
+    with pytest.raises(StoreError):
+        proxied.send("pool-proxied", "x")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = Store.connect(azurite, retry=Retry(attempts=2, base_s=0.05))
+    direct.put("proxied", "a.txt", b"x")
+    direct.send("pool-proxied", "x")
+    # the first client keeps what it read
+    with pytest.raises(StoreError):
+        proxied.get("proxied", "a.txt")
