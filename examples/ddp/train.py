@@ -104,7 +104,7 @@ def leave_without_finalizing() -> None:
     """Exit 0 now, skipping the interpreter's shutdown. gloo's worker threads free a finished
     collective's tensors on their own time, and one that does so while the interpreter is
     finalizing cannot take the GIL and aborts the process (SIGABRT, "terminate called without
-    an active exception") after the training is done: one run in about twenty under load.
+    an active exception") after the training is done: about one run in twenty-five under load.
     Everything is written and closed by now; only the streams need flushing."""
     sys.stdout.flush()
     sys.stderr.flush()

@@ -91,9 +91,10 @@ def test_the_environments_proxy_is_honoured_though_read_once(
 ) -> None:
     # The proxy named in the environment is a closed port: calls fail through it, unless
     # NO_PROXY exempts the store's host. Both are read when the store is connected.
+    # (the lower-case names win where both are set: a machine's own proxy must not answer)
+    for name in ("http_proxy", "all_proxy", "ALL_PROXY", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
     proxied = Store.connect(azurite, retry=Retry(attempts=2, base_s=0.05))
     with pytest.raises(StoreError):
         proxied.put("proxied", "a.txt", b"x")
